@@ -1,0 +1,166 @@
+"""The ``stacwatchd`` command line: thin wrappers that turn errors into one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from stacwatchd import __version__
+from stacwatchd.config import Settings, load_settings
+from stacwatchd.errors import StacwatchdError
+from stacwatchd.log import configure, get_logger
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    configure(args.log_format, args.log_level)
+    try:
+        return int(args.func(args))
+    except StacwatchdError as error:
+        print(f"stacwatchd: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stacwatchd", description="Keep a STAC catalog in sync with folders of rasters.")
+    parser.add_argument("--version", action="version", version=f"stacwatchd {__version__}")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    item = sub.add_parser("item", help="print the STAC Item for one file, or why it cannot be cataloged")
+    item.add_argument("path", type=Path)
+    _config_option(item)
+    item.add_argument("--collection", help="collection id (default: from the watch or the folder name)")
+    item.set_defaults(func=_cmd_item)
+
+    validate = sub.add_parser("validate", help="validate a catalog (or one STAC JSON file) offline")
+    validate.add_argument("root", type=Path, nargs="?", help="catalog root folder, catalog.json or any STAC JSON file")
+    _config_option(validate)
+    validate.add_argument("--schemas", type=Path, help="folder of STAC schemas laid out by URL")
+    validate.add_argument("--schema-cache", type=Path, help="where fetched schemas are cached")
+    validate.add_argument("--network", action="store_true", help="fetch schemas that are not in --schemas")
+    validate.add_argument("--lenient", action="store_true", help="warn instead of fail for schemas that cannot be checked")
+    validate.add_argument("--check-assets", action="store_true", help="also check that local asset files exist")
+    validate.set_defaults(func=_cmd_validate)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate the configuration and print it, secrets masked")
+    _config_option(check)
+    check.set_defaults(func=_cmd_config_check)
+
+    demo = sub.add_parser("demo", help="catalog a folder of sample rasters and show the result")
+    demo.add_argument("--dir", type=Path, default=Path("stacwatchd-demo"), help="where the demo writes (default ./stacwatchd-demo)")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _cmd_item(args: argparse.Namespace) -> int:
+    from stacwatchd.items import Rejection, Rules, build, item_to_dict
+    from stacwatchd.stacjson import dumps
+
+    settings = _settings(args)
+    path: Path = args.path.absolute()
+    if not path.is_file():
+        return _reject(Rejection(path, "no such file" if not path.exists() else "not a regular file", "not_a_file"), args)
+    watch = settings.watch_for(path)
+    rules = Rules.from_watch(watch) if watch else Rules.for_folder(path.parent)
+    if args.collection:
+        rules = Rules(
+            collection_id=args.collection,
+            root=rules.root,
+            items=rules.items,
+            collection=rules.collection,
+            include=rules.include,
+            exclude=rules.exclude,
+        )
+    result = build(path, rules)
+    if isinstance(result, Rejection):
+        return _reject(result, args)
+    sys.stdout.buffer.write(dumps(item_to_dict(result.item)))
+    return EXIT_OK
+
+
+def _reject(rejection: object, args: argparse.Namespace) -> int:
+    """One line on stderr: a structured event in JSON mode, plain words otherwise."""
+    from stacwatchd.items import Rejection
+
+    assert isinstance(rejection, Rejection)
+    if args.log_format == "json":
+        get_logger().error("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
+    else:
+        print(f"stacwatchd: cannot catalog {rejection.path}: {rejection.reason}", file=sys.stderr)
+    return EXIT_REJECTED
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from stacwatchd.validate import SchemaStore, validate_catalog, validate_object
+    from stacwatchd.stacjson import loads
+
+    settings = _settings(args)
+    root: Path = args.root or settings.catalog.root
+    store = SchemaStore(directory=args.schemas, cache_dir=args.schema_cache, allow_network=args.network)
+    strict = not args.lenient
+    if root.is_file() and root.name not in ("catalog.json", "collection.json"):
+        try:
+            obj = loads(root.read_bytes())
+        except (OSError, ValueError) as exc:
+            print(f"{root}: cannot parse: {exc}", file=sys.stderr)
+            return EXIT_REJECTED
+        report = validate_object(obj, store, strict=strict, path=root)
+        problems, unchecked = report.problems, report.unchecked
+        summary = f"{root}: 1 object"
+    else:
+        catalog_report = validate_catalog(root, store, strict=strict, check_assets=args.check_assets)
+        problems, unchecked = catalog_report.problems, catalog_report.unchecked
+        summary = (
+            f"{root}: {catalog_report.catalogs} catalogs, {catalog_report.collections} collections, "
+            f"{catalog_report.items} items"
+        )
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    for url in unchecked:
+        print(f"warning: not checked, schema unavailable: {url}", file=sys.stderr)
+    status = "valid" if not problems else f"{len(problems)} problems"
+    print(f"{summary}: {status}")
+    return EXIT_OK if not problems else EXIT_REJECTED
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stacwatchd.demo import run_demo
+
+    return run_demo(args.dir)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The Settings tree: one validated object read from TOML plus ``STACWATCHD_*`` variables.
+
+Everything else in stacwatchd receives these typed objects, never raw dicts or
+``os.environ``; validation happens once, at start-up, with errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from stacwatchd.errors import ConfigError
+
+ENV_PREFIX = "STACWATCHD_"
+STATE_DIRNAME = ".stacwatchd"
+
+# Date stamps commonly found in product file names, most specific first. Each is
+# anchored so that it does not match inside a longer run of digits.
+DEFAULT_FILENAME_PATTERNS: tuple[str, ...] = (
+    r"(?<!\d)(?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:?\d{2}:?\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)(?!\d)",
+    r"(?<!\d)(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})T(?P<hour>\d{2})(?P<minute>\d{2})(?P<second>\d{2})(?:Z)?(?!\d)",
+    r"(?<!\d)(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?!\d)",
+    r"(?<!\d)(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})(?!\d)",
+)
+DEFAULT_DATETIME_TAGS: tuple[str, ...] = ("ACQUISITIONDATETIME", "TIFFTAG_DATETIME")
+DEFAULT_INCLUDE: tuple[str, ...] = ("*.tif", "*.tiff", "*.TIF", "*.TIFF", "*.jp2", "*.JP2")
+DEFAULT_EXCLUDE: tuple[str, ...] = (".*", "*.tmp", "*.part", "*.partial", "~*", ".~*", "*.aux.xml")
+DEFAULT_SIDECARS: tuple[str, ...] = (
+    "{stem}.xml",
+    "{stem}.json",
+    "{stem}.txt",
+    "{stem}_MTL.txt",
+    "{stem}.MTL",
+)
+
+_DATE_GROUPS = {"year", "month", "day", "hour", "minute", "second", "doy"}
+_SEARCHABLE = re.compile(r"[^a-z0-9_-]+")
+
+
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]
+
+
+def searchable(value: str) -> str:
+    """Lower-case an identifier the way the best practices ask for searchable fields."""
+    return _SEARCHABLE.sub("-", value.strip().lower()).strip("-")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatetimeRule(_Model):
+    """One way to find an Item's datetime; rules are tried in order."""
+
+    source: Literal["filename", "gdal", "mtime"]
+    pattern: Regex | None = None
+    match: Literal["name", "path"] = "name"
+    tags: tuple[str, ...] = DEFAULT_DATETIME_TAGS
+
+    @model_validator(mode="after")
+    def _pattern_fits_source(self) -> DatetimeRule:
+        if self.source == "filename":
+            if not self.pattern:
+                raise ValueError("a filename rule needs a 'pattern'")
+            groups = set(re.compile(self.pattern).groupindex)
+            usable = (
+                "datetime" in groups
+                or {"start_datetime", "end_datetime"} <= groups
+                or ("year" in groups and ({"month", "day"} <= groups or "doy" in groups))
+            )
+            if not usable:
+                raise ValueError(
+                    "pattern needs a named group 'datetime', or 'start_datetime' and "
+                    "'end_datetime', or date parts 'year' with 'month'+'day' or 'doy'"
+                )
+        elif self.pattern is not None:
+            raise ValueError(f"'pattern' only applies to filename rules, not {self.source!r}")
+        return self
+
+
+def _default_datetime_rules() -> tuple[DatetimeRule, ...]:
+    return (
+        *(DatetimeRule(source="filename", pattern=p) for p in DEFAULT_FILENAME_PATTERNS),
+        DatetimeRule(source="gdal"),
+    )
+
+
+class Provider(_Model):
+    name: str
+    roles: tuple[Literal["licensor", "producer", "processor", "host"], ...] = ()
+    url: str | None = None
+    description: str | None = None
+
+
+class CollectionSettings(_Model):
+    """A collection's descriptive metadata and the per-collection Item properties."""
+
+    id: str | None = None
+    title: str | None = None
+    description: str | None = None
+    license: str = "other"
+    keywords: tuple[str, ...] = ()
+    providers: tuple[Provider, ...] = ()
+    platform: str | None = None
+    constellation: str | None = None
+    instruments: tuple[str, ...] = ()
+    gsd: float | None = Field(default=None, gt=0)
+    partition: Literal["none", "year", "year/month", "year/month/day"] = "year/month"
+    summaries: tuple[str, ...] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_safe(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+            raise ValueError("collection id may use only A-Z a-z 0-9 _ - . and not start with '.'")
+        return value
+
+    @field_validator("platform", "constellation")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return searchable(value) if value else value
+
+    @field_validator("instruments")
+    @classmethod
+    def _lower_all(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(searchable(v) for v in value)
+
+
+class ItemRules(_Model):
+    """How a file (or group of files) becomes an Item."""
+
+    id_template: str = "{stem}"
+    datetime: tuple[DatetimeRule, ...] = Field(default_factory=_default_datetime_rules)
+    unlocated: Literal["reject", "null-geometry"] = "reject"
+    precision: int = Field(default=7, ge=0, le=12)
+    densify: int = Field(default=21, ge=2, le=1000)
+    statistics: Literal["off", "approx", "exact"] = "off"
+    checksum: bool = False
+    thumbnail: bool = False
+    legacy_fields: bool = True
+    asset_href_base: str | None = None
+    group_pattern: Regex | None = None
+    sidecars: tuple[str, ...] = DEFAULT_SIDECARS
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _group_has_item(cls, value: str | None) -> str | None:
+        if value is not None and "item" not in re.compile(value).groupindex:
+            raise ValueError("group_pattern needs a named group 'item' (and optionally 'asset')")
+        return value
+
+    @field_validator("id_template")
+    @classmethod
+    def _template_formats(cls, value: str) -> str:
+        try:
+            value.format_map(_AnyKey())
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        return value
+
+
+class _AnyKey(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "x"
+
+
+class WatchSettings(_Model):
+    """One watched folder and the rules for what lands in it."""
+
+    path: Path
+    collection: CollectionSettings = CollectionSettings()
+    items: ItemRules = ItemRules()
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    recursive: bool = True
+    on_delete: Literal["remove", "keep"] = "remove"
+
+    @property
+    def collection_id(self) -> str:
+        """The configured id, else one derived from the folder name."""
+        return self.collection.id or collection_id_for(self.path)
+
+
+def collection_id_for(folder: Path) -> str:
+    """A safe collection id from a folder name (``/data/My Scenes`` → ``My_Scenes``)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", folder.resolve().name or "collection")
+    return re.sub(r"^\.+", "_", name) or "collection"
+
+
+class CatalogSettings(_Model):
+    root: Path = Path("catalog")
+    id: str = "stacwatchd"
+    title: str | None = None
+    description: str = "Rasters cataloged by stacwatchd"
+    self_href: str | None = None
+    state_file: Path | None = None
+
+    @property
+    def state_path(self) -> Path:
+        """Where the state index lives: hidden under the root unless configured."""
+        return self.state_file or self.root / STATE_DIRNAME / "state.db"
+
+
+class LogSettings(_Model):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class PgstacSettings(_Model):
+    dsn: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    batch_size: int = Field(default=500, ge=1, le=50_000)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+    connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    public_base_url: str | None = None
+    canonical_links: bool = True
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one stacwatchd instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    catalog: CatalogSettings = CatalogSettings()
+    watch: tuple[WatchSettings, ...] = ()
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1, le=256)
+    settle_seconds: float = Field(default=2.0, ge=0)
+    reconcile_interval: float = Field(default=600.0, ge=0)
+    item_timeout_seconds: float = Field(default=120.0, gt=0)
+    queue_size: int = Field(default=10_000, ge=1)
+    observer: Literal["auto", "inotify", "polling"] = "auto"
+    log: LogSettings = LogSettings()
+    pgstac: PgstacSettings | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment beats the file, explicit arguments beat both."""
+        toml_path = _TOML_PATH.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    def watch_for(self, path: Path) -> WatchSettings | None:
+        """The watch whose folder holds ``path`` (deepest folder wins)."""
+        path = path.resolve()
+        best: WatchSettings | None = None
+        for watch in self.watch:
+            folder = watch.path.resolve()
+            if path.is_relative_to(folder) and (
+                best is None or len(folder.parts) > len(best.path.resolve().parts)
+            ):
+                best = watch
+        return best
+
+
+_TOML_PATH: ContextVar[Path | None] = ContextVar("stacwatchd_toml_path", default=None)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the configuration, raising ConfigError that names key and file."""
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(path, "configuration file not found")
+        try:
+            with path.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(path, f"not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(path, f"cannot read: {exc.strerror}") from None
+    token = _TOML_PATH.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(path or Path("<environment>"), describe_validation_error(exc)) from None
+    finally:
+        _TOML_PATH.reset(token)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the dotted key, as users write it in TOML."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{key}: {message}")
+    return "; ".join(lines)

@@ -1,0 +1,160 @@
+"""Find an Item's time from its file name, its GDAL tags or (only when asked) its mtime.
+
+Pure functions: name, tags and rules in, a ``Timing`` or ``None`` out. A rule that finds
+nothing yields ``None`` so the next rule is tried; no rule ever falls back to "now".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import PurePath
+
+from stacwatchd.config import DatetimeRule
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """A nominal datetime, or a range, and which rule produced it."""
+
+    datetime: datetime | None
+    start: datetime | None = None
+    end: datetime | None = None
+    source: str = "filename"
+
+    @property
+    def first(self) -> datetime:
+        """The instant that places the Item in time partitions."""
+        value = self.datetime or self.start
+        assert value is not None
+        return value
+
+    @property
+    def last(self) -> datetime:
+        value = self.end or self.datetime
+        assert value is not None
+        return value
+
+
+def find_timing(
+    rules: Sequence[DatetimeRule],
+    *,
+    relative_path: PurePath,
+    tags: Mapping[str, str],
+    mtime_ns: int | None,
+) -> Timing | None:
+    """The first rule, in order, that yields a time."""
+    for rule in rules:
+        timing = _apply(rule, relative_path, tags, mtime_ns)
+        if timing is not None:
+            return timing
+    return None
+
+
+def _apply(
+    rule: DatetimeRule, relative_path: PurePath, tags: Mapping[str, str], mtime_ns: int | None
+) -> Timing | None:
+    if rule.source == "filename":
+        assert rule.pattern is not None
+        text = relative_path.name if rule.match == "name" else relative_path.as_posix()
+        return from_name(_compiled(rule.pattern), text)
+    if rule.source == "gdal":
+        for tag in rule.tags:
+            value = tags.get(tag)
+            parsed = parse_timestamp(value) if value else None
+            if parsed is not None:
+                return Timing(parsed, source=f"gdal:{tag}")
+        return None
+    if mtime_ns is None:
+        return None
+    return Timing(datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).replace(microsecond=0), source="mtime")
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def from_name(pattern: re.Pattern[str], text: str) -> Timing | None:
+    """The first match of ``pattern`` in ``text`` that forms a valid date."""
+    for match in pattern.finditer(text):
+        groups = {k: v for k, v in match.groupdict().items() if v is not None}
+        timing = _from_groups(groups)
+        if timing is not None:
+            return timing
+    return None
+
+
+def _from_groups(groups: Mapping[str, str]) -> Timing | None:
+    if "datetime" in groups:
+        value = parse_timestamp(groups["datetime"])
+        return Timing(value) if value else None
+    if "start_datetime" in groups and "end_datetime" in groups:
+        start = parse_timestamp(groups["start_datetime"])
+        end = parse_timestamp(groups["end_datetime"])
+        if start is None or end is None or end < start:
+            return None
+        return Timing(None, start=start, end=end)
+    return _from_parts(groups)
+
+
+def _from_parts(groups: Mapping[str, str]) -> Timing | None:
+    try:
+        year = int(groups["year"])
+        if "doy" in groups:
+            day = datetime(year, 1, 1, tzinfo=UTC) + timedelta(days=int(groups["doy"]) - 1)
+            if day.year != year:
+                return None
+            month, dom = day.month, day.day
+        else:
+            month, dom = int(groups["month"]), int(groups["day"])
+        value = datetime(
+            year,
+            month,
+            dom,
+            int(groups.get("hour", 0)),
+            int(groups.get("minute", 0)),
+            int(groups.get("second", 0)),
+            tzinfo=UTC,
+        )
+    except (KeyError, ValueError):
+        return None
+    return Timing(value)
+
+
+_TIFF_DATETIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})$")
+_COMPACT = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})(?:T(\d{2}):?(\d{2}):?(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """RFC 3339, compact ISO 8601, or TIFF ``YYYY:MM:DD HH:MM:SS``; UTC when no offset."""
+    text = text.strip()
+    tiff = _TIFF_DATETIME.match(text)
+    if tiff:
+        text = "{}-{}-{}T{}:{}:{}".format(*tiff.groups())
+    match = _COMPACT.match(text)
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        value = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int(float(fraction) * 1_000_000) if fraction else 0,
+            tzinfo=UTC,
+        )
+    except ValueError:
+        return None
+    if offset and offset != "Z":
+        sign = 1 if offset[0] == "+" else -1
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        value -= sign * delta
+    return value

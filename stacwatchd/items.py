@@ -1,0 +1,435 @@
+"""Raster facts + rules → a STAC 1.1 Item (or a Rejection saying why not).
+
+``build`` is what every worker runs: a pure function of the files on disk and the
+rules, with no shared state, so it can run on any thread and be tested alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePath
+from typing import Any
+from urllib.parse import quote
+
+import pystac
+from shapely.geometry import mapping, shape
+from shapely.ops import unary_union
+
+from stacwatchd import __version__
+from stacwatchd.config import (
+    DEFAULT_EXCLUDE,
+    DEFAULT_INCLUDE,
+    CollectionSettings,
+    ItemRules,
+    WatchSettings,
+    collection_id_for,
+)
+from stacwatchd.datetimes import Timing, find_timing
+from stacwatchd.errors import BadId, NoDatetime, StacwatchdError, UnlocatedRaster, UnreadableRaster
+from stacwatchd.raster import (
+    Band,
+    RasterFacts,
+    ReadOptions,
+    geometry_bbox,
+    read_facts,
+    render_thumbnail,
+    round_geometry,
+)
+from stacwatchd.sources import Sources, sidecar_media_type, sources_for
+
+PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
+PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER_V1 = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+RASTER_V2 = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
+FILE_V2 = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+
+THUMBNAIL_NAME = "thumbnail.png"
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Everything the builder needs besides the file: one small typed object."""
+
+    collection_id: str
+    root: Path
+    items: ItemRules = ItemRules()
+    collection: CollectionSettings = CollectionSettings()
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+
+    @classmethod
+    def from_watch(cls, watch: WatchSettings) -> Rules:
+        return cls(
+            collection_id=watch.collection_id,
+            root=watch.path.resolve(),
+            items=watch.items,
+            collection=watch.collection,
+            include=watch.include,
+            exclude=watch.exclude,
+        )
+
+    @classmethod
+    def for_folder(cls, folder: Path, collection_id: str | None = None) -> Rules:
+        """Default rules for a folder nobody configured."""
+        folder = folder.resolve()
+        return cls(collection_id=collection_id or collection_id_for(folder), root=folder)
+
+    def is_data(self, path: Path) -> bool:
+        """Whether a file name is one this collection catalogs as data."""
+        name = path.name
+        if any(fnmatchcase(name, pattern) for pattern in self.exclude):
+            return False
+        return any(fnmatchcase(name, pattern) for pattern in self.include)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a file cannot be cataloged; one clear line for the log and the CLI."""
+
+    path: Path
+    reason: str
+    kind: str
+
+    @classmethod
+    def from_error(cls, error: StacwatchdError, fallback: Path) -> Rejection:
+        return cls(path=error.path or fallback, reason=error.reason, kind=error.kind)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltItem:
+    """An Item plus what the writer needs beside it (thumbnail bytes, the source files)."""
+
+    item: pystac.Item
+    sources: Sources
+    facts: tuple[RasterFacts, ...]
+    timing: Timing
+    thumbnail: bytes | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.item.id
+
+
+def build(path: Path, rules: Rules, *, now: datetime | None = None) -> BuiltItem | Rejection:
+    """The Item that ``path`` (and the files grouped with it) makes, or why there is none."""
+    path = path.absolute()
+    try:
+        sources = sources_for(path, rules.items, rules.is_data)
+        return build_from_sources(sources, rules, now=now or datetime.now(UTC))
+    except StacwatchdError as error:
+        return Rejection.from_error(error, path)
+
+
+def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> BuiltItem:
+    """Assemble an Item from already-grouped sources; raises StacwatchdError subclasses."""
+    options = ReadOptions(
+        precision=rules.items.precision,
+        densify=rules.items.densify,
+        statistics=rules.items.statistics,
+        checksum=rules.items.checksum,
+    )
+    facts = tuple(read_facts(p, options) for _, p in sources.data)
+    primary = facts[0]
+    located = _check_location(facts, rules)
+    timing = find_timing(
+        rules.items.datetime,
+        relative_path=_relative(primary.path, rules.root),
+        tags=primary.tags,
+        mtime_ns=primary.mtime_ns,
+    )
+    if timing is None:
+        raise NoDatetime(
+            primary.path,
+            "no datetime rule matched (no date stamp in the file name and no "
+            "ACQUISITIONDATETIME/TIFFTAG_DATETIME tag)",
+        )
+    item_id = make_id(sources, rules)
+    geometry, bbox = _union_footprint(facts, rules.items.precision) if located else (None, None)
+    item = pystac.Item(
+        id=item_id,
+        geometry=geometry,
+        bbox=list(bbox) if bbox else None,
+        datetime=timing.datetime,
+        start_datetime=timing.start,
+        end_datetime=timing.end,
+        properties=_properties(timing, rules, now),
+        collection=rules.collection_id,
+    )
+    extensions = _extensions(rules.items, located, facts)
+    item.stac_extensions = extensions
+    common = _common_projection(facts, rules.items.legacy_fields) if located else {}
+    item.properties.update(common)
+    for (key, _), fact in zip(sources.data, facts, strict=True):
+        item.add_asset(key, _data_asset(fact, rules, located, exclude=common))
+    for key, sidecar in sources.metadata:
+        item.add_asset(key, _metadata_asset(sidecar, rules))
+    thumbnail = None
+    if rules.items.thumbnail:
+        thumbnail = render_thumbnail(primary.path)
+        item.add_asset(
+            "thumbnail",
+            pystac.Asset(href=f"./{THUMBNAIL_NAME}", media_type="image/png", roles=["thumbnail"], title="Thumbnail"),
+        )
+        item.add_link(pystac.Link("preview", f"./{THUMBNAIL_NAME}", media_type="image/png", title="Thumbnail"))
+    item.add_link(
+        pystac.Link(
+            "via",
+            asset_href(primary.path, rules),
+            media_type=primary.media_type,
+            title=f"Source file {primary.path.name}",
+        )
+    )
+    return BuiltItem(item=item, sources=sources, facts=facts, timing=timing, thumbnail=thumbnail)
+
+
+def _relative(path: Path, root: Path) -> PurePath:
+    try:
+        return path.relative_to(root)
+    except ValueError:
+        return PurePath(path.name)
+
+
+def _check_location(facts: Sequence[RasterFacts], rules: Rules) -> bool:
+    unlocated = [f for f in facts if not f.located]
+    if not unlocated:
+        return True
+    if len(unlocated) < len(facts):
+        raise UnlocatedRaster(
+            unlocated[0].path, f"{unlocated[0].unlocated_reason}, while other files of its Item are located"
+        )
+    if rules.items.unlocated == "reject":
+        raise UnlocatedRaster(
+            unlocated[0].path,
+            f"{unlocated[0].unlocated_reason} (set unlocated = \"null-geometry\" to catalog it without a location)",
+        )
+    return False
+
+
+def make_id(sources: Sources, rules: Rules) -> str:
+    """Deterministic id from the configured template; unsafe characters become ``_``."""
+    primary = sources.primary
+    values = {
+        "stem": sources.key,
+        "name": primary.name,
+        "parent": primary.parent.name,
+        "collection": rules.collection_id,
+        **dict(sources.groups),
+    }
+    try:
+        raw = rules.items.id_template.format_map(values)
+    except KeyError as exc:
+        raise BadId(
+            primary, f"id_template refers to {{{exc.args[0]}}}, which this file does not provide"
+        ) from None
+    item_id = re.sub(r"^\.+", "_", _ID_UNSAFE.sub("_", raw))
+    if not item_id:
+        raise BadId(primary, "the id template produced an empty id")
+    return item_id
+
+
+def asset_href(path: Path, rules: Rules) -> str:
+    """An absolute URL under ``asset_href_base``, else the absolute local path.
+
+    Local paths are made relative to the Item JSON by the catalog writer, which is
+    the only place that knows where that JSON lives.
+    """
+    base = rules.items.asset_href_base
+    if base:
+        relative = _relative(path, rules.root).as_posix()
+        return base.rstrip("/") + "/" + quote(relative)
+    return path.as_posix()
+
+
+def _properties(timing: Timing, rules: Rules, now: datetime) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    collection = rules.collection
+    if collection.platform:
+        props["platform"] = collection.platform
+    if collection.constellation:
+        props["constellation"] = collection.constellation
+    if collection.instruments:
+        props["instruments"] = list(collection.instruments)
+    if collection.gsd is not None:
+        props["gsd"] = collection.gsd
+    if collection.keywords:
+        props["keywords"] = list(collection.keywords)
+    if collection.license and collection.license != "other":
+        props["license"] = collection.license
+    if collection.providers:
+        props["providers"] = [p.model_dump(exclude_none=True, mode="json") for p in collection.providers]
+    stamp = pystac.utils.datetime_to_str(now.replace(microsecond=0))
+    props["created"] = stamp
+    props["updated"] = stamp
+    if timing.source != "filename":
+        props["stacwatchd:datetime_source"] = timing.source
+    props["stacwatchd:version"] = __version__
+    return props
+
+
+def _extensions(rules: ItemRules, located: bool, facts: Sequence[RasterFacts]) -> list[str]:
+    out: list[str] = []
+    if located:
+        out.append(PROJECTION_V1 if rules.legacy_fields else PROJECTION_V2)
+    if rules.legacy_fields:
+        out.append(RASTER_V1)
+    elif any(_raster_fields(b, f) for f in facts for b in f.bands):
+        out.append(RASTER_V2)
+    out.append(FILE_V2)
+    return out
+
+
+def projection_fields(fact: RasterFacts, legacy: bool) -> dict[str, Any]:
+    """Projection extension fields of one file; ``proj:code`` only for an exact match."""
+    grid = fact.grid
+    assert grid is not None
+    fields: dict[str, Any] = {"proj:code": grid.code}
+    if legacy:
+        fields["proj:epsg"] = grid.epsg
+    if grid.code is None:
+        fields["proj:wkt2"] = grid.wkt2
+    fields["proj:bbox"] = [_num(v) for v in grid.bbox]
+    fields["proj:shape"] = list(grid.shape)
+    if grid.transform is not None:
+        fields["proj:transform"] = [_num(v) for v in grid.transform]
+    return fields
+
+
+def _common_projection(facts: Sequence[RasterFacts], legacy: bool) -> dict[str, Any]:
+    """Projection fields that every data asset shares belong on the Item."""
+    per_asset = [projection_fields(f, legacy) for f in facts]
+    first = per_asset[0]
+    return {k: v for k, v in first.items() if all(k in other and other[k] == v for other in per_asset[1:])}
+
+
+def _data_asset(fact: RasterFacts, rules: Rules, located: bool, exclude: Mapping[str, Any]) -> pystac.Asset:
+    extra: dict[str, Any] = {"file:size": fact.size}
+    if fact.checksum:
+        extra["file:checksum"] = fact.checksum
+    if located:
+        extra.update({k: v for k, v in projection_fields(fact, rules.items.legacy_fields).items() if k not in exclude})
+    legacy = rules.items.legacy_fields
+    extra["bands"] = [_band(b, fact, legacy) for b in fact.bands]
+    if legacy:
+        extra["raster:bands"] = [_legacy_band(b, fact) for b in fact.bands]
+    return pystac.Asset(
+        href=asset_href(fact.path, rules),
+        media_type=fact.media_type,
+        title=fact.path.name,
+        roles=["data"],
+        extra_fields=extra,
+    )
+
+
+def _metadata_asset(path: Path, rules: Rules) -> pystac.Asset:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UnreadableRaster(path, f"cannot stat sidecar: {exc.strerror}") from None
+    return pystac.Asset(
+        href=asset_href(path, rules),
+        media_type=sidecar_media_type(path),
+        title=path.name,
+        roles=["metadata"],
+        extra_fields={"file:size": size},
+    )
+
+
+def nodata_value(value: float | None) -> float | int | str | None:
+    """JSON form of a nodata value: NaN and infinities as the strings STAC defines."""
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return _num(value)
+
+
+def _num(value: float) -> float | int:
+    """Integers stay integers in JSON (``0`` not ``0.0``) so readers see the file's value."""
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
+
+
+def _statistics(band: Band) -> dict[str, float] | None:
+    stats = band.statistics
+    if stats is None:
+        return None
+    values = {
+        "minimum": stats.minimum,
+        "maximum": stats.maximum,
+        "mean": stats.mean,
+        "stddev": stats.stddev,
+        "valid_percent": stats.valid_percent,
+    }
+    return {k: _num(v) for k, v in values.items() if math.isfinite(v)}
+
+
+def _raster_fields(band: Band, fact: RasterFacts) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if band.scale != 1.0:
+        fields["scale"] = _num(band.scale)
+    if band.offset != 0.0:
+        fields["offset"] = _num(band.offset)
+    if fact.grid is not None and fact.grid.resolution_m:
+        fields["spatial_resolution"] = _num(round(fact.grid.resolution_m, 6))
+    if fact.sampling:
+        fields["sampling"] = fact.sampling
+    return fields
+
+
+def _band(band: Band, fact: RasterFacts, legacy: bool) -> dict[str, Any]:
+    """A STAC 1.1 band; raster:* fields join it only where raster v2 is declared."""
+    out: dict[str, Any] = {}
+    if band.description:
+        out["name"] = band.description
+        out["description"] = band.description
+    out["data_type"] = band.data_type
+    if band.nodata is not None:
+        out["nodata"] = nodata_value(band.nodata)
+    if band.unit:
+        out["unit"] = band.unit
+    stats = _statistics(band)
+    if stats:
+        out["statistics"] = stats
+    if not legacy:
+        out.update({f"raster:{k}": v for k, v in _raster_fields(band, fact).items()})
+    return out
+
+
+def _legacy_band(band: Band, fact: RasterFacts) -> dict[str, Any]:
+    """The raster v1.1 band that older loaders (odc-stac ≤ 0.5.2, stackstac) read."""
+    out: dict[str, Any] = {"data_type": band.data_type}
+    if band.nodata is not None:
+        out["nodata"] = nodata_value(band.nodata)
+    if band.unit:
+        out["unit"] = band.unit
+    out.update(_raster_fields(band, fact))
+    stats = _statistics(band)
+    if stats:
+        out["statistics"] = stats
+    return out
+
+
+def _union_footprint(
+    facts: Iterable[RasterFacts], precision: int
+) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
+    """One footprint covering every data asset (they usually coincide)."""
+    located = [f for f in facts if f.geometry is not None and f.bbox is not None]
+    if all(f.geometry == located[0].geometry for f in located):
+        return located[0].geometry, located[0].bbox  # type: ignore[return-value]
+    merged = round_geometry(mapping(unary_union([shape(f.geometry) for f in located])), precision)
+    return merged, geometry_bbox(merged, precision)
+
+
+def item_to_dict(item: pystac.Item) -> dict[str, Any]:
+    """The Item as JSON-ready data, hrefs exactly as built."""
+    return item.to_dict(include_self_link=False, transform_hrefs=False)

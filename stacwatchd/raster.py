@@ -1,0 +1,548 @@
+"""Raster facts: open a file with rasterio and return plain values, nothing else.
+
+This module knows nothing of STAC, catalogs, threads or configuration files, so that
+every fact can be tested against the file alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import antimeridian
+import numpy as np
+import rasterio
+import rasterio.errors
+import rasterio.warp
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.transform import GCPTransformer, from_gcps
+from shapely.geometry import Polygon, mapping, shape
+
+from stacwatchd.errors import UnreadableRaster
+
+GDAL_OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+GEOTIFF = "image/tiff; application=geotiff"
+COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+PLAIN_TIFF = "image/tiff"
+_MEDIA_TYPES = {
+    "JP2OpenJPEG": "image/jp2",
+    "JPEG2000": "image/jp2",
+    "JP2KAK": "image/jp2",
+    "JP2ECW": "image/jp2",
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "netCDF": "application/netcdf",
+    "HDF5": "application/x-hdf5",
+    "HDF4": "application/x-hdf",
+    "HDF4Image": "application/x-hdf",
+    "GPKG": "application/geopackage+sqlite3",
+    "VRT": "application/xml",
+    "Zarr": "application/vnd+zarr",
+}
+_STAC_DTYPES = {
+    "complex_int16": "cint16",
+    "complex64": "cfloat32",
+    "complex128": "cfloat64",
+}
+_WGS84 = CRS.from_epsg(4326)
+_APPROX_STATS_SIZE = 1024
+
+Statistics = Literal["off", "approx", "exact"]
+
+
+@dataclass(frozen=True, slots=True)
+class BandStatistics:
+    minimum: float
+    maximum: float
+    mean: float
+    stddev: float
+    valid_percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """One band as a loader needs it: type, nodata, scaling and meaning."""
+
+    data_type: str
+    nodata: float | None
+    unit: str | None
+    description: str | None
+    scale: float
+    offset: float
+    color: str | None
+    statistics: BandStatistics | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """The native pixel grid: what the projection extension describes."""
+
+    code: str | None
+    epsg: int | None
+    wkt2: str
+    shape: tuple[int, int]
+    transform: tuple[float, float, float, float, float, float] | None
+    bbox: tuple[float, float, float, float]
+    resolution_m: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RasterFacts:
+    """Everything stacwatchd needs to know about one file, as plain values."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    driver: str
+    media_type: str
+    width: int
+    height: int
+    bands: tuple[Band, ...]
+    tags: Mapping[str, str]
+    sampling: Literal["area", "point"] | None
+    grid: Grid | None
+    geometry: dict[str, Any] | None
+    bbox: tuple[float, float, float, float] | None
+    unlocated_reason: str | None = None
+    checksum: str | None = field(default=None)
+
+    @property
+    def located(self) -> bool:
+        return self.geometry is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    precision: int = 7
+    densify: int = 21
+    statistics: Statistics = "off"
+    checksum: bool = False
+
+
+def read_facts(path: Path, options: ReadOptions = ReadOptions()) -> RasterFacts:
+    """Open ``path`` and describe it; raises UnreadableRaster for anything GDAL refuses."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise UnreadableRaster(path, f"cannot stat: {exc.strerror}") from None
+    if stat.st_size == 0:
+        raise UnreadableRaster(path, "file is empty")
+    try:
+        with rasterio.Env(**GDAL_OPEN_OPTIONS), rasterio.open(path) as src:
+            facts = _describe(src, path, stat, options)
+    except UnreadableRaster:
+        raise
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        raise UnreadableRaster(path, _gdal_reason(exc)) from None
+    if options.checksum:
+        facts = _with_checksum(facts)
+    return facts
+
+
+def _gdal_reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    prefix = "not recognized as being in a supported file format"
+    if prefix in text:
+        return "not a raster GDAL can read (" + prefix + ")"
+    return text or type(exc).__name__
+
+
+def _describe(
+    src: rasterio.DatasetReader, path: Path, stat: os.stat_result, options: ReadOptions
+) -> RasterFacts:
+    tags = dict(src.tags())
+    located = _locate(src, options)
+    bands = _bands(src, located[0], options.statistics)
+    sampling = {"Area": "area", "Point": "point"}.get(tags.get("AREA_OR_POINT", ""))
+    return RasterFacts(
+        path=path,
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        driver=src.driver,
+        media_type=media_type(src, georeferenced=located[0] is not None),
+        width=src.width,
+        height=src.height,
+        bands=bands,
+        tags=tags,
+        sampling=sampling,  # type: ignore[arg-type]
+        grid=located[0],
+        geometry=located[1],
+        bbox=located[2],
+        unlocated_reason=located[3],
+    )
+
+
+# -- georeferencing -----------------------------------------------------------------
+
+
+Located = tuple[
+    Grid | None, dict[str, Any] | None, tuple[float, float, float, float] | None, str | None
+]
+
+
+def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
+    """Grid, footprint and bbox, or the reason there are none."""
+    gcps, gcp_crs = src.gcps
+    if src.crs is not None and not src.transform.is_identity:
+        crs, to_xy, to_pixel = src.crs, *_affine_mappers(src.transform)
+        transform: Affine | None = src.transform
+    elif gcps and gcp_crs is not None:
+        crs, to_xy, to_pixel = gcp_crs, *_gcp_mappers(gcps)
+        transform = exact_affine(gcps)
+    elif src.crs is not None:
+        return None, None, None, "the file has a CRS but no geotransform or GCPs"
+    elif gcps:
+        return None, None, None, "the file has GCPs without a CRS"
+    else:
+        return None, None, None, "the file has no CRS and no georeferencing"
+    try:
+        code, epsg = authority_code(crs)
+        wkt2 = crs.to_wkt(version="WKT2_2019")
+    except rasterio.errors.CRSError as exc:
+        return None, None, None, f"the CRS cannot be interpreted: {exc}"
+    cols, rows = outline(src.width, src.height, options.densify)
+    xs, ys = to_xy(cols, rows)
+    poles = poles_inside(crs, to_pixel, src.width, src.height)
+    try:
+        geometry, bbox = footprint(crs, xs, ys, options.precision, poles=poles)
+    except FootprintError as exc:
+        return None, None, None, str(exc)
+    grid = Grid(
+        code=code,
+        epsg=epsg,
+        wkt2=wkt2,
+        shape=(src.height, src.width),
+        transform=tuple(transform)[:6] if transform is not None else None,  # type: ignore[arg-type]
+        bbox=(min(xs), min(ys), max(xs), max(ys)),
+        resolution_m=_resolution_m(crs, transform),
+    )
+    return grid, geometry, bbox, None
+
+
+def authority_code(crs: CRS) -> tuple[str | None, int | None]:
+    """``("EPSG:32633", 32633)`` only when the CRS is exactly that code, else ``(None, None)``.
+
+    A CRS that merely resembles a registered one (another false easting, a custom
+    datum) must not be labelled with its code: loaders would reproject it wrongly.
+    """
+    found = crs.to_authority(confidence_threshold=100)
+    if found is None:
+        return None, None
+    name, code = found
+    try:
+        registered = CRS.from_user_input(f"{name}:{code}")
+    except rasterio.errors.CRSError:
+        return None, None
+    if registered != crs:
+        return None, None
+    epsg = int(code) if name.upper() == "EPSG" and code.isdigit() else None
+    return f"{name.upper()}:{code}", epsg
+
+
+def exact_affine(gcps: Sequence[Any], tolerance: float = 1e-6) -> Affine | None:
+    """The affine that reproduces every GCP, or None when the GCPs are not an affine grid."""
+    if len(gcps) < 3:
+        return None
+    fitted = from_gcps(gcps)
+    scale = max(abs(fitted.a), abs(fitted.b), abs(fitted.d), abs(fitted.e)) or 1.0
+    for gcp in gcps:
+        x, y = fitted * (gcp.col, gcp.row)
+        if math.hypot(x - gcp.x, y - gcp.y) > tolerance * scale:
+            return None
+    return fitted
+
+
+def outline(width: int, height: int, points_per_edge: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-space ring around the whole grid, ``points_per_edge`` points on every edge."""
+    t = np.linspace(0.0, 1.0, points_per_edge)[:-1]
+    cols = np.concatenate([t * width, np.full_like(t, width), (1 - t) * width, np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t * height, np.full_like(t, height), (1 - t) * height])
+    return np.append(cols, cols[0]), np.append(rows, rows[0])
+
+
+Mapper = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _affine_mappers(transform: Affine) -> tuple[Mapper, Mapper]:
+    """Pixel → CRS and CRS → pixel for a geotransform."""
+    inverse = ~transform
+
+    def to_xy(cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            transform.a * cols + transform.b * rows + transform.c,
+            transform.d * cols + transform.e * rows + transform.f,
+        )
+
+    def to_pixel(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            inverse.a * xs + inverse.b * ys + inverse.c,
+            inverse.d * xs + inverse.e * ys + inverse.f,
+        )
+
+    return to_xy, to_pixel
+
+
+def _gcp_mappers(gcps: Sequence[Any]) -> tuple[Mapper, Mapper]:
+    """Pixel → CRS and CRS → pixel through GDAL's GCP transformer."""
+    transformer = GCPTransformer(gcps)
+
+    def to_xy(cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = transformer.xy(rows, cols, offset="ul")
+        return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+    def to_pixel(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = transformer.rowcol(xs, ys, op=lambda v: v)
+        return np.asarray(cols, dtype=float), np.asarray(rows, dtype=float)
+
+    return to_xy, to_pixel
+
+
+def poles_inside(crs: CRS, to_pixel: Mapper, width: int, height: int) -> tuple[bool, bool]:
+    """Whether the grid covers the north and the south pole."""
+    try:
+        xs, ys = rasterio.warp.transform(_WGS84, crs, [0.0, 0.0], [90.0, -90.0])
+        cols, rows = to_pixel(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
+    except (rasterio.errors.RasterioError, ValueError):
+        return False, False
+    inside = [
+        bool(np.isfinite(c) and np.isfinite(r) and 0 <= c <= width and 0 <= r <= height)
+        for c, r in zip(cols, rows, strict=True)
+    ]
+    return inside[0], inside[1]
+
+
+class FootprintError(ValueError):
+    """The outline cannot be expressed in WGS84."""
+
+
+def footprint(
+    crs: CRS,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    precision: int,
+    poles: tuple[bool, bool] = (False, False),
+) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
+    """GeoJSON footprint in EPSG:4326 and its RFC 7946 bbox.
+
+    Crossing the antimeridian gives a MultiPolygon split at ±180 and a bbox with
+    west > east; a ring around a pole is closed over the pole.
+    """
+    try:
+        lons, lats = rasterio.warp.transform(crs, _WGS84, list(xs), list(ys))
+    except (rasterio.errors.RasterioError, ValueError) as exc:
+        raise FootprintError(f"the CRS cannot be transformed to WGS84: {exc}") from None
+    lons_a, lats_a = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
+    if not (np.isfinite(lons_a).all() and np.isfinite(lats_a).all()):
+        raise FootprintError("the CRS cannot be transformed to WGS84 (non-finite coordinates)")
+    if (np.abs(lats_a) > 90 + 1e-9).any():
+        raise FootprintError("the footprint reaches beyond the poles: not an Earth CRS")
+    lons_a = np.where((lons_a > 180) | (lons_a < -180), (lons_a + 180) % 360 - 180, lons_a)
+    lats_a = np.clip(lats_a, -90, 90)
+    ring = Polygon(zip(lons_a.tolist(), lats_a.tolist(), strict=True))
+    fixed = antimeridian.fix_polygon(
+        ring,
+        force_north_pole=poles[0],
+        force_south_pole=poles[1],
+        fix_winding=True,
+        great_circle=False,
+    )
+    geometry = round_geometry(mapping(fixed), precision)
+    return geometry, geometry_bbox(geometry, precision)
+
+
+def geometry_bbox(geometry: dict[str, Any], precision: int) -> tuple[float, float, float, float]:
+    """RFC 7946 bbox (west > east across the antimeridian), rounded outward."""
+    west, south, east, north = antimeridian.bbox(shape(geometry))
+    return _outward(west, south, east, north, precision)
+
+
+def round_geometry(geometry: dict[str, Any], precision: int) -> dict[str, Any]:
+    def ring(coords: Sequence[Sequence[float]]) -> list[list[float]]:
+        return [[round(x, precision) + 0.0, round(y, precision) + 0.0] for x, y, *_ in coords]
+
+    if geometry["type"] == "Polygon":
+        return {"type": "Polygon", "coordinates": [ring(r) for r in geometry["coordinates"]]}
+    return {
+        "type": "MultiPolygon",
+        "coordinates": [[ring(r) for r in poly] for poly in geometry["coordinates"]],
+    }
+
+
+def _outward(
+    west: float, south: float, east: float, north: float, precision: int
+) -> tuple[float, float, float, float]:
+    """Round a bbox outward so it always contains the footprint."""
+    f = 10.0**precision
+    return (
+        max(-180.0, math.floor(west * f) / f),
+        max(-90.0, math.floor(south * f) / f),
+        min(180.0, math.ceil(east * f) / f),
+        min(90.0, math.ceil(north * f) / f),
+    )
+
+
+def _resolution_m(crs: CRS, transform: Affine | None) -> float | None:
+    """Pixel size in metres along the first axis, when the CRS is in linear units."""
+    if transform is None or not crs.is_projected:
+        return None
+    try:
+        _, factor = crs.linear_units_factor
+    except rasterio.errors.CRSError:
+        return None
+    return float(math.hypot(transform.a, transform.d) * factor)
+
+
+# -- bands ---------------------------------------------------------------------------
+
+
+def _bands(src: rasterio.DatasetReader, grid: Grid | None, statistics: Statistics) -> tuple[Band, ...]:
+    stats = band_statistics(src, statistics) if statistics != "off" else [None] * src.count
+    colors = src.colorinterp
+    out = []
+    for i in range(src.count):
+        color = colors[i] if i < len(colors) else None
+        out.append(
+            Band(
+                data_type=_STAC_DTYPES.get(src.dtypes[i], src.dtypes[i]),
+                nodata=src.nodatavals[i],
+                unit=src.units[i] or None,
+                description=src.descriptions[i] or None,
+                scale=float(src.scales[i]) if src.scales[i] is not None else 1.0,
+                offset=float(src.offsets[i]) if src.offsets[i] is not None else 0.0,
+                color=color.name if color not in (None, ColorInterp.undefined) else None,
+                statistics=stats[i],
+            )
+        )
+    return tuple(out)
+
+
+def band_statistics(
+    src: rasterio.DatasetReader, mode: Statistics
+) -> list[BandStatistics | None]:
+    """Finite statistics per band; approx reads an overview-sized decimation of the file."""
+    out_shape = None
+    if mode == "approx":
+        longest = max(src.width, src.height)
+        if longest > _APPROX_STATS_SIZE:
+            factor = longest / _APPROX_STATS_SIZE
+            out_shape = (src.count, max(1, round(src.height / factor)), max(1, round(src.width / factor)))
+    data = src.read(masked=True, out_shape=out_shape, resampling=Resampling.nearest)
+    result: list[BandStatistics | None] = []
+    for band in data:
+        values = np.ma.masked_invalid(band.astype("float64")) if band.dtype.kind in "fc" else band
+        valid = values.compressed().astype("float64")
+        total = band.size or 1
+        if valid.size == 0:
+            result.append(None)
+            continue
+        result.append(
+            BandStatistics(
+                minimum=float(valid.min()),
+                maximum=float(valid.max()),
+                mean=float(valid.mean()),
+                stddev=float(valid.std()),
+                valid_percent=round(100.0 * valid.size / total, 4),
+            )
+        )
+    return result
+
+
+# -- media type ----------------------------------------------------------------------
+
+
+def media_type(src: rasterio.DatasetReader, *, georeferenced: bool) -> str:
+    """The most specific registered media type; COG only when the layout really is one."""
+    if src.driver == "GTiff":
+        if not georeferenced:
+            return PLAIN_TIFF
+        return COG if is_cog(src) else GEOTIFF
+    return _MEDIA_TYPES.get(src.driver, "application/octet-stream")
+
+
+def is_cog(src: rasterio.DatasetReader) -> bool:
+    """Tiled, with overviews wherever a band is larger than one block, in COG layout."""
+    if not src.profile.get("tiled", False):
+        return False
+    if src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT", "").upper() != "COG":
+        return False
+    block_h, block_w = src.block_shapes[0]
+    needs_overviews = src.width > block_w or src.height > block_h
+    return not needs_overviews or bool(src.overviews(1))
+
+
+# -- thumbnails and checksums --------------------------------------------------------
+
+
+def render_thumbnail(path: Path, max_size: int = 256) -> bytes:
+    """A PNG no larger than ``max_size`` px, true colour when there are three or more bands."""
+    from rasterio.io import MemoryFile
+
+    try:
+        with rasterio.Env(**GDAL_OPEN_OPTIONS), rasterio.open(path) as src:
+            scale = max(src.width, src.height) / max_size
+            height = max(1, round(src.height / scale)) if scale > 1 else src.height
+            width = max(1, round(src.width / scale)) if scale > 1 else src.width
+            indexes = _display_bands(src)
+            data = src.read(indexes, out_shape=(len(indexes), height, width), masked=True)
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        raise UnreadableRaster(path, _gdal_reason(exc)) from None
+    rgb, alpha = _stretch(data)
+    with MemoryFile() as mem:
+        with mem.open(driver="PNG", width=width, height=height, count=rgb.shape[0] + 1, dtype="uint8") as dst:
+            dst.write(rgb, indexes=list(range(1, rgb.shape[0] + 1)))
+            dst.write(alpha, indexes=rgb.shape[0] + 1)
+        return mem.read()
+
+
+def _display_bands(src: rasterio.DatasetReader) -> list[int]:
+    if src.count < 3:
+        return [1]
+    order = {ColorInterp.red: 0, ColorInterp.green: 1, ColorInterp.blue: 2}
+    found = {order[c]: i + 1 for i, c in enumerate(src.colorinterp) if c in order}
+    if len(found) == 3:
+        return [found[0], found[1], found[2]]
+    return [1, 2, 3]
+
+
+def _stretch(data: np.ma.MaskedArray) -> tuple[np.ndarray, np.ndarray]:
+    """2–98 % stretch to 8 bits, with an alpha band where any band is nodata."""
+    values = np.ma.masked_invalid(data.astype("float64"))
+    mask = np.ma.getmaskarray(values).any(axis=0)
+    out = np.zeros(values.shape, dtype="uint8")
+    for i, band in enumerate(values):
+        valid = band.compressed()
+        if valid.size == 0:
+            continue
+        low, high = np.percentile(valid, [2, 98])
+        span = (high - low) or 1.0
+        out[i] = np.clip((band.filled(low) - low) / span * 255, 0, 255).astype("uint8")
+    alpha = np.where(mask, 0, 255).astype("uint8")
+    return out, alpha
+
+
+def file_checksum(path: Path) -> str:
+    """Multihash (sha2-256) of the file, as the file extension expects."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return "1220" + digest.hexdigest()
+
+
+def _with_checksum(facts: RasterFacts) -> RasterFacts:
+    from dataclasses import replace
+
+    try:
+        return replace(facts, checksum=file_checksum(facts.path))
+    except OSError as exc:
+        raise UnreadableRaster(facts.path, f"cannot read for checksum: {exc.strerror}") from None

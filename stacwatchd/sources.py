@@ -1,0 +1,150 @@
+"""Which files make one Item: band-per-file groups and metadata sidecars.
+
+Reads only directory listings, never file contents, so it is cheap to call for every
+event; the Item builder then opens what it names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from stacwatchd.config import ItemRules
+
+_SIDECAR_TYPES = {
+    ".xml": "application/xml",
+    ".json": "application/json",
+    ".txt": "text/plain",
+    ".mtl": "text/plain",
+    ".html": "text/html",
+    ".pdf": "application/pdf",
+}
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+DataFilter = Callable[[Path], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """The files behind one Item: data assets (key → path) and metadata sidecars."""
+
+    key: str
+    data: tuple[tuple[str, Path], ...]
+    metadata: tuple[tuple[str, Path], ...] = ()
+    groups: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def primary(self) -> Path:
+        """The data file whose name and tags decide id and datetime."""
+        return self.data[0][1]
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(p for _, p in self.data) + tuple(p for _, p in self.metadata)
+
+
+@lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def stem(path: Path) -> str:
+    """File name without its last extension."""
+    name = path.name
+    dot = name.rfind(".")
+    return name[:dot] if dot > 0 else name
+
+
+def group_match(path: Path, rules: ItemRules) -> re.Match[str] | None:
+    """The grouping regex match on a file name, when grouping is configured and matches."""
+    if rules.group_pattern is None:
+        return None
+    return _compiled(rules.group_pattern).search(path.name)
+
+
+def item_key(path: Path, rules: ItemRules) -> str:
+    """The key shared by every file of one Item (its group, else the file's stem)."""
+    match = group_match(path, rules)
+    return match.group("item") if match else stem(path)
+
+
+def sources_for(path: Path, rules: ItemRules, is_data: DataFilter) -> Sources:
+    """Gather the data files of ``path``'s group and the sidecars of all of them."""
+    match = group_match(path, rules)
+    if match is None:
+        data: list[tuple[str, Path]] = [("data", path)]
+        key = stem(path)
+        groups: dict[str, str] = {}
+    else:
+        key = match.group("item")
+        groups = {k: v for k, v in match.groupdict().items() if v is not None}
+        data = _group_members(path.parent, key, rules, is_data) or [(_asset_key(match), path)]
+    sidecars = _sidecars(path.parent, key, [p for _, p in data], rules)
+    return Sources(key=key, data=tuple(data), metadata=tuple(sidecars), groups=tuple(sorted(groups.items())))
+
+
+def _asset_key(match: re.Match[str]) -> str:
+    value = match.groupdict().get("asset") or "data"
+    return _KEY_UNSAFE.sub("_", value)
+
+
+def _group_members(
+    folder: Path, key: str, rules: ItemRules, is_data: DataFilter
+) -> list[tuple[str, Path]]:
+    members: dict[str, Path] = {}
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    for name in names:
+        candidate = folder / name
+        match = group_match(candidate, rules)
+        if match is None or match.group("item") != key or not is_data(candidate):
+            continue
+        if candidate.is_file():
+            members.setdefault(_asset_key(match), candidate)
+    return sorted(members.items())
+
+
+def _sidecars(folder: Path, key: str, data: list[Path], rules: ItemRules) -> list[tuple[str, Path]]:
+    if not rules.sidecars:
+        return []
+    wanted: dict[str, str] = {}
+    for pattern in rules.sidecars:
+        for base in {key, *(stem(p) for p in data)}:
+            wanted[pattern.format(stem=base, item=key).lower()] = base
+    found: dict[str, Path] = {}
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    data_names = {p.name for p in data}
+    for name in names:
+        if name in data_names:
+            continue
+        for pattern, base in wanted.items():
+            if fnmatch.fnmatchcase(name.lower(), pattern) and (folder / name).is_file():
+                suffix = name[len(base):].lstrip("._-") or "file"
+                found.setdefault("metadata-" + _KEY_UNSAFE.sub("_", suffix.lower()), folder / name)
+                break
+    return sorted(found.items())
+
+
+def sidecar_media_type(path: Path) -> str:
+    """Registered media type of a metadata sidecar, by extension."""
+    return _SIDECAR_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+def is_sidecar_of_any(path: Path, rules: ItemRules) -> bool:
+    """Whether a file name looks like one of the configured sidecars (of some stem)."""
+    name = path.name.lower()
+    for pattern in rules.sidecars:
+        regex = re.escape(pattern.lower()).replace(r"\{stem\}", ".+").replace(r"\{item\}", ".+")
+        if re.fullmatch(regex, name):
+            return True
+    return False
