@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     item.add_argument("path", type=Path)
     _config_option(item)
     item.add_argument("--collection", help="collection id (default: from the watch or the folder name)")
+    item.add_argument("--catalog", type=Path, help="catalog root the Item is placed in (default: from the configuration)")
     item.set_defaults(func=_cmd_item)
 
     validate = sub.add_parser("validate", help="validate a catalog (or one STAC JSON file) offline")
@@ -80,7 +81,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_item(args: argparse.Namespace) -> int:
+    from stacwatchd.documents import item_document
     from stacwatchd.items import Rejection, Rules, build, item_to_dict
+    from stacwatchd.layout import Layout, partition_of
     from stacwatchd.stacjson import dumps
 
     settings = _settings(args)
@@ -101,7 +104,17 @@ def _cmd_item(args: argparse.Namespace) -> int:
     result = build(path, rules)
     if isinstance(result, Rejection):
         return _reject(result, args)
-    sys.stdout.buffer.write(dumps(item_to_dict(result.item)))
+    catalog = settings.catalog
+    collection_title = rules.collection.title or rules.collection_id
+    _, doc = item_document(
+        item_to_dict(result.item),
+        layout=Layout((args.catalog or catalog.root).absolute()),
+        collection_id=rules.collection_id,
+        parts=partition_of(result.timing.first, rules.collection.partition),
+        root_title=catalog.title or catalog.id,
+        collection_title=collection_title,
+    )
+    sys.stdout.buffer.write(dumps(doc))
     return EXIT_OK
 
 

@@ -112,6 +112,7 @@ class BuiltItem:
     sources: Sources
     facts: tuple[RasterFacts, ...]
     timing: Timing
+    collection_id: str = ""
     thumbnail: bytes | None = field(default=None, repr=False)
 
     @property
@@ -162,7 +163,6 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         start_datetime=timing.start,
         end_datetime=timing.end,
         properties=_properties(timing, rules, now),
-        collection=rules.collection_id,
     )
     extensions = _extensions(rules.items, located, facts)
     item.stac_extensions = extensions
@@ -188,7 +188,14 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
             title=f"Source file {primary.path.name}",
         )
     )
-    return BuiltItem(item=item, sources=sources, facts=facts, timing=timing, thumbnail=thumbnail)
+    return BuiltItem(
+        item=item,
+        sources=sources,
+        facts=facts,
+        timing=timing,
+        collection_id=rules.collection_id,
+        thumbnail=thumbnail,
+    )
 
 
 def _relative(path: Path, root: Path) -> PurePath:

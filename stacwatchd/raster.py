@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +21,16 @@ import rasterio
 import rasterio.errors
 import rasterio.warp
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.transform import GCPTransformer, from_gcps
+from rasterio.transform import GCPTransformer
 from shapely.geometry import Polygon, mapping, shape
 
 from stacwatchd.errors import UnreadableRaster
+
+# stacwatchd reports missing georeferencing itself, as a fact or a rejection.
+warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
 
 GDAL_OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
@@ -55,6 +60,9 @@ _STAC_DTYPES = {
     "complex128": "cfloat64",
 }
 _WGS84 = CRS.from_epsg(4326)
+# PROJ reports an impossible transformation (another planet, a broken definition)
+# through GDAL's error classes, which are not all RasterioError subclasses.
+_TRANSFORM_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError, ValueError)
 _APPROX_STATS_SIZE = 1024
 
 Statistics = Literal["off", "approx", "exact"]
@@ -160,6 +168,7 @@ def _gdal_reason(exc: BaseException) -> str:
 def _describe(
     src: rasterio.DatasetReader, path: Path, stat: os.stat_result, options: ReadOptions
 ) -> RasterFacts:
+    check_complete(src, path, stat.st_size)
     tags = dict(src.tags())
     located = _locate(src, options)
     bands = _bands(src, located[0], options.statistics)
@@ -182,6 +191,27 @@ def _describe(
     )
 
 
+def check_complete(src: rasterio.DatasetReader, path: Path, size: int) -> None:
+    """Refuse a TIFF whose last image block lies beyond the end of the file.
+
+    A truncated (or still growing) TIFF often opens fine because its header is
+    intact; reading two block offsets catches it without touching pixels.
+    """
+    if src.driver != "GTiff":
+        return
+    block_h, block_w = src.block_shapes[0]
+    last = f"{math.ceil(src.width / block_w) - 1}_{math.ceil(src.height / block_h) - 1}"
+    for band in {1, src.count}:
+        offset = src.get_tag_item(f"BLOCK_OFFSET_{last}", "TIFF", bidx=band)
+        length = src.get_tag_item(f"BLOCK_SIZE_{last}", "TIFF", bidx=band)
+        if offset and length and int(offset) + int(length) > size:
+            raise UnreadableRaster(
+                path,
+                f"file is truncated: image data ends at byte {int(offset) + int(length)} "
+                f"but the file has {size} bytes",
+            )
+
+
 # -- georeferencing -----------------------------------------------------------------
 
 
@@ -197,8 +227,10 @@ def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
         crs, to_xy, to_pixel = src.crs, *_affine_mappers(src.transform)
         transform: Affine | None = src.transform
     elif gcps and gcp_crs is not None:
+        # No proj:transform for GCP files: loaders that honour it read the file's own
+        # (absent) geotransform and return silently wrong pixels; without it they refuse.
         crs, to_xy, to_pixel = gcp_crs, *_gcp_mappers(gcps)
-        transform = exact_affine(gcps)
+        transform = None
     elif src.crs is not None:
         return None, None, None, "the file has a CRS but no geotransform or GCPs"
     elif gcps:
@@ -247,19 +279,6 @@ def authority_code(crs: CRS) -> tuple[str | None, int | None]:
         return None, None
     epsg = int(code) if name.upper() == "EPSG" and code.isdigit() else None
     return f"{name.upper()}:{code}", epsg
-
-
-def exact_affine(gcps: Sequence[Any], tolerance: float = 1e-6) -> Affine | None:
-    """The affine that reproduces every GCP, or None when the GCPs are not an affine grid."""
-    if len(gcps) < 3:
-        return None
-    fitted = from_gcps(gcps)
-    scale = max(abs(fitted.a), abs(fitted.b), abs(fitted.d), abs(fitted.e)) or 1.0
-    for gcp in gcps:
-        x, y = fitted * (gcp.col, gcp.row)
-        if math.hypot(x - gcp.x, y - gcp.y) > tolerance * scale:
-            return None
-    return fitted
 
 
 def outline(width: int, height: int, points_per_edge: int) -> tuple[np.ndarray, np.ndarray]:
@@ -312,7 +331,7 @@ def poles_inside(crs: CRS, to_pixel: Mapper, width: int, height: int) -> tuple[b
     try:
         xs, ys = rasterio.warp.transform(_WGS84, crs, [0.0, 0.0], [90.0, -90.0])
         cols, rows = to_pixel(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
-    except (rasterio.errors.RasterioError, ValueError):
+    except _TRANSFORM_ERRORS:
         return False, False
     inside = [
         bool(np.isfinite(c) and np.isfinite(r) and 0 <= c <= width and 0 <= r <= height)
@@ -339,8 +358,8 @@ def footprint(
     """
     try:
         lons, lats = rasterio.warp.transform(crs, _WGS84, list(xs), list(ys))
-    except (rasterio.errors.RasterioError, ValueError) as exc:
-        raise FootprintError(f"the CRS cannot be transformed to WGS84: {exc}") from None
+    except _TRANSFORM_ERRORS as exc:
+        raise FootprintError(f"the CRS cannot be transformed to WGS84: {_gdal_reason(exc)}") from None
     lons_a, lats_a = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
     if not (np.isfinite(lons_a).all() and np.isfinite(lats_a).all()):
         raise FootprintError("the CRS cannot be transformed to WGS84 (non-finite coordinates)")

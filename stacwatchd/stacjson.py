@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+# An innermost array holding only numbers, as ``json.dumps(indent=2)`` spreads it
+# over one line per number; coordinates and transforms read better on one line.
+_NUMBER_ARRAY = re.compile(r"\[\n\s+(-?[0-9][-+0-9.eE]*(?:,\n\s+-?[0-9][-+0-9.eE]*)*)\n\s*\]")
+
+
+def _one_line(match: re.Match[str]) -> str:
+    return "[" + ", ".join(part.strip() for part in match.group(1).split(",")) + "]"
 
 
 def dumps(obj: Any) -> bytes:
@@ -12,7 +21,8 @@ def dumps(obj: Any) -> bytes:
     The same object always gives the same bytes, which is what lets the writer skip
     files whose content did not change.
     """
-    return (json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+    return (_NUMBER_ARRAY.sub(_one_line, text) + "\n").encode("utf-8")
 
 
 def loads(data: bytes | str) -> Any:
