@@ -50,6 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     item.add_argument("--catalog", type=Path, help="catalog root the Item is placed in (default: from the configuration)")
     item.set_defaults(func=_cmd_item)
 
+    scan = sub.add_parser("scan", help="catalog (or catch up on) folders once, in parallel")
+    scan.add_argument("dirs", type=Path, nargs="*", metavar="DIR", help="folders to scan (default: the configured watches)")
+    _config_option(scan)
+    _catalog_option(scan)
+    scan.add_argument("--collection", help="collection id for the folders given (default: the folder name)")
+    scan.add_argument("--workers", type=int, help="parallel Item builders (default: the CPU count)")
+    scan.add_argument("--batch-size", type=int, default=256, help="Items per writer batch (default 256)")
+    scan.set_defaults(func=_cmd_scan)
+
+    rebuild = sub.add_parser("rebuild", help="regenerate every catalog file from the state index")
+    _config_option(rebuild)
+    _catalog_option(rebuild)
+    rebuild.set_defaults(func=_cmd_rebuild)
+
+    status = sub.add_parser("status", help="counts, queue, outbox and recent failures from the state file")
+    _config_option(status)
+    _catalog_option(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_cmd_status)
+
     validate = sub.add_parser("validate", help="validate a catalog (or one STAC JSON file) offline")
     validate.add_argument("root", type=Path, nargs="?", help="catalog root folder, catalog.json or any STAC JSON file")
     _config_option(validate)
@@ -76,8 +96,77 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML configuration file")
 
 
+def _catalog_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catalog", type=Path, metavar="ROOT", help="catalog root folder (default: from the configuration)")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(getattr(args, "config", None))
+    settings = load_settings(getattr(args, "config", None))
+    root = getattr(args, "catalog", None)
+    if root is not None and getattr(args, "func", None) is not _cmd_item:
+        settings = settings.model_copy(update={"catalog": settings.catalog.model_copy(update={"root": root})})
+    return settings
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from stacwatchd.scan import scan, watches_for
+
+    settings = _settings(args)
+    for folder in args.dirs:
+        if not folder.is_dir():
+            raise StacwatchdError(folder, "not a folder")
+    watches = watches_for(args.dirs, settings.watch, args.collection)
+    if not watches:
+        raise StacwatchdError(None, "nothing to scan: give folders or configure [[watch]] entries")
+    summary = scan(settings.catalog, watches, workers=args.workers or settings.workers, batch_size=args.batch_size)
+    counts = (
+        f"added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
+        f"unchanged {summary.unchanged}, rejected {summary.rejected}"
+    )
+    wrote = "nothing changed, no file written" if summary.wrote_nothing else f"{summary.files_written} files written"
+    print(f"scan: {counts}; {wrote} ({summary.seconds:.1f} s)")
+    get_logger().info(
+        "scan_finished",
+        added=summary.added,
+        updated=summary.updated,
+        removed=summary.removed,
+        unchanged=summary.unchanged,
+        rejected=summary.rejected,
+        files_written=summary.files_written,
+        duration_ms=round(summary.seconds * 1000),
+    )
+    return EXIT_OK if summary.rejected == 0 else EXIT_REJECTED
+
+
+def _cmd_rebuild(args: argparse.Namespace) -> int:
+    from stacwatchd.catalog import CatalogWriter
+
+    settings = _settings(args)
+    state = settings.catalog.state_path
+    if not state.exists():
+        raise StacwatchdError(state, "no state file: nothing to rebuild from")
+    with CatalogWriter(settings.catalog) as writer:
+        result = writer.rebuild()
+    print(f"rebuild: {len(result.written)} files written, {len(result.deleted)} stale files removed")
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from stacwatchd.status import read_status
+
+    settings = _settings(args)
+    report = read_status(settings.catalog.state_path)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            if isinstance(value, list):
+                print(f"{key}:")
+                for entry in value:
+                    print(f"  {entry}")
+            else:
+                print(f"{key}: {value}")
+    return EXIT_OK
 
 
 def _cmd_item(args: argparse.Namespace) -> int:

@@ -33,14 +33,14 @@ def item_document(
     doc = localise_hrefs(copy.deepcopy(item), path)
     if created is not None:
         doc["properties"]["created"] = created
-    parent_file = layout.partition_file(collection_id, parts)
-    parent_title = partition_title(collection_title, parts) if parts else collection_title
-    links = [
-        structural_link("root", layout.root_catalog, path, root_title),
-        structural_link("parent", parent_file, path, parent_title),
-        structural_link("collection", layout.collection_file(collection_id), path, collection_title),
-    ]
-    doc["links"] = links + [link for link in doc.get("links", []) if link["rel"] not in _STRUCTURAL]
+    relink_item(
+        doc,
+        layout=layout,
+        collection_id=collection_id,
+        parts=parts,
+        root_title=root_title,
+        collection_title=collection_title,
+    )
     doc["collection"] = collection_id
     return path, _ordered_item(doc)
 
@@ -60,3 +60,147 @@ def _ordered_item(doc: dict[str, Any]) -> dict[str, Any]:
     first = {k: props[k] for k in _PROPERTY_ORDER if k in props}
     ordered["properties"] = first | {k: v for k, v in props.items() if k not in first}
     return ordered
+
+
+# -- catalogs and collections -----------------------------------------------------------
+
+PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER_V2 = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
+WHOLE_WORLD = [-180.0, -90.0, 180.0, 90.0]
+
+
+def root_document(
+    *,
+    layout: Layout,
+    catalog_id: str,
+    title: str,
+    description: str,
+    collections: list[tuple[str, str]],
+    self_href: str | None = None,
+) -> dict[str, Any]:
+    """The root catalog: one child link per collection (id, title), sorted by id."""
+    path = layout.root_catalog
+    links = [structural_link("root", path, path, title)]
+    if self_href:
+        links.append({"rel": "self", "href": self_href, "type": "application/json", "title": title})
+    links += [structural_link("child", layout.collection_file(cid), path, ctitle) for cid, ctitle in collections]
+    return {
+        "type": "Catalog",
+        "id": catalog_id,
+        "stac_version": STAC_VERSION,
+        "title": title,
+        "description": description,
+        "links": links,
+    }
+
+
+def collection_document(
+    *,
+    layout: Layout,
+    collection_id: str,
+    meta: dict[str, Any],
+    root_title: str,
+    extent: dict[str, Any],
+    summaries: dict[str, Any],
+    children: list[tuple[str, ...]] | None = None,
+    items: list[str] | None = None,
+) -> dict[str, Any]:
+    """A collection with its extent, summaries, and links to partitions or Items."""
+    path = layout.collection_file(collection_id)
+    title = meta.get("title") or collection_id
+    links = [
+        structural_link("root", layout.root_catalog, path, root_title),
+        structural_link("parent", layout.root_catalog, path, root_title),
+    ]
+    links += _downward_links(layout, collection_id, (), path, title, children, items)
+    extensions = []
+    if any(key.startswith("proj:") for key in summaries):
+        extensions.append(PROJECTION_V2)
+    if any(key.startswith("raster:") for key in summaries):
+        extensions.append(RASTER_V2)
+    doc: dict[str, Any] = {
+        "type": "Collection",
+        "id": collection_id,
+        "stac_version": STAC_VERSION,
+        "stac_extensions": extensions,
+        "title": title,
+        "description": meta.get("description") or f"Rasters of {title}",
+        "license": meta.get("license") or "other",
+    }
+    if meta.get("keywords"):
+        doc["keywords"] = list(meta["keywords"])
+    if meta.get("providers"):
+        doc["providers"] = [{k: v for k, v in p.items() if v not in (None, [], ())} for p in meta["providers"]]
+    doc["extent"] = extent
+    if summaries:
+        doc["summaries"] = summaries
+    doc["links"] = links
+    return doc
+
+
+def partition_document(
+    *,
+    layout: Layout,
+    collection_id: str,
+    parts: tuple[str, ...],
+    root_title: str,
+    collection_title: str,
+    children: list[tuple[str, ...]] | None = None,
+    items: list[str] | None = None,
+) -> dict[str, Any]:
+    """A time-partition catalog between a collection and its Items."""
+    path = layout.partition_file(collection_id, parts)
+    title = partition_title(collection_title, parts)
+    parent_parts = parts[:-1]
+    parent_title = partition_title(collection_title, parent_parts) if parent_parts else collection_title
+    links = [
+        structural_link("root", layout.root_catalog, path, root_title),
+        structural_link("parent", layout.partition_file(collection_id, parent_parts), path, parent_title),
+    ]
+    links += _downward_links(layout, collection_id, parts, path, collection_title, children, items)
+    return {
+        "type": "Catalog",
+        "id": "-".join((collection_id, *parts)),
+        "stac_version": STAC_VERSION,
+        "title": title,
+        "description": f"{title}: Items of collection {collection_id}",
+        "links": links,
+    }
+
+
+def _downward_links(
+    layout: Layout,
+    collection_id: str,
+    parts: tuple[str, ...],
+    path: Path,
+    collection_title: str,
+    children: list[tuple[str, ...]] | None,
+    items: list[str] | None,
+) -> list[dict[str, str]]:
+    links = [
+        structural_link(
+            "child",
+            layout.partition_file(collection_id, child),
+            path,
+            partition_title(collection_title, child),
+        )
+        for child in children or ()
+    ]
+    links += [
+        structural_link("item", layout.item_file(collection_id, parts, item_id), path, item_id, "application/geo+json")
+        for item_id in items or ()
+    ]
+    return links
+
+
+def relink_item(doc: dict[str, Any], *, layout: Layout, collection_id: str, parts: tuple[str, ...], root_title: str, collection_title: str) -> dict[str, Any]:
+    """An already placed Item with its structural links refreshed (titles may have changed)."""
+    path = layout.item_file(collection_id, parts, doc["id"])
+    parent_title = partition_title(collection_title, parts) if parts else collection_title
+    structural = [
+        structural_link("root", layout.root_catalog, path, root_title),
+        structural_link("parent", layout.partition_file(collection_id, parts), path, parent_title),
+        structural_link("collection", layout.collection_file(collection_id), path, collection_title),
+    ]
+    doc["links"] = structural + [link for link in doc.get("links", []) if link["rel"] not in _STRUCTURAL]
+    return doc

@@ -40,7 +40,7 @@ from stacwatchd.raster import (
     render_thumbnail,
     round_geometry,
 )
-from stacwatchd.sources import Sources, sidecar_media_type, sources_for
+from stacwatchd.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
 
 PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -95,10 +95,11 @@ class Rejection:
     path: Path
     reason: str
     kind: str
+    signature: Signature | None = None
 
     @classmethod
-    def from_error(cls, error: StacwatchdError, fallback: Path) -> Rejection:
-        return cls(path=error.path or fallback, reason=error.reason, kind=error.kind)
+    def from_error(cls, error: StacwatchdError, fallback: Path, signature: Signature | None = None) -> Rejection:
+        return cls(path=error.path or fallback, reason=error.reason, kind=error.kind, signature=signature)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -113,6 +114,7 @@ class BuiltItem:
     facts: tuple[RasterFacts, ...]
     timing: Timing
     collection_id: str = ""
+    signatures: tuple[tuple[Path, Signature], ...] = ()
     thumbnail: bytes | None = field(default=None, repr=False)
 
     @property
@@ -123,11 +125,12 @@ class BuiltItem:
 def build(path: Path, rules: Rules, *, now: datetime | None = None) -> BuiltItem | Rejection:
     """The Item that ``path`` (and the files grouped with it) makes, or why there is none."""
     path = path.absolute()
+    signature = signature_of(path)
     try:
         sources = sources_for(path, rules.items, rules.is_data)
         return build_from_sources(sources, rules, now=now or datetime.now(UTC))
     except StacwatchdError as error:
-        return Rejection.from_error(error, path)
+        return Rejection.from_error(error, path, signature)
 
 
 def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> BuiltItem:
@@ -138,6 +141,7 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         statistics=rules.items.statistics,
         checksum=rules.items.checksum,
     )
+    signatures = tuple((p, signature_of(p)) for p in sources.paths)
     facts = tuple(read_facts(p, options) for _, p in sources.data)
     primary = facts[0]
     located = _check_location(facts, rules)
@@ -194,6 +198,7 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         facts=facts,
         timing=timing,
         collection_id=rules.collection_id,
+        signatures=tuple((p, sig) for p, sig in signatures if sig is not None),
         thumbnail=thumbnail,
     )
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from stacwatchd.config import ItemRules
 
@@ -27,6 +28,24 @@ _SIDECAR_TYPES = {
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 DataFilter = Callable[[Path], bool]
+
+
+class Signature(NamedTuple):
+    """What tells a changed file from an unchanged one without opening it."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+
+def signature_of(path: Path) -> Signature | None:
+    """The file's signature, or None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return Signature(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
 @dataclass(frozen=True, slots=True)

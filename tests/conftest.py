@@ -19,6 +19,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 sys.path.insert(0, str(TESTS))
 
+pytest_plugins = ["support.pg", "support.stacapi"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if not SCHEMAS.is_dir():
@@ -45,3 +47,18 @@ def assert_valid(schema_store: SchemaStore):  # noqa: ANN201 - returns a checker
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One file of every kind stacwatchd.testing can make, written once per session."""
     return testing.sample_set(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture(scope="session")
+def pystac_local_schemas() -> None:
+    """Make pystac validate against the offline schema mirror instead of the network."""
+    import json as _json
+
+    import pystac.validation
+    from pystac.validation.stac_validator import JsonSchemaSTACValidator
+
+    validator = JsonSchemaSTACValidator()
+    for path in SCHEMAS.rglob("*.json"):
+        url = "https://" + path.relative_to(SCHEMAS).as_posix()
+        validator.schema_cache[url] = _json.loads(path.read_text())
+    pystac.validation.set_validator(validator)

@@ -1,0 +1,134 @@
+"""Folders versus the state index: what was added, changed or removed behind our back.
+
+The safety net for missed events (inotify overflow, network filesystems, changes while
+the daemon was down). It stats files and never opens them, so a pass over 100,000
+unchanged files costs one directory walk and one query.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from stacwatchd.items import Rules
+from stacwatchd.sources import Signature, is_sidecar_of_any, item_key, stem
+from stacwatchd.state import State
+
+
+def accepts_for(rules: Rules) -> Callable[[Path], bool]:
+    """Files a watch cares about: its data files and the sidecars its rules claim."""
+
+    def accepts(path: Path) -> bool:
+        if rules.is_data(path):
+            return True
+        return is_sidecar_of_any(path, rules.items) and not any(
+            fnmatchcase(path.name, p) for p in rules.exclude if p != "*.aux.xml"
+        )
+
+    return accepts
+
+
+def walk(
+    root: Path,
+    accepts: Callable[[Path], bool],
+    *,
+    recursive: bool = True,
+    skip: Iterable[Path] = (),
+) -> Iterator[tuple[Path, Signature]]:
+    """Every accepted regular file below ``root`` with its signature; hidden folders skipped."""
+    skipped = {str(p) for p in skip}
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive and entry.path not in skipped:
+                        stack.append(entry.path)
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                path = Path(entry.path)
+                if not accepts(path):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            yield path, Signature(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+@dataclass(slots=True)
+class Diff:
+    """What a watch needs: files to (re)build, files gone, and how many are untouched."""
+
+    changed: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    unchanged: int = 0
+    still_rejected: int = 0
+
+
+def diff(
+    rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[Path] = ()
+) -> Diff:
+    """Compare one watched folder with what the state index remembers of it."""
+    known = state.source_signatures(str(rules.root))
+    rejected = {
+        row[0] for row in state.db.execute("SELECT path FROM sources WHERE watch = ? AND status = 'rejected'", (str(rules.root),))
+    }
+    result = Diff()
+    seen: set[str] = set()
+    changed_sidecars: list[Path] = []
+    for path, signature in walk(rules.root, accepts_for(rules), recursive=recursive, skip=skip):
+        key = str(path)
+        seen.add(key)
+        if known.get(key) == (signature.size, signature.mtime_ns, signature.inode):
+            if key in rejected:
+                result.still_rejected += 1
+            else:
+                result.unchanged += 1
+            continue
+        if rules.is_data(path):
+            result.changed.append(path)
+        else:
+            changed_sidecars.append(path)
+    result.removed = [Path(p) for p in known if p not in seen]
+    for sidecar in changed_sidecars:
+        result.changed.extend(data_for_sidecar(sidecar, rules))
+    result.changed = one_per_item(result.changed, rules)
+    return result
+
+
+def data_for_sidecar(sidecar: Path, rules: Rules) -> list[Path]:
+    """The data files whose Items list ``sidecar`` as a metadata asset."""
+    try:
+        names = os.listdir(sidecar.parent)
+    except OSError:
+        return []
+    owners = []
+    lowered = sidecar.name.lower()
+    for name in sorted(names):
+        candidate = sidecar.parent / name
+        if candidate == sidecar or not rules.is_data(candidate):
+            continue
+        bases = {stem(candidate), item_key(candidate, rules.items)}
+        patterns = {p.format(stem=b, item=item_key(candidate, rules.items)).lower() for p in rules.items.sidecars for b in bases}
+        if any(fnmatchcase(lowered, p) for p in patterns):
+            owners.append(candidate)
+    return owners
+
+
+def one_per_item(paths: Iterable[Path], rules: Rules) -> list[Path]:
+    """One representative file per Item, so a band-per-file group is built once."""
+    chosen: dict[tuple[Path, str], Path] = {}
+    for path in paths:
+        chosen.setdefault((path.parent, item_key(path, rules.items)), path)
+    return list(chosen.values())
