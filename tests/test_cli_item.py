@@ -103,3 +103,25 @@ def test_bad_config_names_the_key_and_the_file(tmp_path, samples):
     assert result.returncode == 2
     assert str(config) in result.stderr
     assert "watch.0.items.precision" in result.stderr and "watch.0.items.unknown: unknown key" in result.stderr
+
+
+def test_example_configuration_is_valid():
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    result = run("config", "check", "--config", str(example))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["watch"][0]["collection"]["id"] == "ndvi"
+
+
+def test_environment_overrides_the_file_and_secrets_are_masked(tmp_path):
+    import os
+
+    config = tmp_path / "c.toml"
+    config.write_text('[catalog]\nroot = "/a"\n[pgstac]\ndsn = "postgresql://u:secret@h/db"\n')
+    env = dict(os.environ, STACWATCHD_CATALOG__ROOT="/b", STACWATCHD_WORKERS="3")
+    result = subprocess.run(
+        [sys.executable, "-m", "stacwatchd", "config", "check", "--config", str(config)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    shown = json.loads(result.stdout)
+    assert shown["catalog"]["root"] == "/b" and shown["workers"] == 3
+    assert "secret" not in result.stdout
