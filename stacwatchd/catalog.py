@@ -22,13 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stacwatchd.config import STATE_DIRNAME, CatalogSettings, CollectionSettings
-from stacwatchd.documents import (
-    collection_document,
-    item_document,
-    partition_document,
-    relink_item,
-    root_document,
-)
+from stacwatchd.documents import item_document, relink_item
 from stacwatchd.errors import IdClash, StacwatchdError
 from stacwatchd.items import BuiltItem, Rejection, item_to_dict
 from stacwatchd.layout import Layout, partition_of
@@ -36,19 +30,11 @@ from stacwatchd.log import get_logger
 from stacwatchd.sources import Signature
 from stacwatchd.stacjson import dumps, loads
 from stacwatchd.state import State, compress, decompress, value_rows
-from stacwatchd.summaries import (
-    DEFAULT_SUMMARIES,
-    RANGE_FIELDS,
-    SET_FIELDS,
-    MAX_DISTINCT,
-    extent_document,
-    index_item,
-    summaries_document,
-)
+from stacwatchd.render import Renderer
+from stacwatchd.summaries import DEFAULT_SUMMARIES, index_item
 
 Durability = Literal["batch", "file", "none"]
 THUMBNAIL = "thumbnail.png"
-_DEPTH = {"none": 0, "year": 1, "year/month": 2, "year/month/day": 3}
 
 
 class OutsideRoot(StacwatchdError):
@@ -128,6 +114,7 @@ class CatalogWriter:
         *,
         durability: Durability = "batch",
         summaries: Sequence[str] = DEFAULT_SUMMARIES,
+        outbox: bool = False,
     ) -> None:
         self.settings = settings
         self.root = settings.root.resolve()
@@ -137,6 +124,8 @@ class CatalogWriter:
         self.durability = durability
         self.summary_fields = tuple(summaries)
         self.state = State(settings.state_file or self.root / STATE_DIRNAME / "state.db")
+        self.outbox = outbox
+        self.render = Renderer(self.state, self.layout, settings, self.collections, tuple(summaries))
         self.log = get_logger()
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         self.recover()
@@ -153,7 +142,10 @@ class CatalogWriter:
 
     @property
     def root_title(self) -> str:
-        return self.settings.title or self.settings.id
+        return self.render.root_title
+
+    def collection_meta(self, collection: str) -> dict[str, Any]:
+        return self.render.collection_meta(collection)
 
     # -- public operations ---------------------------------------------------------------
 
@@ -216,82 +208,6 @@ class CatalogWriter:
         if settings is not None:
             self.collections[collection] = settings
 
-    # -- rendering ---------------------------------------------------------------------------
-
-    def collection_meta(self, collection: str) -> dict[str, Any]:
-        stored = self.state.collection_settings(collection)
-        if stored is not None:
-            return stored
-        configured = self.collections.get(collection) or CollectionSettings(id=collection)
-        return configured.model_dump(mode="json")
-
-    def render_root(self) -> bytes:
-        collections = []
-        for cid in self.state.collection_ids():
-            meta = self.collection_meta(cid)
-            collections.append((cid, meta.get("title") or cid))
-        doc = root_document(
-            layout=self.layout,
-            catalog_id=self.settings.id,
-            title=self.root_title,
-            description=self.settings.description,
-            collections=collections,
-            self_href=self.settings.self_href,
-        )
-        return dumps(doc)
-
-    def render_collection(self, collection: str) -> bytes | None:
-        if self.state.count_items(collection) == 0:
-            return None
-        meta = self.collection_meta(collection)
-        depth = _DEPTH[meta.get("partition") or "year/month"]
-        agg = self.state.extent_aggregates(collection)
-        ranges = {name: self.state.numeric_range(collection, col) for name, col in RANGE_FIELDS.items()}
-        distinct = {
-            name: self.state.distinct_values(collection, name, MAX_DISTINCT + 1) for name in SET_FIELDS
-        }
-        fields = tuple(meta.get("summaries") or self.summary_fields)
-        children = [(name,) for name in self.state.child_partitions(collection, "")] if depth else None
-        items = self.state.items_in_partition(collection, "") if not depth else None
-        doc = collection_document(
-            layout=self.layout,
-            collection_id=collection,
-            meta=meta,
-            root_title=self.root_title,
-            extent=extent_document(agg),
-            summaries=summaries_document(fields, ranges, distinct),
-            children=children,
-            items=items,
-        )
-        return dumps(doc)
-
-    def render_partition(self, collection: str, partition: str) -> bytes | None:
-        meta = self.collection_meta(collection)
-        depth = _DEPTH[meta.get("partition") or "year/month"]
-        parts = tuple(partition.split("/")) if partition else ()
-        if not parts:
-            return self.render_collection(collection)
-        if len(parts) >= depth:
-            items = self.state.items_in_partition(collection, partition)
-            children = None
-            if not items:
-                return None
-        else:
-            items = None
-            children = [(*parts, name) for name in self.state.child_partitions(collection, partition)]
-            if not children:
-                return None
-        doc = partition_document(
-            layout=self.layout,
-            collection_id=collection,
-            parts=parts,
-            root_title=self.root_title,
-            collection_title=meta.get("title") or collection,
-            children=children,
-            items=items,
-        )
-        return dumps(doc)
-
     # -- journal application -----------------------------------------------------------------
 
     def _apply_journal(self, result: BatchResult, *, recovering: bool = False) -> None:
@@ -328,14 +244,14 @@ class CatalogWriter:
     def _entry_files(self, kind: str, collection: str | None, key: str | None) -> list[tuple[str, bytes | None]]:
         """The files one journal entry stands for, rendered from the committed state."""
         if kind == "root":
-            return [(self._rel(self.layout.root_catalog), self.render_root())]
+            return [(self._rel(self.layout.root_catalog), self.render.root())]
         assert collection is not None
         if kind == "collection":
-            return [(self._rel(self.layout.collection_file(collection)), self.render_collection(collection))]
+            return [(self._rel(self.layout.collection_file(collection)), self.render.collection(collection))]
         if kind == "partition":
             assert key is not None
             parts = tuple(key.split("/"))
-            return [(self._rel(self.layout.partition_file(collection, parts)), self.render_partition(collection, key))]
+            return [(self._rel(self.layout.partition_file(collection, parts)), self.render.partition(collection, key))]
         if kind == "item":
             row = self.state.db.execute(
                 "SELECT partition, doc, thumbnail FROM items WHERE collection = ? AND id = ?", (collection, key)
@@ -448,6 +364,7 @@ class _Batch:
         self.result = result
         self.items: dict[tuple[str, str], None] = {}
         self.partitions: set[tuple[str, str]] = set()
+        self.published: list[tuple[str, str, str | None]] = []
         self.collections: set[str] = set()
         self.deletes: list[tuple[str, str, str]] = []
         self.dirty_root = False
@@ -479,6 +396,7 @@ class _Batch:
         self.deletes.append((collection, current.partition, item_id))
         self.dirty_partition(collection, current.partition)
         self.items.pop((collection, item_id), None)
+        self.published.append(("delete_item", collection, item_id))
         self.result.removed += 1
         self.result.changes.append(("removed", collection, item_id))
 
@@ -558,6 +476,7 @@ class _Batch:
         self._write_sources(built, op.watch)
         self.items[(collection, item_id)] = None
         self.dirty_partition(collection, partition)
+        self.published.append(("item", collection, item_id))
         kind = "updated" if existing is not None else "added"
         setattr(self.result, kind, getattr(self.result, kind) + 1)
         self.result.changes.append((kind, collection, item_id))
@@ -696,6 +615,26 @@ class _Batch:
             rows.append(("root", None, None))
         rows += [("delete_item", c, json.dumps([p, i])) for c, p, i in self.deletes]
         self.db.executemany("INSERT INTO journal (kind, collection, key) VALUES (?, ?, ?)", rows)
+        if self.w.outbox:
+            self._write_outbox()
+
+    def _write_outbox(self) -> None:
+        """Changes for the PgSTAC publisher, in the same transaction that records them.
+
+        Collections come first (PgSTAC needs them before their Items); a collection
+        left without Items is deleted after its Items are.
+        """
+        now = time.time()
+        rows: list[tuple[str, str, str | None, float]] = []
+        emptied = []
+        for collection in sorted(self.collections):
+            if self.state.count_items(collection):
+                rows.append(("collection", collection, None, now))
+            else:
+                emptied.append(collection)
+        rows += [(kind, c, key, now) for kind, c, key in self.published]
+        rows += [("delete_collection", c, None, now) for c in emptied]
+        self.db.executemany("INSERT INTO outbox (kind, collection, key, queued_at) VALUES (?, ?, ?, ?)", rows)
 
 
 def _op_order(op: Op) -> int:
