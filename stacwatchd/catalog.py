@@ -160,14 +160,17 @@ class CatalogWriter:
         return result
 
     def apply(self, ops: Iterable[Op]) -> BatchResult:
-        """One batch: one state transaction, then the affected files, each written once."""
+        """One batch: one state transaction, then the affected files, each written once.
+
+        Operations apply in the order given (a file written then deleted is gone).
+        """
         result = BatchResult()
         ops = list(ops)
         if not ops:
             return result
         batch = _Batch(self, result)
         with self.state.transaction():
-            for op in sorted(ops, key=_op_order):
+            for op in ops:
                 if isinstance(op, Remove):
                     batch.remove_path(str(op.path))
                 elif isinstance(op, RemoveTree):
@@ -225,7 +228,9 @@ class CatalogWriter:
             self._remove_temp_files({rel for rel in intents})
         hashes = {rel: sha256(data).hexdigest() for rel, data in writes}
         writes = [(rel, data) for rel, data in writes if self.state.file_hash(rel) != hashes[rel]]
+        self._write_files(self._stubs(writes, deletes))
         self._write_files(writes)
+        deletes.sort(key=_deletion_order)
         deleted = [rel for rel in deletes if self._unlink(rel)]
         self._prune_dirs(deletes)
         if deleted:
@@ -240,6 +245,26 @@ class CatalogWriter:
         result.written.extend(rel for rel, _ in writes)
         result.bytes_written += sum(len(data) for _, data in writes)
         result.deleted.extend(deleted)
+
+    def _stubs(self, writes: list[tuple[str, bytes]], deletes: list[str]) -> list[tuple[str, bytes]]:
+        """Catalogs without their downward links, written before anything else.
+
+        A new partition must exist before the Items whose parent it is, yet it may
+        only link them once they exist: it is first written empty, top-down. A
+        partition about to go is emptied first, so that deleting its Items never
+        leaves it pointing at nothing, nor them pointing at a missing parent.
+        """
+        stubs = []
+        for rel, data in sorted(writes, key=lambda w: w[0].count("/")):
+            if _is_catalog(rel) and not (self.root / rel).exists():
+                stubs.append((rel, _without_downward_links(data)))
+        for rel in deletes:
+            if _is_catalog(rel):
+                try:
+                    stubs.append((rel, _without_downward_links((self.root / rel).read_bytes())))
+                except (OSError, ValueError):
+                    continue
+        return stubs
 
     def _entry_files(self, kind: str, collection: str | None, key: str | None) -> list[tuple[str, bytes | None]]:
         """The files one journal entry stands for, rendered from the committed state."""
@@ -637,9 +662,19 @@ class _Batch:
         self.db.executemany("INSERT INTO outbox (kind, collection, key, queued_at) VALUES (?, ?, ?, ?)", rows)
 
 
-def _op_order(op: Op) -> int:
-    """Removals before rejections before upserts, so a rename frees its id first."""
-    return 0 if isinstance(op, (Remove, RemoveTree)) else 1 if isinstance(op, Reject) else 2
+def _is_catalog(rel: str) -> bool:
+    return rel.endswith(("/catalog.json", "/collection.json"))
+
+
+def _without_downward_links(data: bytes) -> bytes:
+    doc = loads(data)
+    doc["links"] = [link for link in doc.get("links", []) if link.get("rel") not in ("child", "item")]
+    return dumps(doc)
+
+
+def _deletion_order(rel: str) -> tuple[int, int]:
+    """Item files first, then catalogs from the deepest up."""
+    return (1 if _is_catalog(rel) else 0, -rel.count("/"))
 
 
 def _parts(partition: str) -> tuple[str, ...]:
