@@ -92,7 +92,7 @@ class BatchResult:
     written: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     bytes_written: int = 0
-    changes: list[tuple[str, str, str]] = field(default_factory=list)
+    changes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
 
     def merge(self, other: BatchResult) -> None:
         for name in ("added", "updated", "removed", "unchanged", "rejected", "bytes_written"):
@@ -408,9 +408,9 @@ class _Batch:
         if data_left:
             self.result.requeue.append(Path(data_left[0]))
             return
-        self.remove_item(record.collection, record.item_id)
+        self.remove_item(record.collection, record.item_id, path)
 
-    def remove_item(self, collection: str, item_id: str) -> None:
+    def remove_item(self, collection: str, item_id: str, path: str | None = None) -> None:
         current = self.state.item(collection, item_id)
         if current is None:
             return
@@ -423,7 +423,7 @@ class _Batch:
         self.items.pop((collection, item_id), None)
         self.published.append(("delete_item", collection, item_id))
         self.result.removed += 1
-        self.result.changes.append(("removed", collection, item_id))
+        self.result.changes.append(("removed", collection, item_id, path))
 
     # -- rejections --------------------------------------------------------------------
 
@@ -504,7 +504,7 @@ class _Batch:
         self.published.append(("item", collection, item_id))
         kind = "updated" if existing is not None else "added"
         setattr(self.result, kind, getattr(self.result, kind) + 1)
-        self.result.changes.append((kind, collection, item_id))
+        self.result.changes.append((kind, collection, item_id, str(built.sources.primary)))
 
     def _same_but_updated(self, collection: str, item_id: str, doc: dict[str, Any]) -> bool:
         """Whether the new JSON equals the stored one except for ``updated``."""

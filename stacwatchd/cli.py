@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     item.add_argument("--catalog", type=Path, help="catalog root the Item is placed in (default: from the configuration)")
     item.set_defaults(func=_cmd_item)
 
+    run = sub.add_parser("run", help="the long-running service: watch folders and keep the catalog in sync")
+    _config_option(run)
+    run.set_defaults(func=_cmd_run)
+
     scan = sub.add_parser("scan", help="catalog (or catch up on) folders once, in parallel")
     scan.add_argument("dirs", type=Path, nargs="*", metavar="DIR", help="folders to scan (default: the configured watches)")
     _config_option(scan)
@@ -106,6 +110,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     if root is not None and getattr(args, "func", None) is not _cmd_item:
         settings = settings.model_copy(update={"catalog": settings.catalog.model_copy(update={"root": root})})
     return settings
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from stacwatchd.daemon import run
+
+    return run(args.config)
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:

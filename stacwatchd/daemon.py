@@ -1,0 +1,275 @@
+"""``stacwatchd run``: start-up, signals, systemd notification, health, reconcile timer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from stacwatchd import __version__
+from stacwatchd.catalog import BatchResult, CatalogWriter
+from stacwatchd.config import Settings, WatchSettings, load_settings
+from stacwatchd.errors import ConfigError, StacwatchdError
+from stacwatchd.items import Rules
+from stacwatchd.log import configure, get_logger
+from stacwatchd.pipeline import Pipeline
+from stacwatchd.reconcile import accepts_for, diff
+from stacwatchd.settle import Settler
+from stacwatchd.state import State
+from stacwatchd.systemd import notify, watchdog_seconds
+from stacwatchd.watch import FileEvent, Watcher
+
+
+class Sink(Protocol):
+    """A publisher fed after every writer batch (PgSTAC, later others)."""
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float) -> None: ...
+    def wake(self) -> None: ...
+    def depth(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    settings: WatchSettings
+    rules: Rules
+
+
+class Daemon:
+    """One running instance: watcher → settler → pipeline → writer (→ sinks)."""
+
+    def __init__(self, settings: Settings, config_path: Path | None = None, *, stop_timeout: float = 60.0) -> None:
+        if not settings.watch:
+            raise ConfigError(config_path or Path("<environment>"), "no [[watch]] folders configured")
+        self.settings = settings
+        self.config_path = config_path
+        self.stop_timeout = stop_timeout
+        self.log = get_logger()
+        self.watches: dict[Path, _Watch] = {}
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._reconcile_now = threading.Event()
+        self._reconcile_roots: set[Path] = set()
+        self._reconcile_lock = threading.Lock()
+        self.started = time.time()
+        self.sinks: list[Sink] = []
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        s = self.settings
+        collections = {w.collection_id: w.collection for w in s.watch}
+        self.writer = CatalogWriter(s.catalog, collections, outbox=s.pgstac is not None)
+        self.catalog_root = self.writer.root
+        self.pipeline = Pipeline(
+            self.writer,
+            self.rules_for,
+            workers=s.workers,
+            queue_size=s.queue_size,
+            item_timeout=s.item_timeout_seconds,
+            keep_deleted=lambda root: (w := self.watches.get(root)) is not None and w.settings.on_delete == "keep",
+            on_batch=self._after_batch,
+        )
+        self.pipeline.status_extra = lambda: {"outbox": sum(sink.depth() for sink in self.sinks)}
+        self.settler = Settler(self._settled, s.settle_seconds)
+        self.watcher = Watcher(self.settler.feed, observer=s.observer, on_overflow=self._overflowed)
+        if s.pgstac is not None:
+            from stacwatchd.sinks.pgstac import PgstacPublisher
+
+            self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path))
+        for watch in s.watch:
+            self._add_watch(watch)
+
+    def rules_for(self, root: Path) -> Rules | None:
+        found = self.watches.get(root)
+        return found.rules if found else None
+
+    def _add_watch(self, watch: WatchSettings) -> None:
+        rules = Rules.from_watch(watch)
+        self.watches[rules.root] = _Watch(watch, rules)
+        self.writer.ensure_collection(watch.collection_id, watch.collection)
+        self.watcher.watch(rules.root, recursive=watch.recursive, accepts=self._accepts(rules))
+
+    def _accepts(self, rules: Rules):  # noqa: ANN202 - a predicate
+        base = accepts_for(rules)
+        catalog = self.catalog_root
+
+        def accepts(path: Path) -> bool:
+            return base(path) and not path.is_relative_to(catalog)
+
+        return accepts
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the process exit status."""
+        self._install_signals()
+        self._build()
+        for sink in self.sinks:
+            sink.start()
+        self.pipeline.start()
+        self.settler.start()
+        self.watcher.start()
+        notify("READY=1", f"STATUS=watching {len(self.watches)} folders")
+        self.log.info(
+            "daemon_started",
+            version=__version__,
+            pid=os.getpid(),
+            catalog=str(self.catalog_root),
+            watches=[str(p) for p in self.watches],
+            observer=self.settings.observer,
+        )
+        self._request_reconcile(list(self.watches))
+        reconciler = threading.Thread(target=self._reconcile_loop, name="stacwatchd-reconcile", daemon=True)
+        reconciler.start()
+        status = 0
+        tick = min(1.0, (watchdog_seconds() or 2.0) / 2)
+        last_heartbeat = 0.0
+        while not self._stop.wait(tick):
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            if not self.pipeline.healthy:
+                self.log.error("writer_died", error="the writer thread stopped unexpectedly")
+                status = 1
+                break
+            self.pipeline.check_stuck()
+            notify("WATCHDOG=1", f"STATUS={self._status_line()}")
+            if time.monotonic() - last_heartbeat >= 2.0:
+                last_heartbeat = time.monotonic()
+                self._heartbeat()
+        return self._shutdown(status)
+
+    def _shutdown(self, status: int) -> int:
+        notify("STOPPING=1")
+        self.log.info("daemon_stopping", queue=self.pipeline.depth())
+        self.watcher.stop()
+        self.settler.stop()
+        drained = self.pipeline.stop(self.stop_timeout)
+        for sink in self.sinks:
+            sink.stop(timeout=10.0)
+        self._heartbeat(stopped=True)
+        self.writer.close()
+        self.log.info("daemon_stopped", drained=drained, **self.pipeline.counters_summary())
+        return status
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration; add and remove watches, keep queued work."""
+        try:
+            fresh = load_settings(self.config_path)
+        except StacwatchdError as error:
+            self.log.error("reload_failed", error=error.kind, reason=error.reason, path=str(error.path))
+            return
+        wanted = {Rules.from_watch(w).root: w for w in fresh.watch}
+        for root in [r for r in self.watches if r not in wanted]:
+            self.watcher.unwatch(root)
+            del self.watches[root]
+            self.log.info("watch_removed", path=str(root))
+        added = []
+        for root, watch in wanted.items():
+            current = self.watches.get(root)
+            if current is None or current.settings != watch:
+                self._add_watch(watch)
+                added.append(root)
+                self.log.info("watch_added" if current is None else "watch_changed", path=str(root))
+        self.settings = fresh.model_copy(update={"catalog": self.settings.catalog})
+        self._request_reconcile(added)
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def _overflowed(self, root: Path) -> None:
+        self.log.warning("events_lost", path=str(root), reason="inotify queue overflow; reconciling")
+        self._request_reconcile([root])
+
+    def _request_reconcile(self, roots: list[Path]) -> None:
+        with self._reconcile_lock:
+            self._reconcile_roots.update(roots)
+        self._reconcile_now.set()
+
+    def _reconcile_loop(self) -> None:
+        interval = self.settings.reconcile_interval
+        while not self._stop.is_set():
+            self._reconcile_now.wait(interval if interval > 0 else None)
+            if self._stop.is_set():
+                return
+            self._reconcile_now.clear()
+            with self._reconcile_lock:
+                roots = self._reconcile_roots or set(self.watches)
+                self._reconcile_roots = set()
+            for root in sorted(roots):
+                watch = self.watches.get(root)
+                if watch is not None:
+                    self.reconcile(watch)
+
+    def reconcile(self, watch: _Watch) -> None:
+        """Folders vs state: changed files go through the settler, vanished ones are removed."""
+        started = time.monotonic()
+        state = State(self.writer.state.path, readonly=True)
+        try:
+            found = diff(watch.rules, state, recursive=watch.settings.recursive, skip=[self.catalog_root])
+        finally:
+            state.close()
+        now = time.monotonic()
+        for path in found.changed:
+            self.settler.feed(FileEvent("found", path, watch.rules.root, now))
+        for path in found.removed:
+            self.settler.feed(FileEvent("deleted", path, watch.rules.root, now))
+        self.log.info(
+            "reconciled",
+            path=str(watch.rules.root),
+            changed=len(found.changed),
+            removed=len(found.removed),
+            unchanged=found.unchanged,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    # -- glue ------------------------------------------------------------------------------
+
+    def _settled(self, ready: Any) -> None:
+        self.pipeline.submit(ready)
+
+    def _after_batch(self, result: BatchResult) -> None:
+        for sink in self.sinks:
+            sink.wake()
+
+    def _status_line(self) -> str:
+        s = self.pipeline.status()
+        return (
+            f"queue {s['queue']}, building {s['building']}, added {s['added']}, updated {s['updated']}, "
+            f"removed {s['removed']}, rejected {s['rejected']}, outbox {s.get('outbox', 0)}"
+        )
+
+    def _heartbeat(self, stopped: bool = False) -> None:
+        report = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": self.started,
+            "heartbeat_at": time.time(),
+            "running": not stopped,
+            "watches": {str(p): state for p, state in self.watcher.status().items()},
+            **self.pipeline.status(),
+        }
+        self.pipeline.post_meta("daemon", json.dumps(report))
+
+
+def run(config_path: Path | None) -> int:
+    """Entry point of ``stacwatchd run``."""
+    settings = load_settings(config_path)
+    configure(settings.log.format, settings.log.level, stream=sys.stdout)
+    return Daemon(settings, config_path).run()
