@@ -19,6 +19,8 @@ def configure(format: Format = "auto", level: str = "info", stream: TextIO | Non
     command logs JSON lines under systemd and readable lines for a person.
     """
     stream = stream or sys.stderr
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(line_buffering=True)  # one event, one flushed line (journald, tail -f)
     use_console = format == "console" or (format == "auto" and stream.isatty())
     renderer: structlog.typing.Processor
     if use_console:
