@@ -1,42 +1,105 @@
-"""``stacwatchd demo``: sample rasters in a local folder, cataloged, and the result shown."""
+"""``stacwatchd demo``: the daemon on a local folder, fed the ways pipelines write files."""
 
 from __future__ import annotations
 
-import sys
+import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from stacwatchd import testing
-from stacwatchd.config import CatalogSettings, CollectionSettings, WatchSettings
-from stacwatchd.scan import scan
+from stacwatchd.config import CatalogSettings, CollectionSettings, Settings, WatchSettings
+from stacwatchd.daemon import Daemon
+from stacwatchd.items import sanitize_id
+from stacwatchd.log import configure
 from stacwatchd.validate import SchemaStore, validate_catalog
+
+SETTLE = 1.0
 
 
 def run_demo(base: Path) -> int:
-    """Write samples (good and broken), catalog them, print the tree, validate it offline."""
+    """Start the daemon, drop sample rasters (copy, slow write, rename, overwrite, delete)."""
     base = base.resolve()
-    incoming = base / "incoming"
-    catalog = base / "catalog"
-    print(f"demo: writing sample rasters into {incoming}")
-    testing.sample_set(incoming)
-    watch = WatchSettings(
-        path=incoming,
-        collection=CollectionSettings(id="demo", title="Demo rasters", description="Sample rasters made by stacwatchd demo"),
+    incoming, staging, catalog = base / "incoming", base / "staging", base / "catalog"
+    for folder in (incoming, staging):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    shutil.rmtree(catalog, ignore_errors=True)
+    configure("console", "info")
+    settings = Settings(
+        catalog=CatalogSettings(root=catalog, title="stacwatchd demo"),
+        watch=(
+            WatchSettings(
+                path=incoming,
+                collection=CollectionSettings(id="demo", title="Demo rasters", description="Rasters dropped by stacwatchd demo"),
+            ),
+        ),
+        settle_seconds=SETTLE,
+        workers=2,
+        reconcile_interval=0,
+        log={"format": "console", "level": "info"},
     )
-    summary = scan(CatalogSettings(root=catalog, title="stacwatchd demo"), [watch], workers=2, progress=None)
-    print(
-        f"demo: cataloged {summary.added} Items into {catalog} "
-        f"({summary.rejected} files refused, {summary.files_written} JSON files written)"
+    daemon = Daemon(settings)
+    thread = threading.Thread(target=lambda: daemon.run(), name="stacwatchd-demo", daemon=True)
+    thread.start()
+    testing.wait_until(lambda: hasattr(daemon, "pipeline") and daemon.pipeline.healthy, timeout=30)
+    samples = testing.sample_set(staging)
+
+    def items() -> set[str]:
+        found = (catalog / "demo").rglob("*.json") if (catalog / "demo").exists() else []
+        return {p.stem for p in found if p.name not in ("catalog.json", "collection.json")}
+
+    def step(title: str, action: Callable[[], None], expect: Callable[[set[str]], bool]) -> None:
+        print(f"\n== {title}")
+        action()
+        testing.wait_until(lambda: expect(items()), timeout=60, message=title)
+        print(f"   catalog now holds {len(items())} Items")
+
+    cog = samples["cog"]
+    step("copy a COG into the watched folder", lambda: shutil.copy(cog, incoming / cog.name), lambda ids: sanitize_id(cog.stem) in ids)
+    slow = samples["multiband_rgb"]
+    step(
+        "a slow writer appends a file in chunks (cataloged only once complete)",
+        lambda: testing.slow_write(slow, incoming / slow.name, chunks=4, pause=SETTLE / 2),
+        lambda ids: sanitize_id(slow.stem) in ids,
     )
-    for rejection in summary.rejections:
-        print(f"  refused {rejection.path.name}: {rejection.reason}")
-    _print_tree(catalog)
-    schemas = _schema_folder()
-    report = validate_catalog(catalog, SchemaStore(directory=schemas), strict=schemas is not None)
-    status = "valid" if report.ok else f"{len(report.problems)} problems"
-    checked = f"against {schemas}" if schemas else "(structure and links; no offline schemas found)"
-    print(f"demo: validate {checked}: {report.items} items, {status}")
-    print(f"demo: open {catalog / 'catalog.json'} with pystac, QGIS or STAC Browser")
+    renamed = samples["antimeridian"]
+    step(
+        "write to a temp name, then rename into place",
+        lambda: testing.write_then_rename(renamed, incoming / renamed.name),
+        lambda ids: sanitize_id(renamed.stem) in ids,
+    )
+    unlocated = {samples["no_crs"].stem, samples["no_date"].stem}
+    burst = [p for k, p in samples.items() if k not in testing.BROKEN_SAMPLES and p not in (cog, slow, renamed)]
+    step(
+        f"a burst of {len(burst)} files, some of them broken",
+        lambda: [shutil.copy(p, incoming / p.name) for p in burst + [samples[k] for k in testing.BROKEN_SAMPLES]],
+        lambda ids: {sanitize_id(p.stem) for p in burst if p.stem not in unlocated} <= ids,
+    )
+    new_size = samples["utm"].stat().st_size
+    step(
+        "overwrite a file in place (the Item is updated)",
+        lambda: shutil.copy(samples["utm"], incoming / cog.name),
+        lambda ids: _asset_size(catalog, sanitize_id(cog.stem)) == new_size,
+    )
+    step("delete a file (its Item goes)", lambda: (incoming / renamed.name).unlink(), lambda ids: sanitize_id(renamed.stem) not in ids)
+    daemon.stop()
+    thread.join(60)
+    report = validate_catalog(catalog, _schemas(), strict=_schema_folder() is not None)
+    print(f"\ndemo: {report.items} Items in {catalog}; validation: {'valid' if report.ok else report.problems}")
+    print(f"demo: open {catalog / 'catalog.json'} with pystac, QGIS or STAC Browser; `stacwatchd status --catalog {catalog}`")
     return 0 if report.ok else 1
+
+
+def _asset_size(catalog: Path, item_id: str) -> int | None:
+    import json
+
+    for path in (catalog / "demo").rglob(f"{item_id}.json"):
+        try:
+            return json.loads(path.read_bytes())["assets"]["data"]["file:size"]
+        except (OSError, ValueError, KeyError):
+            return None
+    return None
 
 
 def _schema_folder() -> Path | None:
@@ -46,9 +109,5 @@ def _schema_folder() -> Path | None:
     return None
 
 
-def _print_tree(root: Path, limit: int = 12) -> None:
-    files = sorted(p.relative_to(root) for p in root.rglob("*.json") if not any(part.startswith(".") for part in p.relative_to(root).parts))
-    for rel in files[:limit]:
-        print(f"  {rel}")
-    if len(files) > limit:
-        print(f"  … and {len(files) - limit} more", file=sys.stdout)
+def _schemas() -> SchemaStore:
+    return SchemaStore(directory=_schema_folder())

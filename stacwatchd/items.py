@@ -242,10 +242,15 @@ def make_id(sources: Sources, rules: Rules) -> str:
         raise BadId(
             primary, f"id_template refers to {{{exc.args[0]}}}, which this file does not provide"
         ) from None
-    item_id = re.sub(r"^\.+", "_", _ID_UNSAFE.sub("_", raw))
+    item_id = sanitize_id(raw)
     if not item_id:
         raise BadId(primary, "the id template produced an empty id")
     return item_id
+
+
+def sanitize_id(raw: str) -> str:
+    """Characters other than ``A–Z a–z 0–9 _ - .`` become ``_``; no leading dot."""
+    return re.sub(r"^\.+", "_", _ID_UNSAFE.sub("_", raw))
 
 
 def asset_href(path: Path, rules: Rules) -> str:
