@@ -112,7 +112,7 @@ def collection_document(
         structural_link("root", layout.root_catalog, path, root_title),
         structural_link("parent", layout.root_catalog, path, root_title),
     ]
-    links += _downward_links(layout, collection_id, (), path, title, children, items)
+    links += _downward_links(title, children, items)
     extensions = []
     if any(key.startswith("proj:") for key in summaries):
         extensions.append(PROJECTION_V2)
@@ -157,7 +157,7 @@ def partition_document(
         structural_link("root", layout.root_catalog, path, root_title),
         structural_link("parent", layout.partition_file(collection_id, parent_parts), path, parent_title),
     ]
-    links += _downward_links(layout, collection_id, parts, path, collection_title, children, items)
+    links += _downward_links(collection_title, children, items)
     return {
         "type": "Catalog",
         "id": "-".join((collection_id, *parts)),
@@ -169,25 +169,23 @@ def partition_document(
 
 
 def _downward_links(
-    layout: Layout,
-    collection_id: str,
-    parts: tuple[str, ...],
-    path: Path,
     collection_title: str,
     children: list[tuple[str, ...]] | None,
     items: list[str] | None,
 ) -> list[dict[str, str]]:
+    """Child partitions and Items sit one folder below their catalog, so their hrefs are
+    plain string formatting (a partition may list thousands of Items)."""
     links = [
-        structural_link(
-            "child",
-            layout.partition_file(collection_id, child),
-            path,
-            partition_title(collection_title, child),
-        )
+        {
+            "rel": "child",
+            "href": f"./{child[-1]}/catalog.json",
+            "type": "application/json",
+            "title": partition_title(collection_title, child),
+        }
         for child in children or ()
     ]
     links += [
-        structural_link("item", layout.item_file(collection_id, parts, item_id), path, item_id, "application/geo+json")
+        {"rel": "item", "href": f"./{item_id}/{item_id}.json", "type": "application/geo+json", "title": item_id}
         for item_id in items or ()
     ]
     return links
