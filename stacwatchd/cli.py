@@ -183,7 +183,7 @@ def _cmd_item(args: argparse.Namespace) -> int:
     from stacwatchd.documents import item_document
     from stacwatchd.items import Rejection, Rules, build, item_to_dict
     from stacwatchd.layout import Layout, partition_of
-    from stacwatchd.stacjson import dumps
+    from stacwatchd.stacjson import pretty
 
     settings = _settings(args)
     path: Path = args.path.absolute()
@@ -213,7 +213,7 @@ def _cmd_item(args: argparse.Namespace) -> int:
         root_title=catalog.title or catalog.id,
         collection_title=collection_title,
     )
-    sys.stdout.buffer.write(dumps(doc))
+    sys.stdout.buffer.write(pretty(doc))
     return EXIT_OK
 
 

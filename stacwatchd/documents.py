@@ -6,7 +6,6 @@ what makes an incremental catalog byte-identical to a rebuilt one.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,11 @@ def item_document(
 ) -> tuple[Path, dict[str, Any]]:
     """Where an Item lives and its JSON there: relative hrefs, structural links, collection.
 
-    ``created`` keeps the first-cataloged time when a file is overwritten.
+    Takes ownership of ``item`` (a fresh dict from ``item_to_dict``) and changes it in
+    place. ``created`` keeps the first-cataloged time when a file is overwritten.
     """
     path = layout.item_file(collection_id, parts, item["id"])
-    doc = localise_hrefs(copy.deepcopy(item), path)
+    doc = localise_hrefs(item, path)
     if created is not None:
         doc["properties"]["created"] = created
     relink_item(
@@ -193,12 +193,15 @@ def _downward_links(
 
 def relink_item(doc: dict[str, Any], *, layout: Layout, collection_id: str, parts: tuple[str, ...], root_title: str, collection_title: str) -> dict[str, Any]:
     """An already placed Item with its structural links refreshed (titles may have changed)."""
-    path = layout.item_file(collection_id, parts, doc["id"])
+    # The Item sits in <root>/<collection>/<parts…>/<id>/: its structural hrefs are
+    # plain arithmetic on that depth (this runs once per Item written).
+    up = "../" * (1 + len(parts))
     parent_title = partition_title(collection_title, parts) if parts else collection_title
+    parent_file = "catalog.json" if parts else "collection.json"
     structural = [
-        structural_link("root", layout.root_catalog, path, root_title),
-        structural_link("parent", layout.partition_file(collection_id, parts), path, parent_title),
-        structural_link("collection", layout.collection_file(collection_id), path, collection_title),
+        {"rel": "root", "href": f"../{up}catalog.json", "type": "application/json", "title": root_title},
+        {"rel": "parent", "href": f"../{parent_file}", "type": "application/json", "title": parent_title},
+        {"rel": "collection", "href": f"{up}collection.json", "type": "application/json", "title": collection_title},
     ]
     doc["links"] = structural + [link for link in doc.get("links", []) if link["rel"] not in _STRUCTURAL]
     return doc

@@ -116,11 +116,7 @@ def _group_members(
     folder: Path, key: str, rules: ItemRules, is_data: DataFilter
 ) -> list[tuple[str, Path]]:
     members: dict[str, Path] = {}
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:
-        return []
-    for name in names:
+    for name in _listdir(folder):
         candidate = folder / name
         match = group_match(candidate, rules)
         if match is None or match.group("item") != key or not is_data(candidate):
@@ -130,28 +126,43 @@ def _group_members(
     return sorted(members.items())
 
 
+_WILDCARDS = re.compile(r"[*?\[]")
+
+
 def _sidecars(folder: Path, key: str, data: list[Path], rules: ItemRules) -> list[tuple[str, Path]]:
+    """Sidecars named by the patterns: exact names are stat'ed, never searched for.
+
+    Only patterns with wildcards list the folder, so a folder of 100,000 files costs
+    a few stats per Item, not a scan.
+    """
     if not rules.sidecars:
         return []
-    wanted: dict[str, str] = {}
-    for pattern in rules.sidecars:
-        for base in {key, *(stem(p) for p in data)}:
-            wanted[pattern.format(stem=base, item=key).lower()] = base
+    data_names = {p.name for p in data}
     found: dict[str, Path] = {}
+    listing: list[str] | None = None
+    for pattern in rules.sidecars:
+        for base in dict.fromkeys((key, *(stem(p) for p in data))):
+            wanted = pattern.format(stem=base, item=key)
+            if _WILDCARDS.search(wanted):
+                if listing is None:
+                    listing = _listdir(folder)
+                names = [n for n in listing if fnmatch.fnmatchcase(n, wanted)]
+            else:
+                names = [wanted]
+            for name in names:
+                candidate = folder / name
+                if name in data_names or not candidate.is_file():
+                    continue
+                suffix = name[len(base):].lstrip("._-") or "file"
+                found.setdefault("metadata-" + _KEY_UNSAFE.sub("_", suffix.lower()), candidate)
+    return sorted(found.items())
+
+
+def _listdir(folder: Path) -> list[str]:
     try:
-        names = sorted(os.listdir(folder))
+        return sorted(os.listdir(folder))
     except OSError:
         return []
-    data_names = {p.name for p in data}
-    for name in names:
-        if name in data_names:
-            continue
-        for pattern, base in wanted.items():
-            if fnmatch.fnmatchcase(name.lower(), pattern) and (folder / name).is_file():
-                suffix = name[len(base):].lstrip("._-") or "file"
-                found.setdefault("metadata-" + _KEY_UNSAFE.sub("_", suffix.lower()), folder / name)
-                break
-    return sorted(found.items())
 
 
 def sidecar_media_type(path: Path) -> str:

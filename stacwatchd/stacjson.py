@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-# An innermost array holding only numbers, as ``json.dumps(indent=2)`` spreads it
-# over one line per number; coordinates and transforms read better on one line.
-_NUMBER_ARRAY = re.compile(r"\[\n\s+(-?[0-9][-+0-9.eE]*(?:,\n\s+-?[0-9][-+0-9.eE]*)*)\n\s*\]")
-
-
-def _one_line(match: re.Match[str]) -> str:
-    return "[" + ", ".join(part.strip() for part in match.group(1).split(",")) + "]"
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_PRETTY = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=2)
 
 
 def dumps(obj: Any) -> bytes:
-    """Indented UTF-8 JSON with a final newline; raises ValueError on NaN or infinity.
+    """Compact UTF-8 JSON with a final newline; raises ValueError on NaN or infinity.
 
     The same object always gives the same bytes, which is what lets the writer skip
-    files whose content did not change.
+    files whose content did not change. Compact, because Python's fast (C) encoder
+    only runs without indentation and the catalog is written for machines first.
     """
-    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
-    return (_NUMBER_ARRAY.sub(_one_line, text) + "\n").encode("utf-8")
+    return (_ENCODER.encode(obj) + "\n").encode("utf-8")
+
+
+def pretty(obj: Any) -> bytes:
+    """Indented JSON for people (the ``item`` command); same content as :func:`dumps`."""
+    return (_PRETTY.encode(obj) + "\n").encode("utf-8")
 
 
 def loads(data: bytes | str) -> Any:
