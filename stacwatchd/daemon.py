@@ -225,6 +225,8 @@ class Daemon:
             found = diff(watch.rules, state, recursive=watch.settings.recursive, skip=[self.catalog_root])
         finally:
             state.close()
+        for error in found.errors:
+            self.log.warning("reconcile_incomplete", path=str(watch.rules.root), error=error)
         now = time.monotonic()
         for path in found.changed:
             self.settler.feed(FileEvent("found", path, watch.rules.root, now))

@@ -8,14 +8,15 @@ unchanged files costs one directory walk and one query.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from stacwatchd.items import Rules
-from stacwatchd.sources import Signature, is_sidecar_of_any, item_key, stem
+from stacwatchd.sources import is_sidecar_of_any, item_key, stem
 from stacwatchd.state import State
+from stacwatchd.watch import scan_tree
 
 
 def accepts_for(rules: Rules) -> Callable[[Path], bool]:
@@ -31,41 +32,6 @@ def accepts_for(rules: Rules) -> Callable[[Path], bool]:
     return accepts
 
 
-def walk(
-    root: Path,
-    accepts: Callable[[Path], bool],
-    *,
-    recursive: bool = True,
-    skip: Iterable[Path] = (),
-) -> Iterator[tuple[Path, Signature]]:
-    """Every accepted regular file below ``root`` with its signature; hidden folders skipped."""
-    skipped = {str(p) for p in skip}
-    stack = [str(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if recursive and entry.path not in skipped:
-                        stack.append(entry.path)
-                    continue
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                path = Path(entry.path)
-                if not accepts(path):
-                    continue
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            yield path, Signature(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
-
-
 @dataclass(slots=True)
 class Diff:
     """What a watch needs: files to (re)build, files gone, and how many are untouched."""
@@ -74,6 +40,7 @@ class Diff:
     removed: list[Path] = field(default_factory=list)
     unchanged: int = 0
     still_rejected: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
 def diff(
@@ -87,20 +54,28 @@ def diff(
     result = Diff()
     seen: set[str] = set()
     changed_sidecars: list[Path] = []
-    for path, signature in walk(rules.root, accepts_for(rules), recursive=recursive, skip=skip):
-        key = str(path)
-        seen.add(key)
-        if known.get(key) == (signature.size, signature.mtime_ns, signature.inode):
-            if key in rejected:
-                result.still_rejected += 1
+
+    def failed(path: Path, exc: OSError) -> None:
+        result.errors.append(f"{path}: {exc.strerror or exc}")
+
+    try:
+        for entry in scan_tree(rules.root, accepts_for(rules), recursive, on_error=failed, skip=skip):
+            key = str(entry.path)
+            seen.add(key)
+            if known.get(key) == (entry.size, entry.mtime_ns, entry.inode):
+                if key in rejected:
+                    result.still_rejected += 1
+                else:
+                    result.unchanged += 1
+                continue
+            if rules.is_data(entry.path):
+                result.changed.append(entry.path)
             else:
-                result.unchanged += 1
-            continue
-        if rules.is_data(path):
-            result.changed.append(path)
-        else:
-            changed_sidecars.append(path)
-    result.removed = [Path(p) for p in known if p not in seen]
+                changed_sidecars.append(entry.path)
+    except OSError as exc:
+        failed(rules.root, exc)
+    # A folder that could not be read is not an empty folder: never remove on a partial view.
+    result.removed = [] if result.errors else [Path(p) for p in known if p not in seen]
     for sidecar in changed_sidecars:
         result.changed.extend(data_for_sidecar(sidecar, rules))
     result.changed = one_per_item(result.changed, rules)

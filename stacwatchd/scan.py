@@ -98,6 +98,8 @@ def scan(
         for watch in watches:
             rules = Rules.from_watch(watch)
             found = diff(rules, writer.state, recursive=watch.recursive, skip=[writer.root])
+            for error in found.errors:
+                log.warning("scan_incomplete", path=str(watch.path), error=error)
             summary.unchanged += found.unchanged
             summary.rejected += found.still_rejected
             removals += [Remove(p) for p in found.removed]

@@ -20,7 +20,7 @@ import stat as stat_module
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -112,6 +112,7 @@ def scan_tree(
     recursive: bool = True,
     *,
     on_error: Callable[[Path, OSError], None] | None = None,
+    skip: Iterable[Path] = (),
 ) -> Iterator[ScanEntry]:
     """Every accepted regular file under ``root``, using ``os.scandir`` and one stat each.
 
@@ -121,9 +122,12 @@ def scan_tree(
     mistake an unreadable folder for an empty one. Errors on ``root`` itself always raise.
     """
     top = os.fspath(root)
+    skipped = {os.fspath(p) for p in skip}
     stack = [top]
     while stack:
         folder = stack.pop()
+        if folder in skipped:
+            continue
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:

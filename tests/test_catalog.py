@@ -446,3 +446,16 @@ def test_state_survives_a_writer_restart(tmp_path, data, rules):
     assert result.added == 1
     assert len(item_docs(again.root)) == 2
     os.environ.pop("STACWATCHD_DUMMY", None)
+
+
+def test_scan_of_a_vanished_folder_removes_nothing(tmp_path, data):
+    scene(data, "a_20240517.tif")
+    catalog = tmp_path / "catalog"
+    cli("scan", str(data), "--catalog", str(catalog))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[catalog]\nroot = "{catalog}"\n[[watch]]\npath = "{data}"\n')
+    data.rename(tmp_path / "unmounted")
+    result = cli("--log-format", "json", "scan", "--config", str(config))
+    assert "removed 0" in result.stdout
+    assert "scan_incomplete" in result.stderr
+    assert len(item_docs(catalog)) == 1
