@@ -154,6 +154,11 @@ def read_facts(path: Path, options: ReadOptions = ReadOptions()) -> RasterFacts:
     try:
         with rasterio.open(path) as src:
             facts = _describe(src, path, stat, options)
+        if not facts.located and facts.driver != "GTiff":
+            # PNG, JPEG and others keep georeferencing in sidecars (.aux.xml, world
+            # files), which GDAL only finds when it may look beside the file.
+            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="TRUE"), rasterio.open(path) as src:
+                facts = _describe(src, path, stat, options)
     except UnreadableRaster:
         raise
     except (rasterio.errors.RasterioError, OSError, ValueError) as exc:

@@ -273,3 +273,11 @@ def test_checksum_is_a_sha2_256_multihash(samples):
 
     facts = read_facts(samples["utm"], ReadOptions(checksum=True))
     assert facts.checksum == "1220" + hashlib.sha256(samples["utm"].read_bytes()).hexdigest()
+
+
+def test_png_with_georeferencing_in_an_aux_xml_sidecar_is_located(tmp_path):
+    path = testing.write_raster(tmp_path / "scan_20240517.png", driver="PNG", count=3)
+    assert path.with_name(path.name + ".aux.xml").exists()
+    facts = read_facts(path)
+    assert facts.media_type == "image/png"
+    assert facts.grid.code == "EPSG:32633" and facts.geometry is not None
