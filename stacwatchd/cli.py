@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_cmd_status)
 
+    publish = sub.add_parser("publish", help="push the catalog to PgSTAC: drain the outbox once, or everything with --all")
+    _config_option(publish)
+    _catalog_option(publish)
+    publish.add_argument("--all", action="store_true", help="push every collection and Item (first load, after a restore); idempotent")
+    publish.add_argument("--no-prune", action="store_true", help="with --all, keep Items PgSTAC has that the state does not")
+    publish.set_defaults(func=_cmd_publish)
+
     validate = sub.add_parser("validate", help="validate a catalog (or one STAC JSON file) offline")
     validate.add_argument("root", type=Path, nargs="?", help="catalog root folder, catalog.json or any STAC JSON file")
     _config_option(validate)
@@ -146,6 +153,17 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         duration_ms=round(summary.seconds * 1000),
     )
     return EXIT_OK if summary.rejected == 0 else EXIT_REJECTED
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from stacwatchd.publish import publish_all, publish_outbox
+
+    settings = _settings(args)
+    if settings.pgstac is None:
+        raise StacwatchdError(args.config, "no [pgstac] section configured")
+    counts = publish_all(settings, prune=not args.no_prune) if args.all else publish_outbox(settings)
+    print("publish: " + ", ".join(f"{k} {v}" for k, v in counts.as_dict().items()))
+    return EXIT_OK
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -242,9 +243,22 @@ class PgstacSettings(_Model):
     batch_size: int = Field(default=500, ge=1, le=50_000)
     retry_initial_seconds: float = Field(default=0.5, gt=0)
     retry_max_seconds: float = Field(default=30.0, gt=0)
-    connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    connect_timeout_seconds: float = Field(default=3.0, ge=2)  # libpq rounds anything lower up to 2 s
     public_base_url: str | None = None
     canonical_links: bool = True
+
+    @model_validator(mode="after")
+    def _no_secret_in_the_file(self) -> PgstacSettings:
+        if self.dsn is not None:
+            dsn = self.dsn.get_secret_value()
+            in_url = "://" in dsn and urlsplit(dsn).password
+            if in_url or re.search(r"\bpassword\s*=", dsn):
+                raise ValueError("the dsn must not contain the password: use password_env or password_file")
+        if self.password_env and self.password_file:
+            raise ValueError("set password_env or password_file, not both")
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("retry_max_seconds must be at least retry_initial_seconds")
+        return self
 
 
 class Settings(BaseSettings):

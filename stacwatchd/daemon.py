@@ -82,7 +82,7 @@ class Daemon:
         if s.pgstac is not None:
             from stacwatchd.sinks.pgstac import PgstacPublisher
 
-            self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path))
+            self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path, collections=collections))
         for watch in s.watch:
             self._add_watch(watch)
 

@@ -24,12 +24,20 @@ def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:
         daemon = state.meta("daemon")
         if daemon:
             report["daemon"] = json.loads(daemon)
-        last_publish_error = state.meta("publish_error")
-        if last_publish_error:
-            report["last_publish_error"] = last_publish_error
+        for key, label in (("publish_ok", "last_publish"), ("publish_error", "last_publish_error"), ("publish_refused", "last_publish_refused")):
+            value = state.meta(key)
+            if value:
+                report[label] = _json_or_text(value)
         report["recent_failures"] = [
             f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)
         ]
         return report
     finally:
         state.close()
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

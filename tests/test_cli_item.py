@@ -116,7 +116,7 @@ def test_environment_overrides_the_file_and_secrets_are_masked(tmp_path):
     import os
 
     config = tmp_path / "c.toml"
-    config.write_text('[catalog]\nroot = "/a"\n[pgstac]\ndsn = "postgresql://u:secret@h/db"\n')
+    config.write_text('[catalog]\nroot = "/a"\n[pgstac]\ndsn = "postgresql://stac@db.internal/stac"\npassword_env = "PGPASS_X"\n')
     env = dict(os.environ, STACWATCHD_CATALOG__ROOT="/b", STACWATCHD_WORKERS="3")
     result = subprocess.run(
         [sys.executable, "-m", "stacwatchd", "config", "check", "--config", str(config)],
@@ -124,4 +124,13 @@ def test_environment_overrides_the_file_and_secrets_are_masked(tmp_path):
     )
     shown = json.loads(result.stdout)
     assert shown["catalog"]["root"] == "/b" and shown["workers"] == 3
-    assert "secret" not in result.stdout
+    assert shown["pgstac"]["dsn"] == "**********" and "db.internal" not in result.stdout
+
+
+def test_a_password_in_the_configuration_file_is_refused_without_echoing_it(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[pgstac]\ndsn = "postgresql://stac:hunter2@db/stac"\n')
+    result = run("config", "check", "--config", str(config))
+    assert result.returncode == 2
+    assert "pgstac: Value error, the dsn must not contain the password" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
