@@ -69,11 +69,12 @@ class DaemonProcess:
             f"[watch.collection]\nid = \"scenes\"\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
         self.notify = NotifySocket()
         self._log_handle = None
 
     def start(self, *, wait_ready: bool = True) -> DaemonProcess:
-        env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), WATCHDOG_USEC="2000000")
+        env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), WATCHDOG_USEC="2000000", **self.env)
         env.pop("WATCHDOG_PID", None)
         self._log_handle = self.log_path.open("ab")
         self.process = subprocess.Popen(
