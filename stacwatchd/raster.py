@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
 import warnings
 from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
@@ -151,6 +152,7 @@ def read_facts(path: Path, options: ReadOptions = ReadOptions()) -> RasterFacts:
         raise UnreadableRaster(path, f"cannot stat: {exc.strerror}") from None
     if stat.st_size == 0:
         raise UnreadableRaster(path, "file is empty")
+    _enter_thread_env()
     try:
         with rasterio.open(path) as src:
             facts = _describe(src, path, stat, options)
@@ -166,6 +168,17 @@ def read_facts(path: Path, options: ReadOptions = ReadOptions()) -> RasterFacts:
     if options.checksum:
         facts = _with_checksum(facts)
     return facts
+
+
+_THREAD = threading.local()
+
+
+def _enter_thread_env() -> None:
+    """One GDAL environment per thread, kept open: rasterio would otherwise set one up
+    and tear it down around every single open."""
+    if not getattr(_THREAD, "env", None):
+        _THREAD.env = rasterio.Env()
+        _THREAD.env.__enter__()
 
 
 def _gdal_reason(exc: BaseException) -> str:
