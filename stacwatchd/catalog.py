@@ -79,6 +79,24 @@ Op = Upsert | Remove | RemoveTree | Reject
 
 
 @dataclass(slots=True)
+class Tally:
+    """Running counts of what batches did (the daemon's status, scan's summary)."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def absorb(self, result: BatchResult) -> None:
+        self.added += result.added
+        self.updated += result.updated
+        self.removed += result.removed
+        self.unchanged += result.unchanged
+        self.rejected += result.rejected
+
+
+@dataclass(slots=True)
 class BatchResult:
     """What a batch did, for logs, ``scan``'s summary and the benchmarks."""
 

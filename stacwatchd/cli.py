@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -210,14 +211,7 @@ def _cmd_item(args: argparse.Namespace) -> int:
     watch = settings.watch_for(path)
     rules = Rules.from_watch(watch) if watch else Rules.for_folder(path.parent)
     if args.collection:
-        rules = Rules(
-            collection_id=args.collection,
-            root=rules.root,
-            items=rules.items,
-            collection=rules.collection,
-            include=rules.include,
-            exclude=rules.exclude,
-        )
+        rules = dataclasses.replace(rules, collection_id=args.collection)
     result = build(path, rules)
     if isinstance(result, Rejection):
         return _reject(result, args)

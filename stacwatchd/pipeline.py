@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacwatchd.catalog import BatchResult, CatalogWriter, Op, Reject, Remove, RemoveTree, op_for
+from stacwatchd.catalog import BatchResult, CatalogWriter, Op, Reject, Remove, RemoveTree, Tally, op_for
 from stacwatchd.items import Rejection, Rules, build
 from stacwatchd.log import get_logger
 from stacwatchd.reconcile import data_for_sidecar
@@ -75,25 +75,16 @@ class WorkQueue:
 
 
 @dataclass(slots=True)
-class Counters:
+class Counters(Tally):
     """What the service reports in STATUS= and ``stacwatchd status``."""
 
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    rejected: int = 0
     skipped: int = 0
     batches: int = 0
     timeouts: int = 0
     last_errors: list[str] = field(default_factory=list)
 
     def absorb(self, result: BatchResult) -> None:
-        self.added += result.added
-        self.updated += result.updated
-        self.removed += result.removed
-        self.unchanged += result.unchanged
-        self.rejected += result.rejected
+        Tally.absorb(self, result)
         self.batches += 1
         for rejection in result.rejections:
             self.last_errors = ([f"{rejection.path}: {rejection.reason}"] + self.last_errors)[:10]

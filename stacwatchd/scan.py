@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from stacwatchd.catalog import BatchResult, CatalogWriter, Op, Remove, op_for
+from stacwatchd.catalog import BatchResult, CatalogWriter, Op, Remove, Tally, op_for
 from stacwatchd.config import CatalogSettings, WatchSettings
 from stacwatchd.items import Rejection, Rules, build
 from stacwatchd.log import get_logger
@@ -18,24 +18,15 @@ from stacwatchd.reconcile import diff
 
 
 @dataclass(slots=True)
-class ScanSummary:
+class ScanSummary(Tally):
     """The final line of a scan, and the files it could not catalog."""
 
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    rejected: int = 0
     files_written: int = 0
     seconds: float = 0.0
     rejections: list[Rejection] = field(default_factory=list)
 
     def absorb(self, result: BatchResult) -> None:
-        self.added += result.added
-        self.updated += result.updated
-        self.removed += result.removed
-        self.unchanged += result.unchanged
-        self.rejected += result.rejected
+        Tally.absorb(self, result)
         self.files_written += len(result.written)
         self.rejections.extend(result.rejections)
 
