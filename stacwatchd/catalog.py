@@ -563,7 +563,7 @@ class _Batch:
             meta = stored or CollectionSettings(id=collection).model_dump(mode="json")
         else:
             meta = configured.model_dump(mode="json")
-            if stored is not None and stored.get("partition") != meta.get("partition") and self.state.count_items(collection):
+            if stored is not None and stored.get("partition") != meta.get("partition") and self.state.has_items(collection):
                 self.w.log.warning(
                     "partitioning_kept",
                     collection=collection,
@@ -671,7 +671,7 @@ class _Batch:
         rows: list[tuple[str, str, str | None, float]] = []
         emptied = []
         for collection in sorted(self.collections):
-            if self.state.count_items(collection):
+            if self.state.has_items(collection):
                 rows.append(("collection", collection, None, now))
             else:
                 emptied.append(collection)

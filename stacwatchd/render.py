@@ -69,7 +69,7 @@ class Renderer:
         return dumps(doc)
 
     def collection(self, collection: str) -> bytes | None:
-        if self.state.count_items(collection) == 0:
+        if not self.state.has_items(collection):
             return None
         meta = self.collection_meta(collection)
         depth = _DEPTH[meta.get("partition") or "year/month"]

@@ -247,14 +247,12 @@ class State:
         }
 
     def item_sources(self, collection: str, item_id: str) -> list[tuple[str, str]]:
-        """(path, role) of every file behind an Item."""
-        return list(
-            self.db.execute(
-                "SELECT path, role FROM sources WHERE collection = ? AND item_id = ? AND status = 'cataloged' "
-                "ORDER BY role, path",
-                (collection, item_id),
-            )
+        """(path, role) of every file behind an Item (an index lookup, whatever the size)."""
+        rows = self.db.execute(
+            "SELECT path, role, status FROM sources INDEXED BY sources_item WHERE collection = ? AND item_id = ?",
+            (collection, item_id),
         )
+        return sorted((path, role) for path, role, status in rows if status == "cataloged")
 
     def failed_sources(self, limit: int = 20) -> list[SourceRecord]:
         return [
@@ -312,6 +310,11 @@ class State:
             )
         ]
 
+    def has_items(self, collection: str) -> bool:
+        """Whether a collection holds any Item: one row of the small partition table."""
+        row = self.db.execute("SELECT 1 FROM partitions WHERE collection = ? LIMIT 1", (collection,)).fetchone()
+        return row is not None
+
     def count_items(self, collection: str | None = None) -> int:
         if collection is None:
             return self.db.execute("SELECT count(*) FROM items").fetchone()[0]
@@ -319,7 +322,7 @@ class State:
 
     def collection_ids(self) -> list[str]:
         """Collections holding at least one Item, sorted."""
-        return [row[0] for row in self.db.execute("SELECT DISTINCT collection FROM items ORDER BY collection")]
+        return [row[0] for row in self.db.execute("SELECT DISTINCT collection FROM partitions ORDER BY collection")]
 
     def all_items(self) -> Iterator[tuple[str, str, str]]:
         yield from self.db.execute("SELECT collection, id, partition FROM items ORDER BY collection, id")
