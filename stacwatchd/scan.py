@@ -113,7 +113,9 @@ def scan(
             queue = iter(plans)
             running: dict[Future, Rules] = {}
             while True:
-                while len(running) < workers * 4:
+                # Keep a batch's worth of builds in flight, so workers go on while the
+                # writer flushes the previous batch.
+                while len(running) < batch_size + workers * 4:
                     nxt = next(queue, None)
                     if nxt is None:
                         break
