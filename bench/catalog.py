@@ -1,0 +1,999 @@
+"""The catalog writer against a floor and naive pystac: backfill, add one, remove one.
+
+    python bench/catalog.py                 # backfill 10,000; add at 1k/10k/100k; remove at 100k
+    python bench/catalog.py --quick         # backfill 1,000; add at 1k/10k; remove at 10k
+    python bench/catalog.py --profile       # also cProfile build() and the adds at the largest N
+    python bench/catalog.py --keep          # keep the scratch folder (printed) for inspection
+
+Every measured method runs in a fresh subprocess (``--child``), so each peak RSS
+(/proc/self/status VmHWM) belongs to that method alone; interpreter and library
+imports are included, and the RSS right after imports is reported beside it.
+
+1. backfill — N COGs in ONE folder (``stacwatchd.testing.many_cogs``), page cache warm:
+   floor        single thread: rasterio.open under GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR,
+                transform_bounds, a ~3 KB json.dumps written per file (bench/items.py's floor);
+                run first and last, the ratio uses their mean.
+   scan         stacwatchd.scan.scan(workers=CPU count) into an empty catalog.
+   scan_chunked the same files hard-linked into sub-folders of --chunk files: isolates the
+                cost that grows with the size of the folder a file sits in.
+   pystac       rio_stac.create_stac_item(with_proj) per file, Collection.add_item,
+                update_extent_from_items, normalize_hrefs, save(SELF_CONTAINED).
+2. add one — a catalog of N Items (the backfill catalog when N matches, else many_cogs in
+   sub-folders of --chunk files + one untimed scan, whose duration is reported); one
+   process opens the CatalogWriter, builds --adds Items (untimed) dated inside an
+   existing month partition and inside the spatial extent, applies one untimed warm-up
+   add, then times ``writer.apply([op])`` per add; then one add that creates a new
+   partition (2031/03). Files rewritten = len(result.written), new partition catalogs
+   excluded and counted apart. The adds are removed again (untimed) afterwards.
+   pystac at the naive N: tutorial (Catalog.from_file, add_item, normalize_hrefs, save)
+   and save-only (catalog loaded once, then add_item + save), the file count from
+   mtimes before/after.
+3. remove — every catalog holds one "outlier" COG west and north of the grid, so it alone
+   holds the collection's west and north bounds. Its source file is deleted and
+   ``apply([Remove(path)])`` timed; then an Item that alone holds another bound is
+   removed the same way. After each, collection.json's extent must equal the min/max
+   recomputed here from every remaining Item JSON on disk, and must have shrunk.
+
+``main(argv)`` returns the results dict (also written to bench/out/catalog.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import math
+import os
+import pstats
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_OUT = BENCH_DIR / "out" / "catalog.json"
+QUICK_OUT = BENCH_DIR / "out" / "catalog-quick.json"
+PACKAGES = ("stacwatchd", "rasterio", "pystac", "rio-stac", "antimeridian", "shapely", "numpy")
+GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+COLLECTION = "bench"
+
+# Geometry and dates of the synthetic data (many_cogs' defaults, spelled out).
+START = datetime(2024, 1, 1, tzinfo=UTC)
+SPAN = timedelta(days=1096)
+ORIGIN = (500000.0, 5000000.0)  # EPSG:32633, the grid runs east and south of it
+TILE = 256 * 10.0  # many_cogs' size × pixel_size, metres
+OUTLIER_ORIGIN = (300000.0, 5200000.0)  # west and north of every grid tile
+OUTLIER_WHEN = datetime(2025, 6, 15, 12, tzinfo=UTC)  # inside the date range: no new partition
+ADD_WHEN = datetime(2025, 6, 3, tzinfo=UTC)  # the adds all land in partition 2025/06
+ADD_ORIGIN = (ORIGIN[0] + 5 * TILE, ORIGIN[1] - 5 * TILE)  # inside the grid: extent unchanged
+NEW_PARTITION_WHEN = datetime(2031, 3, 15, tzinfo=UTC)  # creates 2031/ and 2031/03/
+OUTLIER_NAME = f"outlier_000000_{OUTLIER_WHEN:%Y%m%dT%H%M%S}.tif"
+
+TARGET_BACKFILL_RATIO = 1.0
+TARGET_ADD_MS = 50.0
+TARGET_ADD_FILES = 4
+TARGET_GROWTH = 2.0
+TARGET_RSS_MIB = 150.0
+
+_STAMP = re.compile(r"_(\d{8}T\d{6})")
+
+Log = Callable[[str], None]
+
+
+class BenchError(RuntimeError):
+    """A step did not produce what it should; the numbers would be meaningless."""
+
+
+# ======================================================================================
+# Child side: one measured method per process
+# ======================================================================================
+
+
+def _child_setup() -> None:
+    warnings.simplefilter("ignore")  # rio-stac/pystac deprecation chatter
+    from stacwatchd.log import configure
+
+    configure(format="json", level="warning", stream=sys.stderr)
+
+
+def _cogs_in(folder: Path) -> list[Path]:
+    """Every benchmark COG below ``folder`` (not the adds), sorted."""
+    return sorted(p for p in folder.rglob("*.tif") if "_adds" not in p.parts)
+
+
+def _watch(src: Path) -> Any:
+    from stacwatchd.config import CollectionSettings, WatchSettings
+
+    return WatchSettings(path=src, collection=CollectionSettings(id=COLLECTION))
+
+
+def _writer(root: Path) -> Any:
+    from stacwatchd.catalog import CatalogWriter
+    from stacwatchd.config import CatalogSettings, CollectionSettings
+
+    return CatalogWriter(CatalogSettings(root=root), {COLLECTION: CollectionSettings(id=COLLECTION)})
+
+
+class _Progress:
+    """scan's progress hook for long untimed set-ups: a line on stderr every 30 s."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.t0, self.last = total, 0, time.monotonic(), 0.0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= 30 or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate else 0.0
+            print(f"    scan {self.done:,}/{self.total:,}  {rate:,.0f}/s  ETA {eta:,.0f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def task_floor(p: dict[str, Any]) -> dict[str, Any]:
+    import items as items_bench  # bench/items.py: the same floor as the Items benchmark
+
+    src, out = Path(p["src"]), Path(p["out"])
+    paths = _cogs_in(src)
+    out.mkdir(parents=True, exist_ok=True)
+    work = items_bench._floor(p["floor_bytes"])(src, out)
+    t0 = time.perf_counter()
+    total = 0
+    for path in paths:
+        total += work(path)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "n": len(paths), "files_written": len(paths), "bytes_written": total}
+
+
+def task_scan(p: dict[str, Any]) -> dict[str, Any]:
+    from stacwatchd.config import CatalogSettings
+    from stacwatchd.scan import scan
+
+    src, root = Path(p["src"]), Path(p["root"])
+    t0 = time.perf_counter()
+    summary = scan(CatalogSettings(root=root), [_watch(src)], workers=p["workers"], progress=_Progress if p.get("progress") else None)
+    seconds = time.perf_counter() - t0
+    if summary.rejected or summary.added != p["n"]:
+        reasons = "; ".join(str(r) for r in summary.rejections[:3])
+        raise BenchError(f"scan added {summary.added} of {p['n']}, rejected {summary.rejected}: {reasons}")
+    return {"seconds": seconds, "n": summary.added, "files_written": summary.files_written, "workers": p["workers"]}
+
+
+def _rio_stac_item(path: Path, item_id: str | None = None) -> Any:
+    import rasterio
+    from rio_stac import create_stac_item
+
+    stamp = _STAMP.search(path.name)
+    when = datetime.strptime(stamp.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC) if stamp else None
+    with rasterio.Env(**GDAL_ENV):
+        return create_stac_item(str(path), input_datetime=when, id=item_id or path.stem, with_proj=True)
+
+
+def task_naive_backfill(p: dict[str, Any]) -> dict[str, Any]:
+    import pystac
+
+    src, out = Path(p["src"]), Path(p["out"])
+    paths = _cogs_in(src)
+    t0 = time.perf_counter()
+    catalog = pystac.Catalog(id="naive", description="naive pystac + rio-stac")
+    collection = pystac.Collection(
+        id=COLLECTION,
+        description="naive",
+        extent=pystac.Extent(pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]), pystac.TemporalExtent([[None, None]])),
+        license="other",
+    )
+    catalog.add_child(collection)
+    for path in paths:
+        collection.add_item(_rio_stac_item(path))
+    collection.update_extent_from_items()
+    catalog.normalize_hrefs(str(out))
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "n": len(paths), "files_written": len(paths) + 2}
+
+
+def _op(path: Path, rules: Any) -> Any:
+    from stacwatchd.catalog import Upsert, op_for
+    from stacwatchd.items import build
+
+    op = op_for(build(path, rules), rules)
+    if not isinstance(op, Upsert):
+        raise BenchError(f"build rejected {path}: {op.rejection}")
+    return op
+
+
+def _partition_files(when: datetime) -> list[str]:
+    """The partition catalogs (year, year/month) an Item dated ``when`` lives under."""
+    return [f"{COLLECTION}/{when:%Y}/catalog.json", f"{COLLECTION}/{when:%Y}/{when:%m}/catalog.json"]
+
+
+def task_adds(p: dict[str, Any]) -> dict[str, Any]:
+    from stacwatchd.catalog import Remove
+    from stacwatchd.items import Rules
+
+    rss_imports = _common.rss_bytes()
+    root, src = Path(p["root"]), Path(p["src"])
+    t0 = time.perf_counter()
+    writer = _writer(root)
+    open_s = time.perf_counter() - t0
+    rss_open = _common.rss_bytes()
+    rules = Rules.from_watch(_watch(src))
+    adds = [Path(x) for x in p["adds"]]
+    profile_adds = [Path(x) for x in p.get("profile_adds", [])]
+    new_part = Path(p["new_partition"])
+    # Built beforehand, outside every timing.
+    warm_op, *ops = [_op(path, rules) for path in adds]
+    new_op = _op(new_part, rules)
+    profile_ops = [_op(path, rules) for path in profile_adds]
+    items_before = writer.state.count_items(COLLECTION)
+
+    def timed(op: Any) -> tuple[float, Any]:
+        gc.collect()
+        t = time.perf_counter_ns()
+        result = writer.apply([op])
+        return (time.perf_counter_ns() - t) / 1e6, result
+
+    timed(warm_op)
+    existing_partitions = {rel for rel in _partition_files(ADD_WHEN) if (root / rel).exists()}
+    records = []
+    for op in ops:
+        ms, result = timed(op)
+        if result.added != 1:
+            raise BenchError(f"add did not add: {result}")
+        new = [rel for rel in result.written if rel.endswith("/catalog.json") and rel not in existing_partitions]
+        records.append({"ms": ms, "written": result.written, "new_partitions": new, "bytes_written": result.bytes_written})
+    fresh = [rel for rel in _partition_files(NEW_PARTITION_WHEN) if not (root / rel).exists()]
+    ms, result = timed(new_op)
+    new_partition = {
+        "ms": ms,
+        "written": result.written,
+        "new_partitions": [rel for rel in result.written if rel in fresh],
+        "bytes_written": result.bytes_written,
+    }
+    profile_text = None
+    if profile_ops:
+        profiler = cProfile.Profile()
+        for op in profile_ops:
+            gc.collect()
+            profiler.enable()
+            writer.apply([op])
+            profiler.disable()
+        profiler.dump_stats(p["profile_out"])
+        profile_text = _profile_listing(profiler, p.get("profile_top", 30))
+    peak = _common.peak_rss_bytes()
+    # Put the catalog back to N Items (untimed): the remove benchmark reuses it.
+    every = [warm_op, *ops, new_op, *profile_ops]
+    cleanup = writer.apply([Remove(op.built.sources.primary) for op in every])
+    items_after = writer.state.count_items(COLLECTION)
+    writer.close()
+    if cleanup.removed != len(every) or items_after != items_before:
+        raise BenchError(f"clean-up removed {cleanup.removed} of {len(every)}; {items_after} Items left, expected {items_before}")
+    return {
+        "n_items": items_before,
+        "adds": records,
+        "new_partition": new_partition,
+        "writer_open_s": open_s,
+        "rss_after_imports": rss_imports,
+        "rss_after_open": rss_open,
+        "peak_rss": peak,
+        "cleanup_deleted": len(cleanup.deleted),
+        "profile": profile_text,
+    }
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """path → (mtime_ns, size) of every file below ``root``."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            st = os.stat(os.path.join(folder, name))
+            out[os.path.join(folder, name)] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _changed(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    paths = [p for p, sig in after.items() if before.get(p) != sig]
+    return len(paths), sum(after[p][1] for p in paths)
+
+
+def task_naive_adds(p: dict[str, Any]) -> dict[str, Any]:
+    import pystac
+
+    rss_imports = _common.rss_bytes()
+    root = Path(p["root"])
+    catalog_file = str(root / "catalog.json")
+    mode = p["mode"]
+    records = []
+    catalog = collection = None
+    if mode == "save_only":  # the catalog already in memory, every Item resolved
+        catalog = pystac.Catalog.from_file(catalog_file)
+        collection = catalog.get_child(COLLECTION)
+        catalog.normalize_hrefs(str(root))
+        sum(1 for _ in catalog.get_items(recursive=True))
+    for i, path in enumerate(Path(x) for x in p["adds"]):
+        item = _rio_stac_item(path, f"{path.stem}-{mode}-{i}")  # built beforehand
+        before = _snapshot(root)
+        gc.collect()
+        t = time.perf_counter_ns()
+        if mode == "tutorial":
+            catalog = pystac.Catalog.from_file(catalog_file)
+            collection = catalog.get_child(COLLECTION)
+            collection.add_item(item)
+            catalog.normalize_hrefs(str(root))
+            catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+        else:
+            collection.add_item(item)
+            catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+        ms = (time.perf_counter_ns() - t) / 1e6
+        files, nbytes = _changed(before, _snapshot(root))
+        records.append({"ms": ms, "files": files, "bytes_written": nbytes})
+        if mode == "tutorial":
+            catalog = collection = None
+    return {"adds": records, "rss_after_imports": rss_imports, "peak_rss": _common.peak_rss_bytes()}
+
+
+def task_remove(p: dict[str, Any]) -> dict[str, Any]:
+    from stacwatchd.catalog import Remove
+
+    from stacwatchd.items import Rules
+
+    root, path = Path(p["root"]), Path(p["path"])
+    writer = _writer(root)
+    before = writer.state.count_items(COLLECTION)
+    # Untimed warm-up, as a long-running writer would be: add and remove an Item that
+    # leaves extent and partitions as they were, so SQLite's cache holds the hot pages.
+    warm = Path(p["warm"])
+    rules = Rules.from_watch(_watch(Path(p["src"])))
+    writer.apply([_op(warm, rules)])
+    writer.apply([Remove(warm)])
+    if writer.state.count_items(COLLECTION) != before:
+        raise BenchError("the warm-up add/remove changed the Item count")
+    gc.collect()
+    t = time.perf_counter_ns()
+    result = writer.apply([Remove(path)])
+    ms = (time.perf_counter_ns() - t) / 1e6
+    after = writer.state.count_items(COLLECTION)
+    writer.close()
+    if result.removed != 1 or after != before - 1:
+        raise BenchError(f"Remove({path}) removed {result.removed}; {before} → {after} Items")
+    return {
+        "ms": ms,
+        "written": result.written,
+        "deleted": result.deleted,
+        "bytes_written": result.bytes_written,
+        "peak_rss": _common.peak_rss_bytes(),
+    }
+
+
+def task_profile_build(p: dict[str, Any]) -> dict[str, Any]:
+    """build() single-threaded under cProfile (scan's workers are threads cProfile cannot see)."""
+    from stacwatchd.items import Rules, build
+
+    rules = Rules.from_watch(_watch(Path(p["src"])))
+    paths = _cogs_in(Path(p["src"]))[: p["count"]]
+    for path in paths[:10]:
+        build(path, rules)
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter()
+    profiler.enable()
+    for path in paths:
+        build(path, rules)
+    profiler.disable()
+    seconds = time.perf_counter() - t0
+    profiler.dump_stats(p["profile_out"])
+    return {"seconds": seconds, "count": len(paths), "profile": _profile_listing(profiler, p.get("profile_top", 30))}
+
+
+def _profile_listing(profiler: cProfile.Profile, top: int) -> str:
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top // 2)
+    return text.getvalue()
+
+
+TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "floor": task_floor,
+    "scan": task_scan,
+    "naive_backfill": task_naive_backfill,
+    "adds": task_adds,
+    "naive_adds": task_naive_adds,
+    "remove": task_remove,
+    "profile_build": task_profile_build,
+}
+
+
+def child_main(task: str, params_file: str) -> None:
+    _child_setup()
+    params = json.loads(Path(params_file).read_text())
+    result = TASKS[task](params)
+    result.setdefault("peak_rss", _common.peak_rss_bytes())
+    Path(params["result"]).write_text(json.dumps(result))
+
+
+# ======================================================================================
+# Parent side
+# ======================================================================================
+
+
+class Runner:
+    """Starts one child process per measured method and collects its JSON result."""
+
+    def __init__(self, workdir: Path, log: Log) -> None:
+        self.workdir = workdir
+        self.log = log
+        self.count = 0
+
+    def __call__(self, task: str, **params: Any) -> dict[str, Any]:
+        self.count += 1
+        if "profile_out" in params:
+            Path(params["profile_out"]).parent.mkdir(parents=True, exist_ok=True)
+        stem = self.workdir / "ipc" / f"{self.count:03d}-{task}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        params["result"] = str(stem.with_suffix(".result.json"))
+        stem.with_suffix(".params.json").write_text(json.dumps(params, default=str))
+        _common.settle()  # earlier writes must not be flushed by this child's syncfs
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--child", task, str(stem.with_suffix(".params.json"))],
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise BenchError(f"child {task} failed with exit status {proc.returncode} (see stderr above)")
+        return json.loads(Path(params["result"]).read_text())
+
+
+def make_cogs(folder: Path, n: int, chunk: int | None) -> dict[str, Any]:
+    """``n`` COGs: n − 1 grid scenes (one folder, or sub-folders of ``chunk``) + 1 outlier.
+
+    Dates spread over three years from 2024-01-01 in both layouts; tiles never overlap.
+    """
+    from stacwatchd.testing import many_cogs
+
+    t0 = time.perf_counter()
+    grid = n - 1
+    if chunk is None or grid <= chunk:
+        many_cogs(folder, grid, start=START, span=SPAN, origin=ORIGIN)
+        layout = "one folder"
+    else:
+        step = SPAN / grid
+        chunks = math.ceil(grid / chunk)
+        per_row = math.ceil(math.sqrt(chunks))
+        cols = math.ceil(math.sqrt(chunk))
+        width, height = cols * TILE, math.ceil(chunk / cols) * TILE
+        for k in range(chunks):
+            count = min(chunk, grid - k * chunk)
+            origin = (ORIGIN[0] + (k % per_row) * width, ORIGIN[1] - (k // per_row) * height)
+            many_cogs(folder / f"part{k:04d}", count, start=START + k * chunk * step, span=count * step, origin=origin, prefix=f"scene{k:04d}")
+        layout = f"{chunks} sub-folders of ≤{chunk}"
+    outlier = many_cogs(folder, 1, start=OUTLIER_WHEN, origin=OUTLIER_ORIGIN, prefix="outlier")[0]
+    if outlier.name != OUTLIER_NAME:
+        raise BenchError(f"many_cogs named the outlier {outlier.name}, expected {OUTLIER_NAME}")
+    return {"seconds": time.perf_counter() - t0, "layout": layout, "outlier": str(outlier.resolve())}
+
+
+def chunked_links(src: Path, dst: Path, chunk: int) -> None:
+    """Hard links of ``src``'s COGs into sub-folders of ``chunk`` files (same bytes, no copy)."""
+    for i, path in enumerate(_cogs_in(src)):
+        folder = dst / f"part{i // chunk:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.link(path, folder / path.name)
+
+
+def make_adds(src: Path, count: int) -> tuple[list[Path], Path]:
+    """``count`` COGs dated in 2025-06 inside the grid, and one dated 2031-03, under src/_adds."""
+    from stacwatchd.testing import many_cogs
+
+    folder = src / "_adds"
+    shutil.rmtree(folder, ignore_errors=True)
+    adds = many_cogs(folder, count, start=ADD_WHEN, span=timedelta(days=20), origin=ADD_ORIGIN, prefix="added")
+    new = many_cogs(folder, 1, start=NEW_PARTITION_WHEN, origin=ADD_ORIGIN, prefix="newpart")[0]
+    return [p.resolve() for p in adds], new.resolve()
+
+
+# -- backfill ------------------------------------------------------------------------------
+
+
+def bench_backfill(args: argparse.Namespace, run: Runner, workdir: Path, log: Log, state: dict[str, Any]) -> list[dict[str, Any]]:
+    n = args.backfill_n
+    src = workdir / f"cogs-{n}"
+    log(f"[backfill N={n:,}] writing {n:,} COGs into one folder …")
+    made = make_cogs(src, n, None)
+    paths = _cogs_in(src)
+    chunked = workdir / f"cogs-{n}-chunked"
+    chunked_links(src, chunked, args.chunk)
+    rows = []
+
+    def method(key: str, label: str, task: str, **params: Any) -> dict[str, Any]:
+        _common.warm_page_cache(paths)
+        log(f"[backfill N={n:,}] {key} …")
+        res = run(task, n=n, **params)
+        rate = n / res["seconds"]
+        log(f"[backfill N={n:,}] {key:<13} {res['seconds']:9.2f} s  {rate:9.1f} items/s  peak RSS {_common.mib(res['peak_rss']):.0f} MiB")
+        row = {"part": "backfill", "method": key, "label": label, "n": n, "seconds": res["seconds"], "items_per_s": rate,
+               "peak_rss_mb": _common.mib(res["peak_rss"]), "files_written": res.get("files_written")}
+        rows.append(row)
+        return res
+
+    method("floor", "floor, 1 thread (first)", "floor", src=str(src), out=str(workdir / "floor-out-1"), floor_bytes=args.floor_bytes)
+    root = workdir / f"catalog-{n}"
+    method("scan", f"stacwatchd scan, {args.workers} workers, one folder", "scan", src=str(src), root=str(root), workers=args.workers)
+    chunk_root = workdir / f"catalog-{n}-chunked"
+    method("scan_chunked", f"stacwatchd scan, {args.workers} workers, sub-folders of {args.chunk}", "scan",
+           src=str(chunked), root=str(chunk_root), workers=args.workers)
+    naive_root = workdir / f"naive-{n}"
+    method("pystac", "pystac + rio-stac (create, add_item, normalize, save)", "naive_backfill", src=str(src), out=str(naive_root))
+    method("floor", "floor, 1 thread (last)", "floor", src=str(src), out=str(workdir / "floor-out-2"), floor_bytes=args.floor_bytes)
+    for folder in ("floor-out-1", "floor-out-2"):
+        shutil.rmtree(workdir / folder, ignore_errors=True)
+    shutil.rmtree(chunk_root, ignore_errors=True)
+    shutil.rmtree(chunked, ignore_errors=True)
+
+    floors = [r["seconds"] for r in rows if r["method"] == "floor"]
+    floor_rate = n / (sum(floors) / len(floors))
+    for r in rows:
+        r["ratio_to_floor"] = r["items_per_s"] / floor_rate
+        r["floor_spread_pct"] = 100.0 * (max(floors) - min(floors)) / min(floors) if r["method"] == "floor" else None
+        r["meets_target"] = (r["ratio_to_floor"] >= TARGET_BACKFILL_RATIO) if r["method"] == "scan" else None
+    # Reused by the add and remove benchmarks.
+    state["catalogs"][n] = {"root": root, "src": src, "outlier": made["outlier"], "setup_s": None, "setup": "the backfill scan above"}
+    state["naive"][n] = naive_root
+    if args.profile:
+        log(f"[profile] build() over {min(args.profile_files, n)} files of the {n:,}-file folder …")
+        prof = args.out.with_suffix(".build.prof")
+        res = run("profile_build", src=str(src), count=min(args.profile_files, n), profile_out=str(prof), profile_top=args.profile_top)
+        state["profiles"]["build"] = {"file": str(prof), "count": res["count"], "seconds": res["seconds"], "text": res["profile"]}
+    return rows
+
+
+# -- add one -------------------------------------------------------------------------------
+
+
+def ensure_catalog(n: int, args: argparse.Namespace, run: Runner, workdir: Path, log: Log, state: dict[str, Any]) -> dict[str, Any]:
+    if n in state["catalogs"]:
+        return state["catalogs"][n]
+    src = workdir / f"cogs-{n}"
+    root = workdir / f"catalog-{n}"
+    if args.reuse and (root / ".stacwatchd" / "state.db").is_file() and src.is_dir():
+        log(f"[setup N={n:,}] reusing {root} (--reuse): no COGs written, no scan")
+        entry = {"root": root, "src": src, "outlier": str(src / OUTLIER_NAME), "setup_s": None, "setup": f"reused {root}"}
+        state["catalogs"][n] = entry
+        return entry
+    log(f"[setup N={n:,}] writing {n:,} COGs …")
+    made = make_cogs(src, n, args.chunk)
+    log(f"[setup N={n:,}] {made['layout']} in {made['seconds']:.1f} s; scanning into {root} (untimed set-up) …")
+    res = run("scan", n=n, src=str(src), root=str(root), workers=args.workers, progress=True)
+    log(f"[setup N={n:,}] scan took {res['seconds']:.1f} s ({n / res['seconds']:.0f} items/s), peak RSS {_common.mib(res['peak_rss']):.0f} MiB")
+    entry = {"root": root, "src": src, "outlier": made["outlier"], "setup_s": res["seconds"], "cogs_s": made["seconds"],
+             "setup": f"many_cogs ({made['layout']}) + one scan", "setup_peak_rss_mb": _common.mib(res["peak_rss"])}
+    state["catalogs"][n] = entry
+    return entry
+
+
+def ensure_naive(n: int, run: Runner, workdir: Path, log: Log, state: dict[str, Any]) -> Path:
+    if n in state["naive"]:
+        return state["naive"][n]
+    src = state["catalogs"][n]["src"]
+    out = workdir / f"naive-{n}"
+    log(f"[setup N={n:,}] naive pystac catalog of {n:,} Items (untimed set-up) …")
+    _common.warm_page_cache(_cogs_in(src))
+    res = run("naive_backfill", src=str(src), out=str(out))
+    log(f"[setup N={n:,}] naive backfill took {res['seconds']:.1f} s")
+    state["naive"][n] = out
+    return out
+
+
+def code_version() -> dict[str, Any]:
+    """Which stacwatchd was measured: git HEAD and a hash of the package's sources.
+
+    Other people commit while a long run is going; comparing this at the start and
+    the end of the run tells whether every child imported the same code.
+    """
+    import hashlib
+
+    import stacwatchd
+
+    package = Path(stacwatchd.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in sorted(package.rglob("*.py")):
+        digest.update(str(file.relative_to(package)).encode() + b"\0" + file.read_bytes())
+    head = None
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=package, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return {"git_head": head, "sources_sha256": digest.hexdigest()[:16]}
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    return {"median": _common.median(values), "p95": _common.percentile(values, 95.0), "max": max(values), "min": min(values)}
+
+
+def bench_add(args: argparse.Namespace, run: Runner, workdir: Path, log: Log, state: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    largest = max(args.add_n)
+    for n in args.add_n:
+        cat = ensure_catalog(n, args, run, workdir, log, state)
+        profile_n = args.adds if (args.profile and n == largest) else 0
+        adds, new_part = make_adds(cat["src"], args.adds + 1 + profile_n)
+        timed_adds, profile_adds = adds[: args.adds + 1], adds[args.adds + 1 :]
+        log(f"[add N={n:,}] stacwatchd: 1 warm-up + {args.adds} timed adds + 1 new partition …")
+        params: dict[str, Any] = {"root": str(cat["root"]), "src": str(cat["src"]), "adds": [str(p) for p in timed_adds],
+                                  "new_partition": str(new_part)}
+        if profile_adds:
+            prof = args.out.with_suffix(f".add-{n}.prof")
+            params |= {"profile_adds": [str(p) for p in profile_adds], "profile_out": str(prof), "profile_top": args.profile_top}
+        res = run("adds", **params)
+        if res["n_items"] != n:
+            raise BenchError(f"catalog holds {res['n_items']} Items, expected {n}")
+        if res["profile"]:
+            state["profiles"][f"add-{n}"] = {"file": params["profile_out"], "count": len(profile_adds), "text": res["profile"]}
+        ms = [a["ms"] for a in res["adds"]]
+        files = [len(a["written"]) - len(a["new_partitions"]) for a in res["adds"]]
+        created = sum(len(a["new_partitions"]) for a in res["adds"])
+        nbytes = [a["bytes_written"] for a in res["adds"]]
+        st = _stats(ms)
+        row = {
+            "part": "add", "n": n, "method": "stacwatchd", "label": "writer.apply([op]), same partition", "count": len(ms),
+            "median_ms": st["median"], "p95_ms": st["p95"], "max_ms": st["max"], "min_ms": st["min"],
+            "files_median": _common.median(files), "files_max": max(files), "new_partitions": created,
+            "bytes_median": _common.median(nbytes), "peak_rss_mb": _common.mib(res["peak_rss"]),
+            "rss_after_imports_mb": _common.mib(res["rss_after_imports"]), "rss_after_open_mb": _common.mib(res["rss_after_open"]),
+            "writer_open_s": res["writer_open_s"], "written_example": res["adds"][0]["written"],
+            "setup": cat["setup"], "setup_s": cat["setup_s"],
+        }
+        row["meets_target"] = st["median"] <= TARGET_ADD_MS and max(files) <= TARGET_ADD_FILES
+        rows.append(row)
+        npart = res["new_partition"]
+        rows.append({
+            "part": "add", "n": n, "method": "stacwatchd_new_partition", "label": "writer.apply([op]), new year+month", "count": 1,
+            "median_ms": npart["ms"], "p95_ms": npart["ms"], "max_ms": npart["ms"], "min_ms": npart["ms"],
+            "files_median": len(npart["written"]) - len(npart["new_partitions"]), "files_max": len(npart["written"]) - len(npart["new_partitions"]),
+            "files_total": len(npart["written"]), "new_partitions": len(npart["new_partitions"]),
+            "bytes_median": npart["bytes_written"], "peak_rss_mb": None, "written_example": npart["written"],
+            "meets_target": npart["ms"] <= TARGET_ADD_MS and len(npart["written"]) - len(npart["new_partitions"]) <= TARGET_ADD_FILES,
+        })
+        log(f"[add N={n:,}] stacwatchd median {st['median']:.1f} ms, p95 {st['p95']:.1f} ms, files {max(files)}, "
+            f"{_common.median(nbytes):,.0f} B; new partition {npart['ms']:.1f} ms; peak RSS {_common.mib(res['peak_rss']):.0f} MiB")
+        if n in args.naive_n:
+            naive_root = ensure_naive(n, run, workdir, log, state)
+            for mode, label in (("tutorial", "from_file, add_item, normalize_hrefs, save"), ("save_only", "in memory: add_item + save")):
+                k = args.naive_repeats
+                log(f"[add N={n:,}] pystac {mode}: {k} adds …")
+                picks = adds[:k] if mode == "tutorial" else adds[k : 2 * k]
+                nres = run("naive_adds", root=str(naive_root), mode=mode, adds=[str(p) for p in picks])
+                nms = [a["ms"] for a in nres["adds"]]
+                nst = _stats(nms)
+                nfiles = [a["files"] for a in nres["adds"]]
+                rows.append({
+                    "part": "add", "n": n, "method": f"pystac_{mode}", "label": f"pystac {label}", "count": len(nms),
+                    "median_ms": nst["median"], "p95_ms": nst["p95"], "max_ms": nst["max"], "min_ms": nst["min"],
+                    "files_median": _common.median(nfiles), "files_max": max(nfiles),
+                    "bytes_median": _common.median(a["bytes_written"] for a in nres["adds"]),
+                    "peak_rss_mb": _common.mib(nres["peak_rss"]), "rss_after_imports_mb": _common.mib(nres["rss_after_imports"]),
+                })
+                log(f"[add N={n:,}] pystac {mode}: median {nst['median']:.0f} ms, {max(nfiles):,} files")
+        shutil.rmtree(cat["src"] / "_adds", ignore_errors=True)
+    return rows
+
+
+# -- remove one ----------------------------------------------------------------------------
+
+
+def read_items(collection_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every Item JSON on disk (``<id>/<id>.json`` below the collection), independently of stacwatchd."""
+    out: dict[str, dict[str, Any]] = {}
+    for folder, _, names in os.walk(collection_dir):
+        base = os.path.basename(folder)
+        if base + ".json" not in names:
+            continue
+        file = os.path.join(folder, base + ".json")
+        with open(file, "rb") as fh:
+            doc = json.loads(fh.read())
+        if doc.get("type") != "Feature":
+            continue
+        props = doc["properties"]
+        data = next(a for a in doc["assets"].values() if "data" in a.get("roles", ()))
+        out[doc["id"]] = {
+            "bbox": doc["bbox"],
+            "start": props.get("start_datetime") or props["datetime"],
+            "end": props.get("end_datetime") or props["datetime"],
+            "source": os.path.normpath(os.path.join(folder, data["href"])),
+            "file": file,
+        }
+    return out
+
+
+def expected_extent(items: dict[str, dict[str, Any]]) -> tuple[list[float], list[datetime]]:
+    """Plain min/max over the Items' bboxes and times (valid: no Item crosses the antimeridian)."""
+    import pystac
+
+    boxes = [i["bbox"] for i in items.values()]
+    if any(b[0] > b[2] for b in boxes):
+        raise BenchError("an Item crosses the antimeridian: plain min/max would be wrong")
+    bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    times = [min(pystac.utils.str_to_datetime(i["start"]) for i in items.values()),
+             max(pystac.utils.str_to_datetime(i["end"]) for i in items.values())]
+    return bbox, times
+
+
+def collection_extent(root: Path) -> tuple[list[float], list[datetime]]:
+    import pystac
+
+    doc = json.loads((root / COLLECTION / "collection.json").read_bytes())
+    interval = doc["extent"]["temporal"]["interval"][0]
+    return doc["extent"]["spatial"]["bbox"][0], [pystac.utils.str_to_datetime(v) for v in interval]
+
+
+SIDES = (("west", 0, min), ("south", 1, min), ("east", 2, max), ("north", 3, max))
+
+
+def sole_holders(items: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """side → id of the only Item attaining that bound (sides attained by several are left out)."""
+    out = {}
+    for side, i, fn in SIDES:
+        bound = fn(v["bbox"][i] for v in items.values())
+        holders = [k for k, v in items.items() if v["bbox"][i] == bound]
+        if len(holders) == 1:
+            out[side] = holders[0]
+    return out
+
+
+def bench_remove(args: argparse.Namespace, run: Runner, workdir: Path, log: Log, state: dict[str, Any]) -> list[dict[str, Any]]:
+    n = args.remove_n
+    cat = ensure_catalog(n, args, run, workdir, log, state)
+    root = cat["root"]
+    rows = []
+    log(f"[remove N={n:,}] reading every Item JSON …")
+    items = read_items(root / COLLECTION)
+    if len(items) != n:
+        raise BenchError(f"{len(items)} Item files on disk, expected {n}")
+    outlier_id = Path(cat["outlier"]).stem
+    holders = sole_holders(items)
+    first_sides = sorted(side for side, k in holders.items() if k == outlier_id)
+    if not first_sides:
+        raise BenchError(f"the outlier {outlier_id} holds no bound alone: {holders}")
+    steps = [(outlier_id, first_sides)]
+    from stacwatchd.testing import many_cogs
+
+    for step in range(2):
+        victim, sides = steps[step]
+        warm = many_cogs(cat["src"] / "_adds", 1, start=ADD_WHEN, origin=ADD_ORIGIN, prefix=f"warm{step}")[0].resolve()
+        before_bbox, _ = collection_extent(root)
+        source = items[victim]["source"]
+        item_file = items[victim]["file"]
+        Path(source).unlink(missing_ok=True)  # the source file is gone; the writer is told (untimed)
+        log(f"[remove N={n:,}] Remove({Path(source).name}), sole holder of {', '.join(sides)} …")
+        res = run("remove", root=str(root), src=str(cat["src"]), path=source, warm=str(warm))
+        shutil.rmtree(warm.parent, ignore_errors=True)
+        remaining = read_items(root / COLLECTION)
+        want_bbox, want_times = expected_extent(remaining)
+        got_bbox, got_times = collection_extent(root)
+        diff = max(abs(a - b) for a, b in zip(got_bbox, want_bbox, strict=True))
+        checks = {
+            "extent_equals_recomputed": got_bbox == want_bbox,
+            "temporal_equals_recomputed": got_times == want_times,
+            "extent_shrank": got_bbox != before_bbox,
+            "item_file_deleted": not os.path.exists(item_file) and victim not in remaining,
+            "items_left": len(remaining) == len(items) - 1,
+        }
+        ok = all(checks.values())
+        rows.append({
+            "part": "remove", "n": len(items), "method": "stacwatchd", "case": f"sole holder of {'+'.join(sides)}",
+            "item": victim, "ms": res["ms"], "files_written": len(res["written"]), "files_deleted": len(res["deleted"]),
+            "written": res["written"], "deleted": res["deleted"], "bytes_written": res["bytes_written"],
+            "extent_before": before_bbox, "extent_after": got_bbox, "extent_recomputed": want_bbox, "max_abs_diff": diff,
+            "checks": checks, "correct": "pass" if ok else "FAIL", "peak_rss_mb": _common.mib(res["peak_rss"]),
+        })
+        log(f"[remove N={n:,}] {res['ms']:.1f} ms, wrote {len(res['written'])}, deleted {len(res['deleted'])}: "
+            f"{'pass' if ok else 'FAIL ' + str(checks)}")
+        items = remaining
+        if step == 0:
+            holders = sole_holders(items)
+            if not holders:
+                log(f"[remove N={n:,}] no bound is held by a single Item any more; one removal only")
+                break
+            side = sorted(holders)[0]
+            steps.append((holders[side], sorted(s for s, k in holders.items() if k == holders[side])))
+    return rows
+
+
+# -- command line --------------------------------------------------------------------------
+
+BACKFILL_COLUMNS = (
+    ("n", "N", ","),
+    ("method", "method", ""),
+    ("seconds", "total s", ".2f"),
+    ("items_per_s", "items/s", ",.1f"),
+    ("ratio_to_floor", "× floor", ".3f"),
+    ("peak_rss_mb", "peak RSS MiB", ".0f"),
+    ("files_written", "files", ","),
+)
+ADD_COLUMNS = (
+    ("n", "N", ","),
+    ("method", "method", ""),
+    ("count", "adds", ""),
+    ("median_ms", "median ms", ",.1f"),
+    ("p95_ms", "p95 ms", ",.1f"),
+    ("max_ms", "max ms", ",.1f"),
+    ("files_max", "files (max)", ","),
+    ("new_partitions", "+new part.", ""),
+    ("bytes_median", "bytes (median)", ",.0f"),
+    ("peak_rss_mb", "peak RSS MiB", ".0f"),
+)
+REMOVE_COLUMNS = (
+    ("n", "N", ","),
+    ("case", "case", ""),
+    ("ms", "ms", ",.1f"),
+    ("files_written", "written", ""),
+    ("files_deleted", "deleted", ""),
+    ("bytes_written", "bytes", ","),
+    ("max_abs_diff", "|Δ extent|", ".1e"),
+    ("correct", "extent check", ""),
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="backfill 1,000; add at 1k/10k (pystac at 1k); remove at 10k; fewer repeats")
+    parser.add_argument("--backfill-n", type=int, help="files of the backfill benchmark (default 10,000; quick 1,000)")
+    parser.add_argument("--add-n", type=int, nargs="+", help="catalog sizes of the add benchmark (default 1000 10000 100000)")
+    parser.add_argument("--naive-n", type=int, nargs="*", help="sizes at which pystac adds are timed too (default 1000 10000; quick 1000)")
+    parser.add_argument("--remove-n", type=int, help="catalog size of the remove benchmark (default 100,000; quick 10,000)")
+    parser.add_argument("--adds", type=int, help="timed stacwatchd adds per N (default 20; quick 10)")
+    parser.add_argument("--naive-repeats", type=int, help="timed pystac adds per N and mode (default 3; quick 2)")
+    parser.add_argument("--chunk", type=int, default=1000, help="files per sub-folder for large set-up catalogs and scan_chunked (default 1000)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="scan workers (default: CPU count)")
+    parser.add_argument("--floor-bytes", type=int, default=3072, help="size of the floor's JSON document (default 3072)")
+    parser.add_argument("--skip", nargs="+", choices=["backfill", "add", "remove"], default=[], help="parts to leave out")
+    parser.add_argument("--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(BENCH_DIR.parent)}; --quick: {QUICK_OUT.name})")
+    parser.add_argument("--no-out", action="store_true", help="do not write JSON results")
+    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new one under /tmp)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--reuse", action="store_true", help="with --workdir: reuse catalog-N/ and cogs-N/ a kept run left there (no backfill reuse)")
+    parser.add_argument("--profile", action="store_true", help="cProfile build() and the adds at the largest N (.prof next to the JSON)")
+    parser.add_argument("--profile-files", type=int, default=500, help="files of the build() profile (default 500)")
+    parser.add_argument("--profile-top", type=int, default=30, help="rows of each profile listing (default 30)")
+    parser.add_argument("--quiet", action="store_true", help="print only the tables")
+    args = parser.parse_args(argv)
+    q = args.quick
+    args.backfill_n = args.backfill_n or (1000 if q else 10000)
+    args.add_n = args.add_n or ([1000, 10000] if q else [1000, 10000, 100000])
+    args.naive_n = args.naive_n if args.naive_n is not None else ([1000] if q else [1000, 10000])
+    args.naive_n = [n for n in args.naive_n if n in args.add_n]
+    args.remove_n = args.remove_n or (10000 if q else 100000)
+    args.adds = args.adds or (10 if q else 20)
+    args.naive_repeats = args.naive_repeats or (2 if q else 3)
+    args.out = args.out or (QUICK_OUT if q else DEFAULT_OUT)
+    if min([args.backfill_n, args.remove_n, *args.add_n]) < 100 or args.adds < 2 or args.chunk < 10:
+        parser.error("N must be ≥ 100, --adds ≥ 2, --chunk ≥ 10")
+    if args.adds + 1 < 2 * args.naive_repeats:
+        parser.error("--naive-repeats needs 2 × that many add files: raise --adds")
+    return args
+
+
+def _targets(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for r in rows:
+        if r["part"] == "backfill" and r["method"] == "scan":
+            lines.append(f"backfill: scan {r['ratio_to_floor']:.3f}× floor — {'meets' if r['meets_target'] else 'MISSES'} the ≥ {TARGET_BACKFILL_RATIO}× target")
+    adds = {r["n"]: r for r in rows if r["part"] == "add" and r["method"] == "stacwatchd"}
+    for n, r in adds.items():
+        lines.append(f"add N={n:,}: median {r['median_ms']:.1f} ms, ≤ {r['files_max']} files — "
+                     f"{'meets' if r['meets_target'] else 'MISSES'} ≤ {TARGET_ADD_MS:.0f} ms and ≤ {TARGET_ADD_FILES} files")
+    if len(adds) >= 2:
+        lo, hi = min(adds), max(adds)
+        growth = adds[hi]["median_ms"] / adds[lo]["median_ms"]
+        lines.append(f"add growth {lo:,} → {hi:,}: {growth:.2f}× — {'meets' if growth <= TARGET_GROWTH else 'MISSES'} ≤ {TARGET_GROWTH:.0f}×")
+        rss = adds[hi]["peak_rss_mb"]
+        lines.append(f"add RSS at N={hi:,}: peak {rss:.0f} MiB (after imports {adds[hi]['rss_after_imports_mb']:.0f}) — "
+                     f"{'meets' if rss <= TARGET_RSS_MIB else 'MISSES'} ≤ {TARGET_RSS_MIB:.0f} MB")
+    for r in rows:
+        if r["part"] == "remove":
+            lines.append(f"remove N={r['n']:,} ({r['case']}): {r['ms']:.1f} ms, extent {r['correct']}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the tables, write JSON; returns the results dict."""
+    args = parse_args(argv)
+    log: Log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    own = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="stacwatchd-bench-catalog-", dir="/tmp")) if own else args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = workdir.resolve()
+    log(f"scratch folder: {workdir}")
+    run = Runner(workdir, log)
+    state: dict[str, Any] = {"catalogs": {}, "naive": {}, "profiles": {}}
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    version_before = code_version()
+    log(f"stacwatchd {version_before['git_head']} (sources {version_before['sources_sha256']})")
+    try:
+        if "backfill" not in args.skip:
+            rows += bench_backfill(args, run, workdir, log, state)
+        if "add" not in args.skip:
+            rows += bench_add(args, run, workdir, log, state)
+        if "remove" not in args.skip:
+            rows += bench_remove(args, run, workdir, log, state)
+    finally:
+        if own and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif args.keep:
+            log(f"kept {workdir}")
+
+    version_after = code_version()
+    code_changed = version_after != version_before
+    notes = [
+        "each method ran in its own subprocess; peak RSS is that process's VmHWM, imports included",
+        "backfill: all N files in one folder, page cache warm; floor ran first and last, × floor uses their mean",
+        "pystac backfill and adds use rio-stac create_stac_item(with_proj=True) (no pixel statistics), "
+        "pystac adds do not update the collection extent (stacwatchd's do)",
+        "stacwatchd adds: Items built before timing, one untimed warm-up add, durability='batch' (syncfs per batch)",
+        f"machine load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} (2 CPUs are easily disturbed)",
+        f"stacwatchd measured: {version_before['git_head']} sources {version_before['sources_sha256']}",
+    ]
+    if code_changed:
+        notes.insert(0, f"WARNING: stacwatchd changed during the run ({version_before} → {version_after}): "
+                        "children started at different times imported different code; re-run")
+    setups = {
+        str(n): {k: (str(v) if isinstance(v, Path) else v) for k, v in c.items()} for n, c in state["catalogs"].items()
+    }
+    results: dict[str, Any] = {
+        "benchmark": "catalog",
+        "schema": 1,
+        "environment": _common.environment(PACKAGES),
+        "code": {"before": version_before, "after": version_after, "changed_during_run": code_changed},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "targets": {
+            "backfill_min_ratio_to_floor": TARGET_BACKFILL_RATIO, "add_max_ms": TARGET_ADD_MS,
+            "add_max_files": TARGET_ADD_FILES, "add_max_growth": TARGET_GROWTH, "add_max_rss_mib": TARGET_RSS_MIB,
+        },
+        "verdicts": _targets(rows),
+        "results": rows,
+        "setup": setups,
+        "profiles": {k: {kk: vv for kk, vv in v.items() if kk != "text"} for k, v in state["profiles"].items()},
+        "wall_s": time.monotonic() - started,
+        "notes": notes,
+    }
+    for part, columns in (("backfill", BACKFILL_COLUMNS), ("add", ADD_COLUMNS), ("remove", REMOVE_COLUMNS)):
+        part_rows = [r for r in rows if r["part"] == part]
+        if part_rows:
+            print(f"\n== {part} ==")
+            print(_common.format_table(part_rows, columns))
+    print()
+    for n, c in state["catalogs"].items():
+        if c.get("setup_s"):
+            print(f"set-up N={n:,}: {c['setup']}: COGs {c['cogs_s']:.0f} s, scan {c['setup_s']:.0f} s ({n / c['setup_s']:.0f} items/s)")
+    for line in results["verdicts"]:
+        print(line)
+    for note in notes:
+        print(f"note: {note}")
+    for name, prof in state["profiles"].items():
+        print(f"\n== profile: {name} ({prof['file']}) ==\n{prof['text']}")
+    if not args.no_out:
+        print(f"results: {_common.write_json(args.out, results)}")
+    return results
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child_main(sys.argv[2], sys.argv[3])
+    else:
+        main()
