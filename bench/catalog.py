@@ -7,7 +7,9 @@
 
 Every measured method runs in a fresh subprocess (``--child``), so each peak RSS
 (/proc/self/status VmHWM) belongs to that method alone; interpreter and library
-imports are included, and the RSS right after imports is reported beside it.
+imports are included, and the RSS right after imports is reported beside it. The
+children import a copy of the stacwatchd package taken at the start, so commits landing
+during a long run cannot mix code versions (git HEAD and a source hash are recorded).
 
 1. backfill — N COGs in ONE folder (``stacwatchd.testing.many_cogs``), page cache warm:
    floor        single thread: rasterio.open under GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR,
@@ -424,6 +426,9 @@ def child_main(task: str, params_file: str) -> None:
     params = json.loads(Path(params_file).read_text())
     result = TASKS[task](params)
     result.setdefault("peak_rss", _common.peak_rss_bytes())
+    import stacwatchd
+
+    result["stacwatchd_file"] = stacwatchd.__file__
     Path(params["result"]).write_text(json.dumps(result))
 
 
@@ -435,10 +440,14 @@ def child_main(task: str, params_file: str) -> None:
 class Runner:
     """Starts one child process per measured method and collects its JSON result."""
 
-    def __init__(self, workdir: Path, log: Log) -> None:
+    def __init__(self, workdir: Path, log: Log, code: Path | None = None) -> None:
         self.workdir = workdir
         self.log = log
         self.count = 0
+        self.env = dict(os.environ)
+        self.code = code
+        if code is not None:  # children import the snapshot, not the live tree
+            self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
 
     def __call__(self, task: str, **params: Any) -> dict[str, Any]:
         self.count += 1
@@ -452,10 +461,14 @@ class Runner:
         proc = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--child", task, str(stem.with_suffix(".params.json"))],
             check=False,
+            env=self.env,
         )
         if proc.returncode != 0:
             raise BenchError(f"child {task} failed with exit status {proc.returncode} (see stderr above)")
-        return json.loads(Path(params["result"]).read_text())
+        result = json.loads(Path(params["result"]).read_text())
+        if self.code is not None and not Path(result["stacwatchd_file"]).is_relative_to(self.code):
+            raise BenchError(f"child {task} imported {result['stacwatchd_file']}, not the snapshot in {self.code}")
+        return result
 
 
 def make_cogs(folder: Path, n: int, chunk: int | None) -> dict[str, Any]:
@@ -598,26 +611,43 @@ def ensure_naive(n: int, run: Runner, workdir: Path, log: Log, state: dict[str, 
     return out
 
 
-def code_version() -> dict[str, Any]:
-    """Which stacwatchd was measured: git HEAD and a hash of the package's sources.
+def live_package() -> Path:
+    """Where ``import stacwatchd`` finds the package, without importing it."""
+    import importlib.util
 
-    Other people commit while a long run is going; comparing this at the start and
-    the end of the run tells whether every child imported the same code.
+    spec = importlib.util.find_spec("stacwatchd")
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchError("stacwatchd is not importable")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def snapshot_code(workdir: Path, live: Path) -> Path:
+    """Copy the stacwatchd package into the scratch folder; every child imports that copy.
+
+    Other people commit while a long run is going: without the copy, children started
+    at different times would measure different code.
     """
+    dest = workdir / "code"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(live, dest / "stacwatchd", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def code_version(package: Path, live: Path) -> dict[str, Any]:
+    """git HEAD (with a dirty flag for the package) and a hash of the package's sources."""
     import hashlib
 
-    import stacwatchd
-
-    package = Path(stacwatchd.__file__).resolve().parent
     digest = hashlib.sha256()
     for file in sorted(package.rglob("*.py")):
         digest.update(str(file.relative_to(package)).encode() + b"\0" + file.read_bytes())
-    head = None
+    out: dict[str, Any] = {"sources_sha256": digest.hexdigest()[:16], "git_head": None, "git_dirty": None}
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=package, capture_output=True, text=True, check=True).stdout.strip()
+        run = lambda *a: subprocess.run(["git", *a], cwd=live, capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+        out["git_head"] = run("rev-parse", "--short", "HEAD")
+        out["git_dirty"] = bool(run("status", "--porcelain", "--", "."))
     except (OSError, subprocess.CalledProcessError):
         pass
-    return {"git_head": head, "sources_sha256": digest.hexdigest()[:16]}
+    return out
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -882,7 +912,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.out = args.out or (QUICK_OUT if q else DEFAULT_OUT)
     if min([args.backfill_n, args.remove_n, *args.add_n]) < 100 or args.adds < 2 or args.chunk < 10:
         parser.error("N must be ≥ 100, --adds ≥ 2, --chunk ≥ 10")
-    if args.adds + 1 < 2 * args.naive_repeats:
+    if args.naive_n and args.adds + 1 < 2 * args.naive_repeats:
         parser.error("--naive-repeats needs 2 × that many add files: raise --adds")
     return args
 
@@ -918,13 +948,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
     log(f"scratch folder: {workdir}")
-    run = Runner(workdir, log)
+    live = live_package()  # before the snapshot goes on sys.path
+    code = snapshot_code(workdir, live)
+    sys.path.insert(0, str(code))  # the parent's own imports (many_cogs) use it too
+    run = Runner(workdir, log, code)
     state: dict[str, Any] = {"catalogs": {}, "naive": {}, "profiles": {}}
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     load_before = os.getloadavg()
-    version_before = code_version()
-    log(f"stacwatchd {version_before['git_head']} (sources {version_before['sources_sha256']})")
+    version_before = code_version(code / "stacwatchd", live)
+    dirty = " + uncommitted changes" if version_before["git_dirty"] else ""
+    log(f"stacwatchd {version_before['git_head']}{dirty} (sources {version_before['sources_sha256']}), snapshot in {code}")
     try:
         if "backfill" not in args.skip:
             rows += bench_backfill(args, run, workdir, log, state)
@@ -938,8 +972,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         elif args.keep:
             log(f"kept {workdir}")
 
-    version_after = code_version()
-    code_changed = version_after != version_before
+    version_after = code_version(live, live)
+    code_changed = version_after["sources_sha256"] != version_before["sources_sha256"]
     notes = [
         "each method ran in its own subprocess; peak RSS is that process's VmHWM, imports included",
         "backfill: all N files in one folder, page cache warm; floor ran first and last, × floor uses their mean",
@@ -947,11 +981,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "pystac adds do not update the collection extent (stacwatchd's do)",
         "stacwatchd adds: Items built before timing, one untimed warm-up add, durability='batch' (syncfs per batch)",
         f"machine load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} (2 CPUs are easily disturbed)",
-        f"stacwatchd measured: {version_before['git_head']} sources {version_before['sources_sha256']}",
+        f"stacwatchd measured: {version_before['git_head']}{' (dirty)' if version_before['git_dirty'] else ''} "
+        f"sources {version_before['sources_sha256']}, a snapshot copied at the start",
     ]
     if code_changed:
-        notes.insert(0, f"WARNING: stacwatchd changed during the run ({version_before} → {version_after}): "
-                        "children started at different times imported different code; re-run")
+        notes.append(f"the live stacwatchd changed during the run (now {version_after['git_head']}, sources "
+                     f"{version_after['sources_sha256']}); every child imported the snapshot, so the numbers are of one version")
     setups = {
         str(n): {k: (str(v) if isinstance(v, Path) else v) for k, v in c.items()} for n, c in state["catalogs"].items()
     }
@@ -959,7 +994,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "catalog",
         "schema": 1,
         "environment": _common.environment(PACKAGES),
-        "code": {"before": version_before, "after": version_after, "changed_during_run": code_changed},
+        "code": {"measured": version_before, "live_at_end": version_after, "live_changed_during_run": code_changed},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "targets": {
             "backfill_min_ratio_to_floor": TARGET_BACKFILL_RATIO, "add_max_ms": TARGET_ADD_MS,

@@ -105,6 +105,24 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def code_version() -> dict[str, Any]:
+    """The stacwatchd sources every subprocess imports: git HEAD, local changes, content hash.
+
+    Other people may commit while a long run goes on; each part records what it ran.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "stacwatchd").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    head = dirty = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "stacwatchd"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.split("\n")
+        dirty = [line for line in dirty if line.strip()]
+    return {"sources_sha256": digest.hexdigest()[:16], "git_head": head, "uncommitted_stacwatchd": dirty}
+
+
 def _parse_ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
@@ -258,6 +276,7 @@ class Daemon:
         self.notify: NotifyListener | None = None
         self.started_at = 0.0
         self.ready_s: float | None = None
+        self.code: dict[str, Any] = {}
 
     @property
     def pid(self) -> int:
@@ -269,6 +288,7 @@ class Daemon:
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), WATCHDOG_USEC="60000000")
         env.pop("WATCHDOG_PID", None)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        self.code = code_version()
         self.started_at = time.monotonic()
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
@@ -749,6 +769,7 @@ def measure_latency(mode: str, blobs: list[tuple[str, bytes]], args: argparse.Na
     finally:
         daemon.close()
     row |= {
+        "code": daemon.code,
         "catalog_items_before": 0,
         "peak_rss_mib": hwm / 1024 if hwm else None,
         "exit_code": code,
@@ -862,11 +883,14 @@ def measure_burst(args: argparse.Namespace, workdir: Path, log: Log) -> dict[str
     scan_cfg.write_text(config_text(base / "catalog-scan", daemon.watched, settle=args.settle, workers=args.workers, reconcile=600, level="warning"))
     _common.settle()
     load_scan = load_average()
+    scan_code = code_version()
     scan = run_scan_measured(scan_cfg, log)
     ratio = scan["seconds"] / drain_s
     rss_mib = hwm / 1024 if hwm else None
     result = {
         "files": n,
+        "code": daemon.code,
+        "scan_code": scan_code,
         "mode": args.burst_mode,
         "span_days": args.burst_span_days,
         "generate_s": gen_s,
@@ -941,6 +965,7 @@ def measure_idle(args: argparse.Namespace, workdir: Path, log: Log) -> dict[str,
     log(f"[idle] written in {gen_s:.0f} s; building the catalog with stacwatchd scan …")
     _common.settle()
     load_scan = load_average()
+    scan_code = code_version()
     scan = run_scan_measured(daemon.config, log)
     _common.settle()
     load = load_average()
@@ -995,6 +1020,8 @@ def measure_idle(args: argparse.Namespace, workdir: Path, log: Log) -> dict[str,
     reconcile_cpu = cpu_reconciled - cpu_ready
     result = {
         "files": n,
+        "code": daemon.code,
+        "scan_code": scan_code,
         "chunk": chunk,
         "folders": folders,
         "generate_s": gen_s,
@@ -1213,7 +1240,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "scan seconds are scan's own figure (imports excluded), like the daemon's drain (started and idle before the burst)",
         f"load average at start {load_start} on {os.cpu_count()} CPUs; per part in the JSON",
     ]
-    results: dict[str, Any] = {"benchmark": "daemon", "schema": 1, "environment": _common.environment(PACKAGES)}
+    code_start = code_version()
+    results: dict[str, Any] = {"benchmark": "daemon", "schema": 1, "environment": _common.environment(PACKAGES), "code": code_start}
     t_all = time.monotonic()
     try:
         if "latency" not in args.skip:
@@ -1246,6 +1274,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results["verdicts"] = verdicts(results)
     if "burst" in results and results["burst"]["inotify_missed"]:
         notes.append(f"burst: catalogs written before our inotify watch was in place (counted once): {results['burst']['inotify_missed']}")
+    versions = {code_start["sources_sha256"]}
+    for part in [*(results.get("latency") or []), results.get("burst") or {}, results.get("idle") or {}]:
+        versions |= {v["sources_sha256"] for v in (part.get("code"), part.get("scan_code")) if v}
+    versions.add(code_version()["sources_sha256"])
+    if len(versions) > 1:
+        notes.append(f"stacwatchd's sources CHANGED during the run ({len(versions)} versions); each part's 'code' in the JSON says which it ran")
     results["notes"] = notes
     print(render(results))
     profiles = [
