@@ -15,7 +15,7 @@ during a long run cannot mix code versions (git HEAD and a source hash are recor
    floor        single thread: rasterio.open under GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR,
                 transform_bounds, a ~3 KB json.dumps written per file (bench/items.py's floor);
                 run first and last, the ratio uses their mean.
-   scan         stacwatchd.scan.scan(workers=CPU count) into an empty catalog.
+   scan         stacwatchd.engine.scan.scan(workers=CPU count) into an empty catalog.
    scan_chunked the same files hard-linked into sub-folders of --chunk files: isolates the
                 cost that grows with the size of the folder a file sits in.
    pystac       rio_stac.create_stac_item(with_proj) per file, Collection.add_item,
@@ -123,7 +123,7 @@ def _watch(src: Path) -> Any:
 
 
 def _writer(root: Path) -> Any:
-    from stacwatchd.catalog import CatalogWriter
+    from stacwatchd.engine.writer import CatalogWriter
     from stacwatchd.config import CatalogSettings, CollectionSettings
 
     return CatalogWriter(CatalogSettings(root=root), {COLLECTION: CollectionSettings(id=COLLECTION)})
@@ -165,7 +165,7 @@ def task_floor(p: dict[str, Any]) -> dict[str, Any]:
 
 def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     from stacwatchd.config import CatalogSettings
-    from stacwatchd.scan import scan
+    from stacwatchd.engine.scan import scan
 
     src, root = Path(p["src"]), Path(p["root"])
     t0 = time.perf_counter()
@@ -211,8 +211,8 @@ def task_naive_backfill(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _op(path: Path, rules: Any) -> Any:
-    from stacwatchd.catalog import Upsert, op_for
-    from stacwatchd.items import build
+    from stacwatchd.engine.writer import Upsert, op_for
+    from stacwatchd.model.items import build
 
     op = op_for(build(path, rules), rules)
     if not isinstance(op, Upsert):
@@ -226,8 +226,8 @@ def _partition_files(when: datetime) -> list[str]:
 
 
 def task_adds(p: dict[str, Any]) -> dict[str, Any]:
-    from stacwatchd.catalog import Remove
-    from stacwatchd.items import Rules
+    from stacwatchd.engine.writer import Remove
+    from stacwatchd.model.items import Rules
 
     rss_imports = _common.rss_bytes()
     root, src = Path(p["root"]), Path(p["src"])
@@ -351,9 +351,9 @@ def task_naive_adds(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_remove(p: dict[str, Any]) -> dict[str, Any]:
-    from stacwatchd.catalog import Remove
+    from stacwatchd.engine.writer import Remove
 
-    from stacwatchd.items import Rules
+    from stacwatchd.model.items import Rules
 
     root, path = Path(p["root"]), Path(p["path"])
     writer = _writer(root)
@@ -385,7 +385,7 @@ def task_remove(p: dict[str, Any]) -> dict[str, Any]:
 
 def task_profile_build(p: dict[str, Any]) -> dict[str, Any]:
     """build() single-threaded under cProfile (scan's workers are threads cProfile cannot see)."""
-    from stacwatchd.items import Rules, build
+    from stacwatchd.model.items import Rules, build
 
     rules = Rules.from_watch(_watch(Path(p["src"])))
     paths = _cogs_in(Path(p["src"]))[: p["count"]]

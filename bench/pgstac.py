@@ -59,9 +59,9 @@ import orjson  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from support.pg import PgCluster, new_cluster_dir  # noqa: E402
 
-from stacwatchd.catalog import CatalogWriter, op_for  # noqa: E402
+from stacwatchd.engine.writer import CatalogWriter, op_for  # noqa: E402
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules, PgstacSettings  # noqa: E402
-from stacwatchd.items import Rules, build  # noqa: E402
+from stacwatchd.model.items import Rules, build  # noqa: E402
 from stacwatchd.sinks.pgstac import PgstacPublisher  # noqa: E402
 from stacwatchd.testing import capture_logs, many_cogs  # noqa: E402
 

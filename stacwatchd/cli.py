@@ -121,13 +121,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from stacwatchd.daemon import run
+    from stacwatchd.engine.daemon import run
 
     return run(args.config)
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from stacwatchd.scan import scan, watches_for
+    from stacwatchd.engine.scan import scan, watches_for
 
     settings = _settings(args)
     for folder in args.dirs:
@@ -168,7 +168,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
-    from stacwatchd.catalog import CatalogWriter
+    from stacwatchd.engine.writer import CatalogWriter
 
     settings = _settings(args)
     state = settings.catalog.state_path
@@ -199,10 +199,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_item(args: argparse.Namespace) -> int:
-    from stacwatchd.documents import item_document
-    from stacwatchd.items import Rejection, Rules, build, item_to_dict
-    from stacwatchd.layout import Layout, partition_of
-    from stacwatchd.stacjson import pretty
+    from stacwatchd.stac.documents import item_document
+    from stacwatchd.model.items import Rejection, Rules, build, item_to_dict
+    from stacwatchd.stac.layout import Layout, partition_of
+    from stacwatchd.stac.json import pretty
 
     settings = _settings(args)
     path: Path = args.path.absolute()
@@ -231,7 +231,7 @@ def _cmd_item(args: argparse.Namespace) -> int:
 
 def _reject(rejection: object, args: argparse.Namespace) -> int:
     """One line on stderr: a structured event in JSON mode, plain words otherwise."""
-    from stacwatchd.items import Rejection
+    from stacwatchd.model.items import Rejection
 
     assert isinstance(rejection, Rejection)
     if args.log_format == "json":
@@ -242,8 +242,8 @@ def _reject(rejection: object, args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from stacwatchd.validate import SchemaStore, validate_catalog, validate_object
-    from stacwatchd.stacjson import loads
+    from stacwatchd.validate.schemas import SchemaStore, validate_catalog, validate_object
+    from stacwatchd.stac.json import loads
 
     settings = _settings(args)
     root: Path = args.root or settings.catalog.root

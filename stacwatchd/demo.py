@@ -9,10 +9,10 @@ from pathlib import Path
 
 from stacwatchd import testing
 from stacwatchd.config import CatalogSettings, CollectionSettings, Settings, WatchSettings
-from stacwatchd.daemon import Daemon
-from stacwatchd.items import sanitize_id
+from stacwatchd.engine.daemon import Daemon
+from stacwatchd.model.items import sanitize_id
 from stacwatchd.log import configure
-from stacwatchd.validate import SchemaStore, validate_catalog
+from stacwatchd.validate.schemas import SchemaStore, validate_catalog
 
 SETTLE = 1.0
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stacwatchd.state import State
+from stacwatchd.state.store import State
 
 
 def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from stacwatchd import testing
-from stacwatchd.validate import SchemaStore, validate_object
+from stacwatchd.validate.schemas import SchemaStore, validate_object
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

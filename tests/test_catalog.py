@@ -15,11 +15,11 @@ import pytest
 from shapely.geometry import box, shape
 
 from stacwatchd import testing
-from stacwatchd.catalog import CatalogWriter, Remove, RemoveTree, op_for
+from stacwatchd.engine.writer import CatalogWriter, Remove, RemoveTree, op_for
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules
-from stacwatchd.items import Rules, build
-from stacwatchd.summaries import aggregate, extent_document, index_item
-from stacwatchd.validate import validate_catalog
+from stacwatchd.model.items import Rules, build
+from stacwatchd.stac.summaries import aggregate, extent_document, index_item
+from stacwatchd.validate.schemas import validate_catalog
 
 from conftest import SCHEMAS
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stacwatchd import testing
-from stacwatchd.catalog import CatalogWriter, Remove, op_for
+from stacwatchd.engine.writer import CatalogWriter, Remove, op_for
 from stacwatchd.config import CatalogSettings, CollectionSettings
-from stacwatchd.items import Rules, build
+from stacwatchd.model.items import Rules, build
 from test_catalog import assert_catalog_ok, assert_extents_match_recomputation, item_docs, snapshot
 
 NAMES = [f"scene{i}" for i in range(6)]

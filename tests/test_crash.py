@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from stacwatchd import testing
-from stacwatchd.validate import validate_catalog
+from stacwatchd.validate.schemas import validate_catalog
 from test_catalog import item_docs
 
 KILLS = 20

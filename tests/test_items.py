@@ -12,7 +12,7 @@ import rasterio
 
 from stacwatchd import testing
 from stacwatchd.config import CollectionSettings, DatetimeRule, ItemRules, Provider
-from stacwatchd.items import (
+from stacwatchd.model.items import (
     FILE_V2,
     PROJECTION_V1,
     PROJECTION_V2,
@@ -24,7 +24,7 @@ from stacwatchd.items import (
     build,
     item_to_dict,
 )
-from stacwatchd.stacjson import dumps
+from stacwatchd.stac.json import dumps
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 GOOD = [k for k in testing.sample_set.__globals__["_good_samples"]() if k != "no_crs"]

@@ -12,7 +12,7 @@ from affine import Affine
 
 from stacwatchd import testing
 from stacwatchd.config import ItemRules
-from stacwatchd.items import Rules, build, item_to_dict
+from stacwatchd.model.items import Rules, build, item_to_dict
 
 odc_stac = pytest.importorskip("odc.stac")
 from odc.geo.geobox import GeoBox  # noqa: E402

@@ -25,13 +25,13 @@ import requests
 from pydantic import SecretStr
 
 from stacwatchd import testing
-from stacwatchd.catalog import BatchResult, CatalogWriter, Remove, op_for
+from stacwatchd.engine.writer import BatchResult, CatalogWriter, Remove, op_for
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules, PgstacSettings, Settings
 from stacwatchd.errors import ConfigError
-from stacwatchd.items import Rules, build
+from stacwatchd.model.items import Rules, build
 from stacwatchd.publish import publish_all, publish_outbox
 from stacwatchd.sinks.pgstac import PgstacPublisher, PublishError
-from stacwatchd.state import compress, decompress
+from stacwatchd.state.store import compress, decompress
 from stacwatchd.status import read_status
 from stacwatchd.testing import capture_logs, wait_until
 

@@ -16,7 +16,7 @@ from shapely.ops import unary_union
 
 from stacwatchd import testing
 from stacwatchd.errors import UnreadableRaster
-from stacwatchd.raster import COG, GEOTIFF, PLAIN_TIFF, ReadOptions, authority_code, read_facts
+from stacwatchd.model.raster import COG, GEOTIFF, PLAIN_TIFF, ReadOptions, authority_code, read_facts
 
 LOCATED = [
     "cog",

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from stacwatchd.settle import MAX_STAT_FAILURES, Ready, Settler
+from stacwatchd.engine.settle import MAX_STAT_FAILURES, Ready, Settler
 from stacwatchd.testing import capture_logs, wait_until
-from stacwatchd.watch import EventKind, FileEvent
+from stacwatchd.engine.watch import EventKind, FileEvent
 
 WATCH = Path("/data/in")
 SETTLE = 0.3

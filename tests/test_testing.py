@@ -134,7 +134,7 @@ def test_other_drivers_are_written_by_create_copy(tmp_path: Path, driver: str, s
             pytest.skip(f"GDAL here has no {driver}")
     path = testing.write_raster(tmp_path / f"a.{suffix}", driver=driver, count=3)
     # PNG/JPEG keep their CRS in an .aux.xml sidecar: let GDAL look beside the file
-    # (stacwatchd.raster disables that by default for speed).
+    # (stacwatchd.model.raster disables that by default for speed).
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"), rasterio.open(path) as src:
         assert src.driver == driver
         assert src.crs.to_epsg() == 32633

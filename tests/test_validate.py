@@ -1,4 +1,4 @@
-"""Tests for stacwatchd.validate against the official STAC schemas in shared/stac-schemas."""
+"""Tests for stacwatchd.validate.schemas against the official STAC schemas in shared/stac-schemas."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stacwatchd.validate import (
+from stacwatchd.validate.schemas import (
     CatalogNotFoundError,
     CatalogReport,
     InvalidJSONError,

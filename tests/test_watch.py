@@ -23,11 +23,11 @@ import pytest
 from watchdog.observers import inotify_c
 
 from stacwatchd import testing
-from stacwatchd import watch as watch_module
-from stacwatchd.items import Rules
-from stacwatchd.settle import Ready, Settler
+from stacwatchd.engine import watch as watch_module
+from stacwatchd.model.items import Rules
+from stacwatchd.engine.settle import Ready, Settler
 from stacwatchd.testing import capture_logs, wait_until
-from stacwatchd.watch import FileEvent, ScanEntry, Watcher, filesystem_type, scan_tree
+from stacwatchd.engine.watch import FileEvent, ScanEntry, Watcher, filesystem_type, scan_tree
 
 SETTLE = 0.3
 POLL = 0.1

@@ -78,11 +78,11 @@ from pypgstac.load import Loader
 
 from stacwatchd.config import CatalogSettings, CollectionSettings, PgstacSettings
 from stacwatchd.errors import ConfigError, StacwatchdError
-from stacwatchd.layout import Layout
+from stacwatchd.stac.layout import Layout
 from stacwatchd.log import get_logger
-from stacwatchd.render import Renderer
-from stacwatchd.state import State, decompress
-from stacwatchd.summaries import DEFAULT_SUMMARIES
+from stacwatchd.stac.render import Renderer
+from stacwatchd.state.store import State, decompress
+from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
 
 __all__ = [
     "Credentials",

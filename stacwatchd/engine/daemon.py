@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stacwatchd import __version__
-from stacwatchd.catalog import BatchResult, CatalogWriter
+from stacwatchd.engine.writer import BatchResult, CatalogWriter
 from stacwatchd.config import Settings, WatchSettings, load_settings
 from stacwatchd.errors import ConfigError, StacwatchdError
-from stacwatchd.items import Rules
+from stacwatchd.model.items import Rules
 from stacwatchd.log import configure, get_logger
-from stacwatchd.pipeline import Pipeline
-from stacwatchd.reconcile import accepts_for, diff
-from stacwatchd.settle import Settler
-from stacwatchd.state import State
+from stacwatchd.engine.pipeline import Pipeline
+from stacwatchd.engine.reconcile import accepts_for, diff
+from stacwatchd.engine.settle import Settler
+from stacwatchd.state.store import State
 from stacwatchd.systemd import notify, watchdog_seconds
-from stacwatchd.watch import FileEvent, Watcher
+from stacwatchd.engine.watch import FileEvent, Watcher
 
 
 class Sink(Protocol):

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacwatchd.catalog import BatchResult, CatalogWriter, Op, Reject, Remove, RemoveTree, Tally, op_for
-from stacwatchd.items import Rejection, Rules, build
+from stacwatchd.engine.writer import BatchResult, CatalogWriter, Op, Reject, Remove, RemoveTree, Tally, op_for
+from stacwatchd.model.items import Rejection, Rules, build
 from stacwatchd.log import get_logger
-from stacwatchd.reconcile import data_for_sidecar
-from stacwatchd.settle import Ready
-from stacwatchd.sources import signature_of
-from stacwatchd.state import State
+from stacwatchd.engine.reconcile import data_for_sidecar
+from stacwatchd.engine.settle import Ready
+from stacwatchd.model.sources import signature_of
+from stacwatchd.state.store import State
 
 
 class WorkQueue:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from stacwatchd.catalog import BatchResult, CatalogWriter, Op, Remove, Tally, op_for
+from stacwatchd.engine.writer import BatchResult, CatalogWriter, Op, Remove, Tally, op_for
 from stacwatchd.config import CatalogSettings, WatchSettings
-from stacwatchd.items import Rejection, Rules, build
+from stacwatchd.model.items import Rejection, Rules, build
 from stacwatchd.log import get_logger
-from stacwatchd.reconcile import diff
+from stacwatchd.engine.reconcile import diff
 
 
 @dataclass(slots=True)

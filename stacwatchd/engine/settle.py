@@ -40,7 +40,7 @@ from typing import Any, Literal
 import structlog
 
 from stacwatchd.log import get_logger
-from stacwatchd.watch import FileEvent
+from stacwatchd.engine.watch import FileEvent
 
 __all__ = ["Ready", "Settler"]
 
@@ -90,7 +90,7 @@ _GONE = object()
 
 
 class Settler:
-    """Turns a stream of :class:`~stacwatchd.watch.FileEvent` into :class:`Ready` decisions.
+    """Turns a stream of :class:`~stacwatchd.engine.watch.FileEvent` into :class:`Ready` decisions.
 
     ``feed`` is thread-safe and O(1) (``dir_gone`` is O(pending)); ``emit`` is called
     only from ``flush_due``, i.e. from the timer thread once :meth:`start` ran. Inject
@@ -116,7 +116,7 @@ class Settler:
         self._close_grace = float(close_grace) if close_grace is not None else max(60.0, 10 * self._settle)
         self._clock = clock
         self._stat = stat
-        self._log = log or get_logger("stacwatchd.settle")
+        self._log = log or get_logger("stacwatchd.engine.settle")
         self._cond = threading.Condition(threading.Lock())
         self._later: OrderedDict[Path, _Pending] = OrderedDict()  # due = since + settle
         self._soon: OrderedDict[Path, _Pending] = OrderedDict()  # due = since + debounce

@@ -29,9 +29,9 @@ from stacwatchd.config import (
     WatchSettings,
     collection_id_for,
 )
-from stacwatchd.datetimes import Timing, find_timing
+from stacwatchd.model.datetimes import Timing, find_timing
 from stacwatchd.errors import BadId, NoDatetime, StacwatchdError, UnlocatedRaster, UnreadableRaster
-from stacwatchd.raster import (
+from stacwatchd.model.raster import (
     Band,
     RasterFacts,
     ReadOptions,
@@ -40,7 +40,7 @@ from stacwatchd.raster import (
     render_thumbnail,
     round_geometry,
 )
-from stacwatchd.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
+from stacwatchd.model.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
 
 PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"

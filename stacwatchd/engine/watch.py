@@ -472,7 +472,7 @@ class Watcher:
         self._sink = sink
         self._mode: ObserverKind = observer
         self._polling_interval = polling_interval
-        self._log = log or get_logger("stacwatchd.watch")
+        self._log = log or get_logger("stacwatchd.engine.watch")
         self._on_overflow = on_overflow
         self._check_interval = check_interval
         self._retry_initial = retry_initial

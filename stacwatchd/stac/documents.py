@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stacwatchd.layout import Layout, localise_hrefs, partition_title, structural_link
+from stacwatchd.stac.layout import Layout, localise_hrefs, partition_title, structural_link
 
 STAC_VERSION = "1.1.0"
 

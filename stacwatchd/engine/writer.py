@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stacwatchd.config import STATE_DIRNAME, CatalogSettings, CollectionSettings
-from stacwatchd.documents import item_document, relink_item
+from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.errors import IdClash, StacwatchdError
-from stacwatchd.items import BuiltItem, Rejection, item_to_dict
-from stacwatchd.layout import Layout, partition_of
+from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
+from stacwatchd.stac.layout import Layout, partition_of
 from stacwatchd.log import get_logger
-from stacwatchd.sources import Signature
-from stacwatchd.stacjson import dumps, loads
-from stacwatchd.state import State, compress, decompress, value_rows
-from stacwatchd.render import Renderer
-from stacwatchd.summaries import DEFAULT_SUMMARIES, index_item
+from stacwatchd.model.sources import Signature
+from stacwatchd.stac.json import dumps, loads
+from stacwatchd.state.store import State, compress, decompress, value_rows
+from stacwatchd.stac.render import Renderer
+from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
 
 Durability = Literal["batch", "file", "none"]
 THUMBNAIL = "thumbnail.png"

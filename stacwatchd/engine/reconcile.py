@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from stacwatchd.items import Rules
-from stacwatchd.sources import is_sidecar_of_any, item_key, stem
-from stacwatchd.state import State
-from stacwatchd.watch import scan_tree
+from stacwatchd.model.items import Rules
+from stacwatchd.model.sources import is_sidecar_of_any, item_key, stem
+from stacwatchd.state.store import State
+from stacwatchd.engine.watch import scan_tree
 
 
 def accepts_for(rules: Rules) -> Callable[[Path], bool]:

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from stacwatchd.config import CatalogSettings, CollectionSettings
-from stacwatchd.documents import collection_document, partition_document, root_document
-from stacwatchd.layout import Layout
-from stacwatchd.stacjson import dumps
-from stacwatchd.state import State
-from stacwatchd.summaries import (
+from stacwatchd.stac.documents import collection_document, partition_document, root_document
+from stacwatchd.stac.layout import Layout
+from stacwatchd.stac.json import dumps
+from stacwatchd.state.store import State
+from stacwatchd.stac.summaries import (
     MAX_DISTINCT,
     RANGE_FIELDS,
     SET_FIELDS,

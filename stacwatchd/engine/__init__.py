@@ -1,0 +1,1 @@
+"""One engine for ``run`` and ``scan``: intake → settle → build → one writer → sinks."""

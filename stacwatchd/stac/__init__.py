@@ -1,0 +1,1 @@
+"""Pure STAC documents: the catalog layout, structural links, summaries and JSON encoding."""
