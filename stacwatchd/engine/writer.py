@@ -811,6 +811,23 @@ class _Batch:
         self.tx.append_changes(rows)
 
 
+def open_writer(
+    settings: CatalogSettings, collections: Mapping[str, CollectionSettings], sinks: Sequence[Any], **kwargs: Any
+) -> CatalogWriter:
+    """The writer with the outbox streams its sinks need, their cursors registered."""
+    streams = {sink.name: sink.stream for sink in sinks}
+    writer = CatalogWriter(
+        settings,
+        collections,
+        outbox="changes" in streams.values(),
+        file_outbox="files" in streams.values(),
+        **kwargs,
+    )
+    for name in writer.state.register_sinks(streams):
+        writer.log.warning("sink_backlog_dropped", sink=name, reason="no longer configured")
+    return writer
+
+
 def _is_catalog(rel: str) -> bool:
     return rel.endswith(("/catalog.json", "/collection.json"))
 
