@@ -75,11 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_cmd_status)
 
-    publish = sub.add_parser("publish", help="push the catalog to PgSTAC: drain the outbox once, or everything with --all")
+    publish = sub.add_parser("publish", help="deliver the sinks' backlog once (PgSTAC, object store), or everything with --all")
     _config_option(publish)
     _catalog_option(publish)
     publish.add_argument("--all", action="store_true", help="push every collection and Item (first load, after a restore); idempotent")
     publish.add_argument("--no-prune", action="store_true", help="with --all, keep Items PgSTAC has that the state does not")
+    publish.add_argument("--sink", metavar="NAME", help="only this sink (pgstac, object_store); default: every configured one")
     publish.set_defaults(func=_cmd_publish)
 
     validate = sub.add_parser("validate", help="validate a catalog (or one STAC JSON file) offline")
@@ -165,13 +166,22 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from stacwatchd.publish import publish_all, publish_outbox
+    from stacwatchd.publish import publish_all, publish_outbox, publish_sink
+    from stacwatchd.sinks import configured_sinks
 
     settings = _settings(args)
-    if settings.pgstac is None:
+    if args.sink == "pgstac" and settings.pgstac is None:
         raise StacwatchdError(args.config, "no [pgstac] section configured")
-    counts = publish_all(settings, prune=not args.no_prune) if args.all else publish_outbox(settings)
-    print("publish: " + ", ".join(f"{k} {v}" for k, v in counts.as_dict().items()))
+    pgstac = settings.pgstac is not None and args.sink in (None, "pgstac")
+    sinks = [sink.name for sink in configured_sinks(settings) if args.sink in (None, sink.name)]
+    if not pgstac and not sinks:
+        raise StacwatchdError(args.config, f"no sink {args.sink!r} configured" if args.sink else "no sink configured ([pgstac], [object_store])")
+    if pgstac:
+        counts = publish_all(settings, prune=not args.no_prune) if args.all else publish_outbox(settings)
+        print("publish: " + ", ".join(f"{k} {v}" for k, v in counts.as_dict().items()))
+    for name in sinks:
+        done = publish_sink(settings, name, everything=args.all)
+        print(f"publish {name}: " + ", ".join(f"{k} {v}" for k, v in done.items()))
     return EXIT_OK
 
 
@@ -190,10 +200,13 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from stacwatchd.sinks.object_store import public_root_url
     from stacwatchd.status import read_status
 
     settings = _settings(args)
     report = read_status(settings.catalog.state_path)
+    if url := public_root_url(settings):
+        report["public_root_url"] = url
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -204,6 +204,9 @@ class WatchSettings(_Model):
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     recursive: bool = True
     on_delete: Literal["remove", "keep"] = "remove"
+    #: With ``[object_store] assets = "upload"``: publish files that are symlinks to
+    #: places outside this folder (refused by default, so nothing leaves by accident).
+    follow_symlinks: bool = False
 
     @property
     def collection_id(self) -> str:
@@ -263,6 +266,75 @@ class PgstacSettings(_Model):
         return self
 
 
+#: Keys that would put credentials into the configuration file; they come from the
+#: standard chains (environment, instance and web-identity roles) instead.
+_CREDENTIAL_KEYS = frozenset({
+    "access_key_id", "secret_access_key", "session_token", "token", "aws_access_key_id",
+    "aws_secret_access_key", "aws_session_token", "account_key", "sas_key", "client_secret",
+    "service_account_key", "password", "credentials",
+})  # fmt: skip
+
+
+class ObjectStoreSettings(_Model):
+    """A mirror of the static catalog in object storage (S3 and compatibles, GCS, Azure).
+
+    Credentials never appear here: obstore reads them from the standard chains
+    (``AWS_ACCESS_KEY_ID``…, container and instance roles, web identity tokens,
+    ``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_STORAGE_…``).
+    """
+
+    url: str = Field(description="s3://bucket/prefix/, gs://bucket/prefix/, az://container/prefix/ or file:///path/")
+    endpoint: str | None = None
+    region: str | None = None
+    cache_control_catalogs: str = "max-age=60"
+    cache_control_items: str = "max-age=3600"
+    assets: Literal["reference", "upload"] = "reference"
+    public_base_url: str | None = None
+    concurrency: int = Field(default=16, ge=1, le=256)
+    batch_size: int = Field(default=500, ge=1, le=50_000)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = sorted(k for k in data if str(k).lower() in _CREDENTIAL_KEYS)
+            if found:
+                raise ValueError(
+                    f"{', '.join(found)}: credentials never go into the configuration; they come from "
+                    "the environment (AWS_ACCESS_KEY_ID…, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_…) "
+                    "or the instance's role"
+                )
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl", "file", "memory"):
+            raise ValueError("expected s3://bucket/prefix/, gs://…, az://… or file:///…")
+        if parts.scheme not in ("file", "memory") and not parts.netloc:
+            raise ValueError("the URL names no bucket")
+        if parts.username or parts.password or parts.query:
+            raise ValueError("the URL must not carry credentials or parameters")
+        if ".." in parts.path.split("/"):
+            raise ValueError("the prefix must not contain '..'")
+        return value
+
+    @field_validator("endpoint", "public_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ValueError("the URL must not carry credentials")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration of one stacwatchd instance."""
 
@@ -284,6 +356,7 @@ class Settings(BaseSettings):
     observer: Literal["auto", "inotify", "polling"] = "auto"
     log: LogSettings = LogSettings()
     pgstac: PgstacSettings | None = None
+    object_store: ObjectStoreSettings | None = None
 
     @classmethod
     def settings_customise_sources(

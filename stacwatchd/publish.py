@@ -14,7 +14,7 @@ from stacwatchd.config import Settings
 from stacwatchd.errors import ConfigError, StacwatchdError
 from stacwatchd.sinks.pgstac import PgstacPublisher, PublishCounts, PublishError
 
-__all__ = ["PublishCounts", "PublishError", "publish_all", "publish_outbox", "publisher_for"]
+__all__ = ["PublishCounts", "PublishError", "publish_all", "publish_outbox", "publish_sink", "publisher_for"]
 
 
 def publisher_for(settings: Settings) -> PgstacPublisher:
@@ -43,3 +43,30 @@ def publish_outbox(settings: Settings) -> PublishCounts:
     """Drain the outbox once: every change queued now is published, in order."""
     with publisher_for(settings) as publisher:
         return publisher.drain()
+
+
+def publish_sink(settings: Settings, name: str, *, everything: bool) -> dict[str, int]:
+    """Deliver one configured sink's backlog now, or with ``everything`` make its target
+    equal the local catalog (a sink that can compare, such as the object store).
+
+    Raises :class:`~stacwatchd.sinks.base.SinkError` when the target fails.
+    """
+    from stacwatchd.sinks import configured_sinks
+    from stacwatchd.sinks.base import SinkRunner
+
+    state_path = settings.catalog.state_path
+    if not state_path.exists():
+        raise StacwatchdError(state_path, "no state file: catalog something first (stacwatchd scan)")
+    sinks = {sink.name: sink for sink in configured_sinks(settings)}
+    sink = sinks.get(name)
+    if sink is None:
+        known = ", ".join(sorted(sinks)) or "none"
+        raise ConfigError(None, f"no sink named {name!r} is configured (configured: {known})")
+    runner = SinkRunner(sink, state_path)
+    try:
+        if everything and hasattr(sink, "mirror"):
+            return sink.mirror(runner.state).as_dict()
+        return {"delivered": runner.drain()}
+    finally:
+        sink.close()
+        runner.state.close()

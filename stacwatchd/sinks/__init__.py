@@ -19,4 +19,8 @@ __all__ = ["configured_sinks"]
 def configured_sinks(settings: Settings) -> list[Sink]:
     """One :class:`~stacwatchd.sinks.base.Sink` per configured destination."""
     sinks: list[Sink] = []
+    if settings.object_store is not None:
+        from stacwatchd.sinks.object_store import ObjectStoreSink
+
+        sinks.append(ObjectStoreSink(settings.object_store, settings))
     return sinks

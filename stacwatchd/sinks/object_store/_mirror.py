@@ -1,0 +1,148 @@
+"""``stacwatchd publish --all --sink object_store``: make the bucket equal the local catalog.
+
+The prefix is listed once; what is missing or different (size and MD5/ETag; the bytes
+themselves where the store's ETag is no MD5) is uploaded, and objects under the prefix
+that look like ours (the root ``catalog.json``, anything inside one of our collections'
+folders) but are no longer in the catalog are deleted — never anything outside the
+prefix, never other files beside the catalog. Uploads go leaves first, then Items, then
+catalogs from the deepest up; deletions the other way round, so the walk from the root
+finds every link resolvable throughout. Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import posixpath
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from stacwatchd.sinks.object_store._assets import Upload
+from stacwatchd.sinks.object_store._sink import ObjectStoreSink, content_type_of, is_catalog_file
+from stacwatchd.sinks.object_store._store import ObjectInfo, StoreFailure, etag_of_file
+from stacwatchd.sinks.base import SinkError
+from stacwatchd.state.store import State
+
+__all__ = ["MirrorCounts", "mirror"]
+
+
+@dataclass(slots=True)
+class MirrorCounts:
+    uploaded: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    refused: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
+    """Make the bucket equal the catalog on disk; raises :class:`SinkError` on failure.
+
+    The sink's cursor then moves past every file change queued before the comparison
+    began: those are in the bucket now.
+    """
+    end = state.stream_end("files")
+    root = Path(sink.catalog_root)
+    counts = MirrorCounts()
+    listing = {info.key: info for info in sink.bucket.list_all()}
+    wanted: dict[str, bytes | Upload] = {}
+    collections = set(state.known_collections())
+    for rel, _ in state.files():
+        try:
+            data = (root / rel).read_bytes()
+        except FileNotFoundError:
+            continue  # deleted meanwhile: the stream brings its removal
+        collections.add(rel.split("/", 1)[0])
+        if sink.uploads is not None and rel.endswith(".json") and not is_catalog_file(rel):
+            plan = sink.uploads.plan(rel, data)
+            counts.refused += len(plan.refused)
+            for refusal in plan.refused:
+                sink.log.warning("asset_refused", sink=sink.name, path=refusal.path, item=rel, reason=refusal.reason)
+            data = plan.data
+            for upload in plan.uploads:
+                wanted[upload.key] = upload
+        wanted[rel] = data
+    uploads = [key for key, want in wanted.items() if not _same(sink, listing.get(key), want)]
+    counts.unchanged = len(wanted) - len(uploads)
+    orphans = [key for key in listing if key not in wanted and _ours(key, collections)]
+    try:
+        asyncio.run(_apply(sink, wanted, uploads, orphans))
+    except StoreFailure as failure:
+        raise SinkError(sink.describe(), failure.reason, kind=failure.kind) from None
+    counts.uploaded, counts.deleted = len(uploads), len(orphans)
+    if state.cursor(sink.name) is not None:
+        state.advance(sink.name, end)
+    return counts
+
+
+async def _apply(sink: ObjectStoreSink, wanted: dict[str, bytes | Upload], uploads: list[str], orphans: list[str]) -> None:
+    limit = asyncio.Semaphore(sink.settings.concurrency)
+
+    async def put(key: str) -> None:
+        want = wanted[key]
+        async with limit:
+            if isinstance(want, Upload):
+                await sink.bucket.put_file(key, want.path, content_type=want.media_type, cache_control=sink.settings.cache_control_items)
+            else:
+                await sink.bucket.put_bytes(key, want, content_type=content_type_of(key), cache_control=sink.cache_control(key))
+
+    async def delete(key: str) -> None:
+        async with limit:
+            await sink.bucket.delete(key)
+
+    for _, keys in _waves(uploads, upward=True):
+        await asyncio.gather(*(put(key) for key in keys))
+    for _, keys in _waves(orphans, upward=False):
+        await asyncio.gather(*(delete(key) for key in keys))
+
+
+def _waves(keys: list[str], *, upward: bool) -> list[tuple[tuple[int, int], list[str]]]:
+    """Keys grouped so that each wave only links to what earlier waves made (uploads:
+    data and thumbnails, Items, then catalogs deepest first) or unlinks what later waves
+    remove (deletions: the reverse)."""
+    waves: dict[tuple[int, int], list[str]] = {}
+    for key in keys:
+        if is_catalog_file(key):
+            rank = (2, -key.count("/"))
+        elif key.endswith(".json") and posixpath.basename(posixpath.dirname(key)) + ".json" == posixpath.basename(key):
+            rank = (1, 0)
+        else:
+            rank = (0, 0)
+        waves.setdefault(rank, []).append(key)
+    order = sorted(waves.items())
+    if not upward:
+        order = [(rank, waves[rank]) for rank in [(1, 0), (0, 0)] if rank in waves] + [
+            (rank, keys) for rank, keys in order if rank[0] == 2
+        ]
+    return order
+
+
+def _same(sink: ObjectStoreSink, found: ObjectInfo | None, want: bytes | Upload) -> bool:
+    if found is None:
+        return False
+    if isinstance(want, Upload):
+        try:
+            size = want.path.stat().st_size
+        except OSError:
+            return True  # gone: nothing to upload, its removal follows
+        if found.size != size:
+            return False
+        return found.etag is None or not _is_s3_etag(found.etag) or found.etag == etag_of_file(want.path, size)
+    if found.size != len(want):
+        return False
+    if found.etag and _is_s3_etag(found.etag):
+        return found.etag == hashlib.md5(want, usedforsecurity=False).hexdigest()
+    return sink.bucket.read(found.key) == want
+
+
+def _is_s3_etag(etag: str) -> bool:
+    digest = etag.split("-", 1)[0]
+    return len(digest) == 32 and all(c in "0123456789abcdef" for c in digest)
+
+
+def _ours(key: str, collections: set[str]) -> bool:
+    """Objects stacwatchd owns under the prefix: the root catalog and our collections' folders."""
+    first, _, rest = key.partition("/")
+    return key == "catalog.json" or (bool(rest) and first in collections)
