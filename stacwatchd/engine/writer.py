@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -281,7 +282,20 @@ class CatalogWriter:
             self._unlink(rel)
         self._prune_dirs(stale)
         result.deleted.extend(stale)
+        self._repair_modes()
         return result
+
+    def _repair_modes(self) -> None:
+        """Give every catalog file and folder its mode (catalogs of older versions were
+        written 0600, which a web server cannot serve)."""
+        files = self.state.file_paths()
+        folders = {self.root} | {(self.root / rel).parent for rel in files}
+        for folder in list(folders):
+            folders.update(p for p in folder.parents if p.is_relative_to(self.root))
+        for path, mode in [*((f, self.modes.dir) for f in folders), *((self.root / r, self.modes.file) for r in files)]:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_IMODE(path.stat().st_mode) != mode:
+                    os.chmod(path, mode)
 
     def sync_collections(self, configured: Mapping[str, CollectionSettings]) -> list[str]:
         """Apply the configured metadata of each collection (the configuration wins).
