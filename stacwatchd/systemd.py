@@ -14,7 +14,9 @@ def notify(*fields: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Non-blocking: a receiver that stopped reading (its queue holds only
+        # net.unix.max_dgram_qlen datagrams) costs a dropped message, never a hung daemon.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
             sock.connect(address)
             sock.sendall("\n".join(fields).encode())
     except OSError:

@@ -31,17 +31,16 @@ def s3(tmp_path: Path):
 
 
 def store_section(s3: S3Server, **extra: object) -> str:
-    lines = [
-        "[object_store]",
-        f'url = "s3://{BUCKET}/{PREFIX}"',
-        f'endpoint = "{s3.endpoint}"',
-        'region = "us-east-1"',
-        'cache_control_catalogs = "max-age=60"',
-        'cache_control_items = "max-age=86400"',
-        "timeout_seconds = 5",
-    ]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
-    return "\n".join(lines) + "\n"
+    keys: dict[str, object] = {
+        "url": f"s3://{BUCKET}/{PREFIX}",
+        "endpoint": s3.endpoint,
+        "region": "us-east-1",
+        "cache_control_catalogs": "max-age=60",
+        "cache_control_items": "max-age=86400",
+        "timeout_seconds": 5,
+        **extra,
+    }
+    return "[object_store]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
 
 
 def store_daemon(base: Path, s3: S3Server, *, watch_extra: str = "", **extra: object) -> DaemonProcess:
