@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from daemon_support import DaemonProcess
 from s3_support import BUCKET, CREDENTIALS, S3Server, local_files
+
 from stacwatchd import testing
 from stacwatchd.testing import wait_until
 
@@ -51,7 +51,7 @@ def store_daemon(base: Path, s3: S3Server, *, watch_extra: str = "", **extra: ob
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, check=False,
         env=dict(os.environ, **CREDENTIALS, **(env or {})),
     )  # fmt: skip
 

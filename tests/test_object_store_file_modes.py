@@ -13,7 +13,7 @@ from stacwatchd import testing
 
 
 def run(*args: str, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, umask=umask)
+    return subprocess.run([sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, umask=umask, check=False)
 
 
 def modes(root: Path) -> tuple[dict[str, int], dict[str, int]]:

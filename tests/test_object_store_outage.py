@@ -14,11 +14,12 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-
+from daemon_support import DaemonProcess
 from s3_support import BUCKET, S3Server, local_files
+from test_object_store import PREFIX, bucket_equals_local, item_keys, run_cli, store_daemon
+
 from stacwatchd import testing
 from stacwatchd.testing import wait_until
-from test_object_store import PREFIX, bucket_equals_local, item_keys, run_cli, store_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -47,11 +48,11 @@ def burst(prepared: Path, watched: Path, n: int) -> set[str]:
     return {path.stem for path in made}
 
 
-def failed_requests(daemon) -> Counter[str]:  # noqa: ANN001
+def failed_requests(daemon: DaemonProcess) -> Counter[str]:
     return Counter(e["key"] for e in daemon.events("object_request_failed"))
 
 
-def sink_status(daemon) -> dict:  # noqa: ANN001
+def sink_status(daemon: DaemonProcess) -> dict:
     """The object-store sink as ``stacwatchd status`` shows it (from the daemon's heartbeat)."""
     report = json.loads(run_cli("status", "--json", "--config", str(daemon.config)).stdout)
     return report.get("daemon", {}).get("sinks", {}).get("object_store", {})

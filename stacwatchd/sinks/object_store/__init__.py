@@ -13,7 +13,7 @@ from stacwatchd.sinks.object_store._urls import public_root_url
 __all__ = ["MirrorCounts", "ObjectStoreSink", "mirror", "public_root_url"]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy imports of the obstore-backed parts
+def __getattr__(name: str) -> object:
     if name == "ObjectStoreSink":
         from stacwatchd.sinks.object_store._sink import ObjectStoreSink
 

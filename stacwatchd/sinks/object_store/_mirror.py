@@ -17,10 +17,10 @@ import posixpath
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from stacwatchd.sinks.base import SinkError
 from stacwatchd.sinks.object_store._assets import Upload
 from stacwatchd.sinks.object_store._sink import ObjectStoreSink, content_type_of, is_catalog_file
 from stacwatchd.sinks.object_store._store import ObjectInfo, StoreFailure, etag_of_file
-from stacwatchd.sinks.base import SinkError
 from stacwatchd.state.store import State
 
 __all__ = ["MirrorCounts", "mirror"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from stacwatchd.log import get_logger
 from stacwatchd.sinks.base import Row, Sink, SinkError
-from stacwatchd.sinks.object_store._assets import THUMBNAIL, AssetPlanner, Upload
+from stacwatchd.sinks.object_store._assets import AssetPlanner, Upload
 from stacwatchd.sinks.object_store._store import (
     Bucket,
     OutsidePrefix,
@@ -83,7 +83,6 @@ class ObjectStoreSink(Sink):
         )
         self._landed: set[int] = set()  # rows after a failure that did get through
         self._copies: OrderedDict[str, tuple[int, int, int]] = OrderedDict()  # key -> source signature uploaded
-        self.requests_failed = 0
         self._failure: StoreFailure | None = None
 
     def describe(self) -> str:
@@ -156,7 +155,10 @@ class ObjectStoreSink(Sink):
             results = await self._gather({row.seq: [self._delete_step(row.path, limit)] for row in items})
             then: dict[int, list[Step]] = {row.seq: [self._delete_step(row.path, limit)] for row in leaves}
             if self.uploads is not None:
-                then |= {row.seq: [self._clear_step(row.path, group.paths, limit)] for row in items if results[row.seq]}
+                then |= {
+                    row.seq: [self._clear_step(row.path, group.paths, limit)]
+                    for row in items if results[row.seq] and not is_catalog_file(row.path)
+                }  # fmt: skip
             results |= await self._gather(then)
         return results
 
@@ -239,7 +241,6 @@ class ObjectStoreSink(Sink):
             self.log.error("object_refused", sink=self.name, path=str(error.path), reason=error.reason)
             return seq, True
         except StoreFailure as failure:
-            self.requests_failed += 1
             if failure.poison:
                 self.log.error("object_refused", sink=self.name, key=failure.key, reason=failure.reason)
                 return seq, True
