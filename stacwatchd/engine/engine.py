@@ -281,7 +281,11 @@ class Engine:
                 self.counters.skipped += 1
                 self._done()
                 continue
-            result = self.build(target, rules)
+            try:
+                result = self.build(target, rules)
+            except Exception as exc:  # noqa: BLE001 - refused once, with the path, never retried in a loop
+                self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
+                result = Rejection(target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target))
             if target in self._abandoned:
                 self._abandoned.discard(target)  # already refused with a timeout
                 continue

@@ -348,9 +348,8 @@ class CatalogWriter:
             bad.owner = owners.get(bad.rel)  # type: ignore[attr-defined]
             raise
         except OSError as exc:
-            raise CatalogUnwritable(
-                exc.filename or self.root, f"cannot write the catalog: {exc.strerror or exc}", _errno_name(exc)
-            ) from exc
+            where = exc.filename or self.root
+            raise CatalogUnwritable(where, f"cannot change {where}: {exc.strerror or exc}", _errno_name(exc)) from exc
         with self.state.transaction() as tx:
             tx.finish_journal(entries[-1][0], [(rel, hashes[rel]) for rel, _ in writes], deletes)
             if self.file_outbox:
@@ -447,6 +446,7 @@ class CatalogWriter:
         if not writes:
             return
         staged: list[tuple[str, Path, str]] = []
+        target = self.root
         try:
             for rel, data in writes:
                 target = self.root / rel
@@ -461,6 +461,7 @@ class CatalogWriter:
                         os.fsync(fh.fileno())
                 if self.modes.exact_file:
                     os.chmod(tmp, self.modes.file)
+            target = self.root
             self._sync()
             for tmp, target, rel in staged:
                 try:
@@ -472,7 +473,10 @@ class CatalogWriter:
                 if self.durability == "file":
                     _fsync_dir(target.parent)
             staged = []
+            target = self.root
             self._sync()
+        except OSError as exc:
+            raise CatalogUnwritable(target, f"cannot write {target}: {exc.strerror or exc}", _errno_name(exc)) from exc
         finally:
             for tmp, _, _ in staged:
                 with contextlib.suppress(OSError):
