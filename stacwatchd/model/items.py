@@ -39,6 +39,7 @@ from stacwatchd.model.raster import (
     read_facts,
     render_thumbnail,
     round_geometry,
+    simplified_geojson,
 )
 from stacwatchd.model.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
 
@@ -443,8 +444,8 @@ def _union_footprint(
     located = [f for f in facts if f.geometry is not None and f.bbox is not None]
     if all(f.geometry == located[0].geometry for f in located):
         return located[0].geometry, located[0].bbox  # type: ignore[return-value]
-    merged = round_geometry(mapping(unary_union([shape(f.geometry) for f in located])), precision)
-    return merged, geometry_bbox(merged, precision)
+    union = unary_union([shape(f.geometry) for f in located])
+    return simplified_geojson(union, precision), geometry_bbox(round_geometry(mapping(union), precision), precision)
 
 
 def item_to_dict(item: pystac.Item) -> dict[str, Any]:
