@@ -408,3 +408,19 @@ def test_thumbnail_is_a_small_png_with_a_preview_link(samples):
 def test_item_json_has_no_nan_and_round_trips(samples):
     item = built(samples["nodata_nan"], statistics="exact")
     assert json.loads(dumps(item)) == item
+
+
+def test_data_type_shared_by_every_band_is_on_the_item(samples, assert_valid):
+    item = built(samples["multiband_rgb"])
+    assert item["properties"]["data_type"] == "uint8"
+    assert_valid(item)
+
+
+def test_data_type_is_left_to_the_bands_when_the_files_of_an_item_differ(tmp_path):
+    pattern = r"^(?P<item>.+)_(?P<asset>B\d)\.tif$"
+    testing.utm(tmp_path / "s_20240517_B1.tif", dtype="uint8")
+    testing.utm(tmp_path / "s_20240517_B2.tif", dtype="int16")
+    rules = Rules(collection_id="c", root=tmp_path, items=ItemRules(group_pattern=pattern))
+    item = built(tmp_path / "s_20240517_B1.tif", rules)
+    assert "data_type" not in item["properties"]
+    assert {item["assets"][k]["bands"][0]["data_type"] for k in ("B1", "B2")} == {"uint8", "int16"}
