@@ -480,6 +480,8 @@ def unwrap_longitudes(lons: np.ndarray) -> np.ndarray:
     ends a whole turn away goes around a pole.
     """
     steps = np.diff(lons)
+    if np.abs(steps).max(initial=0.0) <= 180.0:
+        return lons
     turns = np.round((((steps + 180.0) % 360.0 - 180.0) - steps) / 360.0)
     # Whole turns added to the original values, so coordinates that need none stay exact.
     return lons + 360.0 * np.concatenate(([0.0], np.cumsum(turns)))
@@ -520,8 +522,7 @@ def _simple_footprint(
     if signed_area < 0:
         lons, lats = lons[::-1], lats[::-1]
     ring = np.column_stack((lons, lats))
-    simple = shapely.simplify(shapely.polygons(ring), _tolerance(precision), preserve_topology=True)
-    coords = shapely.get_coordinates(simple)
+    coords = shapely.get_coordinates(_simplify(shapely.polygons(ring), precision))
     if len(coords) < 4:  # a degenerate outline (a single row of pixels at a pole): keep it as it is
         coords = ring
     bbox = _outward(float(lons.min()), float(lats.min()), float(lons.max()), float(lats.max()), precision)
@@ -533,6 +534,16 @@ def _tolerance(precision: int) -> float:
     return 0.5 * 10.0**-precision
 
 
+def _simplify(geometry: BaseGeometry, precision: int) -> BaseGeometry:
+    """Plain Douglas-Peucker, which is cheap; the topology-preserving variant only where
+    the plain one broke a ring (outlines thinner than the tolerance)."""
+    tolerance = _tolerance(precision)
+    simple = shapely.simplify(geometry, tolerance, preserve_topology=False)
+    if shapely.is_valid(simple) and not simple.is_empty:
+        return simple
+    return shapely.simplify(geometry, tolerance, preserve_topology=True)
+
+
 def simplified_geojson(geometry: BaseGeometry, precision: int) -> dict[str, Any]:
     """GeoJSON of a lon/lat footprint without the vertices that add nothing, rounded.
 
@@ -541,7 +552,7 @@ def simplified_geojson(geometry: BaseGeometry, precision: int) -> dict[str, Any]
     coordinate anyway. An axis-aligned geographic grid keeps its four corners; a projected
     one keeps the curvature its edges have in lon/lat.
     """
-    simple = shapely.simplify(geometry, _tolerance(precision), preserve_topology=True)
+    simple = _simplify(geometry, precision)
     if simple.is_empty or simple.geom_type not in ("Polygon", "MultiPolygon"):
         simple = geometry
     return round_geometry(mapping(simple), precision)
