@@ -130,14 +130,14 @@ def test_large_utm_tile_keeps_the_curvature_of_its_edges_and_nothing_else(tmp_pa
     assert len(on_meridian) == 2, "the straight edge keeps its two ends only"
     assert len(ring) == 4 * 49 + 1 - 48, "every vertex of the curved edges is kept"
     lons, lats = reference_outline(path, per_edge=200)
-    assert shape(facts.geometry).boundary.hausdorff_distance(Polygon(zip(lons, lats)).boundary) < 1e-6
+    assert shape(facts.geometry).boundary.hausdorff_distance(Polygon(zip(lons, lats, strict=True)).boundary) < 1e-6
 
 
 @pytest.mark.parametrize("kind", ["utm", "rotated", "crs_without_epsg", "web_mercator", "cog"])
 def test_simplified_footprint_stays_within_the_precision_of_the_true_outline(samples, kind):
     facts = read_facts(samples[kind])
     lons, lats = reference_outline(samples[kind], per_edge=200)
-    truth = Polygon(zip(lons, lats))
+    truth = Polygon(zip(lons, lats, strict=True))
     ours = shape(facts.geometry)
     assert ours.is_valid
     assert ours.boundary.hausdorff_distance(truth.boundary) < 2e-7

@@ -8,7 +8,6 @@ and CQL2 filters through ``POST /search``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 

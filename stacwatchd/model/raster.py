@@ -29,7 +29,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.transform import GCPTransformer
 import shapely
 from shapely.affinity import translate
-from shapely.geometry import Polygon, box, mapping, shape
+from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
@@ -442,7 +442,7 @@ def footprint(
     span = float(unwrapped.max() - unwrapped.min())
     if turns == 0 and span >= 360 - _ON_EARTH:
         if span > 360 + _ON_EARTH and (inner is None or _span(_to_wgs84(crs, *inner())[0]) > 360 + _ON_EARTH):
-            raise FootprintError("the grid wraps around the Earth more than once (over 360° of longitude)")
+            raise FootprintError("the grid spans more than 360° of longitude, by more than a pixel")
         return _band_footprint(unwrapped, lats, precision)
     lons = np.where((lons > 180) | (lons < -180), (lons + 180) % 360 - 180, lons)
     if turns == 0 and np.abs(np.diff(lons)).max(initial=0) < 180:
@@ -508,7 +508,8 @@ def _band_footprint(
         if part.geom_type == "Polygon" and part.area > 0
     ]
     merged = shapely.union_all(pieces)
-    merged = orient(merged, 1.0) if merged.geom_type == "Polygon" else shapely.normalize(merged)
+    parts = [orient(part, 1.0) for part in shapely.get_parts(merged)]
+    merged = parts[0] if len(parts) == 1 else MultiPolygon(parts)
     bbox = _outward(-180.0, float(lats.min()), 180.0, float(lats.max()), precision)
     return simplified_geojson(merged, precision), bbox
 
@@ -547,7 +548,7 @@ def _simplify(geometry: BaseGeometry, precision: int) -> BaseGeometry:
 def simplified_geojson(geometry: BaseGeometry, precision: int) -> dict[str, Any]:
     """GeoJSON of a lon/lat footprint without the vertices that add nothing, rounded.
 
-    Douglas-Peucker (topology preserving) before rounding: every dropped vertex lies within
+    Douglas-Peucker before rounding: every dropped vertex lies within
     half a unit of ``precision`` of the simplified outline, which is what rounding moves a
     coordinate anyway. An axis-aligned geographic grid keeps its four corners; a projected
     one keeps the curvature its edges have in lon/lat.
