@@ -21,7 +21,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Literal
 
-from stacwatchd.config import STATE_DIRNAME, CatalogSettings, CollectionSettings
+from stacwatchd.config import CatalogSettings, CollectionSettings
 from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.errors import IdClash, StacwatchdError
 from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
@@ -164,7 +164,7 @@ class CatalogWriter:
         self.collections = dict(collections or {})
         self.durability = durability
         self.summary_fields = tuple(summaries)
-        self.state = State(settings.state_file or self.root / STATE_DIRNAME / "state.db")
+        self.state = State(settings.state_path)
         self.outbox = outbox
         self.file_outbox = file_outbox
         self.render = Renderer(self.state, self.layout, settings, self.collections, tuple(summaries))
