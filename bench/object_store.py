@@ -54,7 +54,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
-from _common import environment, format_table, percentile, write_json
+from _common import environment, format_table, percentile, write_json  # noqa: E402
 
 BUCKET = "bench-catalog"
 PREFIX = "stac/"

@@ -165,11 +165,11 @@ def test_uploaded_data_equals_its_source_and_leaves_after_its_item(tmp_path, s3,
         local_item = json.loads((daemon.catalog / folder / "scene_20240517.json").read_bytes())
         assert bucket_item["assets"]["data"]["href"] == "./scene_20240517.tif"
         assert bucket_item["assets"]["metadata-txt"]["href"] == "./scene_20240517.txt"
-        assert [l["href"] for l in bucket_item["links"] if l["rel"] == "via"] == ["./scene_20240517.tif"]
+        assert [link["href"] for link in bucket_item["links"] if link["rel"] == "via"] == ["./scene_20240517.tif"]
         for doc in (bucket_item, local_item):
             for asset in doc["assets"].values():
                 asset.pop("href")
-            doc["links"] = [l for l in doc["links"] if l["rel"] != "via"]
+            doc["links"] = [link for link in doc["links"] if link["rel"] != "via"]
         assert bucket_item == local_item, "the bucket's Item differs from the local one only in its hrefs"
         for rel, data in local_files(daemon.catalog).items():
             if rel != folder + "scene_20240517.json":
@@ -210,7 +210,7 @@ def test_symlink_to_a_file_outside_the_watched_folder_is_never_uploaded(tmp_path
     objects = s3.objects(prefix=PREFIX)
     assert not [k for k, v in objects.items() if v == secret.read_bytes() and "linked" in k], "the host's file stayed home"
     linked = json.loads(objects["scenes/2024/05/linked_20240517/linked_20240517.json"])
-    assert "data" not in linked["assets"] and not [l for l in linked["links"] if l["rel"] == "via"]
+    assert "data" not in linked["assets"] and not [link for link in linked["links"] if link["rel"] == "via"]
     assert objects["scenes/2024/05/real_20240518/real_20240518.tif"] == inside.read_bytes()
     assert objects["scenes/2024/05/alias_20240519/alias_20240519.tif"] == inside.read_bytes(), "a link inside the folder is fine"
 

@@ -144,7 +144,7 @@ def dangling_links(endpoint: str) -> list[str]:
             continue
         exists.add(url)
         doc = json.loads(body)
-        targets = [(l["rel"], urljoin(url, l["href"])) for l in doc.get("links", []) if l["rel"] in ("child", "item", "parent", "root", "collection", "preview")]
+        targets = [(link["rel"], urljoin(url, link["href"])) for link in doc.get("links", []) if link["rel"] in ("child", "item", "parent", "root", "collection", "preview")]
         targets += [("asset", urljoin(url, a["href"])) for a in doc.get("assets", {}).values() if "thumbnail" in a.get("roles", [])]
         for rel, target in targets:
             if rel in ("child", "item"):

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stacwatchd.config import WatchSettings
 from stacwatchd.stac.json import dumps, loads
+from stacwatchd.stac.layout import href_to_path, path_to_href
+from stacwatchd.stac.names import THUMBNAIL_FILE
 
 __all__ = ["AssetPlanner", "ItemPlan", "Refusal", "Upload"]
-
-THUMBNAIL = "thumbnail.png"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class AssetPlanner:
         """What to upload for the Item at ``rel`` and its JSON for the bucket."""
         doc = loads(data)
         folder = posixpath.dirname(rel)
-        taken = {posixpath.basename(rel), THUMBNAIL}
+        taken = {posixpath.basename(rel), THUMBNAIL_FILE}
         plan = ItemPlan(b"")
         hrefs: dict[str, str | None] = {}  # local path -> href in the bucket (None: refused)
         for name, asset in list(doc.get("assets", {}).items()):
@@ -119,14 +119,14 @@ class AssetPlanner:
         key = f"{folder}/{file_name}"
         plan.uploads.append(Upload(key, Path(local), str(asset.get("type") or "application/octet-stream")))
         if self.public_base_url:
-            return self.public_base_url + quote(key)
-        return "./" + quote(file_name)
+            return self.public_base_url + path_to_href(key)
+        return "./" + path_to_href(file_name)
 
     def _local(self, href: str, folder: str) -> str | None:
         """The local file an href names, or None for URLs and files of the catalog itself."""
         parts = urlsplit(href)
         if parts.scheme == "file":
-            candidates = [unquote(parts.path)]
+            candidates = [href_to_path(href)]
         elif parts.scheme:
             candidates = [
                 os.path.join(w.root, unquote(href[len(w.href_base) :]))
@@ -134,8 +134,8 @@ class AssetPlanner:
             ]  # fmt: skip
         else:
             base = os.path.join(self.root, folder)
-            # Percent-encoded URI references; catalogs of older versions wrote raw paths.
-            candidates = [os.path.join(base, unquote(parts.path)), os.path.join(base, href)]
+            # Percent-encoded URI references; Items written by older versions held raw paths.
+            candidates = [os.path.join(base, href_to_path(href)), os.path.join(base, href)]
         candidates = [os.path.normpath(c) for c in candidates]
         if not candidates:
             return None

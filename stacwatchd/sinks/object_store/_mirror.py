@@ -21,6 +21,7 @@ from stacwatchd.sinks.base import SinkError
 from stacwatchd.sinks.object_store._assets import Upload
 from stacwatchd.sinks.object_store._sink import ObjectStoreSink, content_type_of, is_catalog_file
 from stacwatchd.sinks.object_store._store import ObjectInfo, StoreFailure, etag_of_file
+from stacwatchd.stac.names import CATALOG_FILE
 from stacwatchd.state.store import State
 
 __all__ = ["MirrorCounts", "mirror"]
@@ -145,4 +146,4 @@ def _is_s3_etag(etag: str) -> bool:
 def _ours(key: str, collections: set[str]) -> bool:
     """Objects stacwatchd owns under the prefix: the root catalog and our collections' folders."""
     first, _, rest = key.partition("/")
-    return key == "catalog.json" or (bool(rest) and first in collections)
+    return key == CATALOG_FILE or (bool(rest) and first in collections)

@@ -30,6 +30,7 @@ from stacwatchd.sinks.object_store._store import (
     StoreFailure,
     etag_of_file,
 )
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 from stacwatchd.state.store import FileChange, State
 
 if TYPE_CHECKING:
@@ -45,8 +46,7 @@ _KNOWN_UPLOADS = 100_000
 
 def is_catalog_file(rel: str) -> bool:
     """Root, collection and partition catalogs (not Items)."""
-    name = posixpath.basename(rel)
-    return name in ("catalog.json", "collection.json")
+    return posixpath.basename(rel) in (CATALOG_FILE, COLLECTION_FILE)
 
 
 def content_type_of(rel: str) -> str:
