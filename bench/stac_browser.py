@@ -60,18 +60,19 @@ def build(cache: Path) -> Path:
     if (dist / "index.html").exists():
         log(f"STAC Browser {VERSION} already built in {dist}")
         return dist
-    cache.mkdir(parents=True, exist_ok=True)
-    log(f"fetching @radiantearth/stac-browser@{VERSION}")
-    subprocess.run(["npm", "pack", f"@radiantearth/stac-browser@{VERSION}", "--silent"], cwd=cache, check=True)
-    with tarfile.open(cache / f"radiantearth-stac-browser-{VERSION}.tgz") as tar:
-        tar.extractall(cache, filter="data")
-    shutil.rmtree(source, ignore_errors=True)
-    (cache / "package").rename(source)
-    package = json.loads((source / "package.json").read_text())
-    package["dependencies"]["ol-stac"] = "1.1.0"
-    (source / "package.json").write_text(json.dumps(package, indent=2))
-    log("npm install (a few minutes)")
-    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=source, check=True)
+    if not (source / "node_modules").is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        log(f"fetching @radiantearth/stac-browser@{VERSION}")
+        subprocess.run(["npm", "pack", f"@radiantearth/stac-browser@{VERSION}", "--silent"], cwd=cache, check=True)
+        with tarfile.open(cache / f"radiantearth-stac-browser-{VERSION}.tgz") as tar:
+            tar.extractall(cache, filter="data")
+        shutil.rmtree(source, ignore_errors=True)
+        (cache / "package").rename(source)
+        package = json.loads((source / "package.json").read_text())
+        package["dependencies"]["ol-stac"] = "1.1.0"
+        (source / "package.json").write_text(json.dumps(package, indent=2))
+        log("npm install (a few minutes)")
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=source, check=True)
     log("vue-cli-service build")
     subprocess.run(["npx", "vue-cli-service", "build", "--historyMode=hash"], cwd=source, check=True,
                    env=dict(os.environ, NODE_OPTIONS="--max-old-space-size=4096"))  # fmt: skip
@@ -148,10 +149,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         subprocess.run([browser, *flags, f"--screenshot={args.out}", url], check=True, capture_output=True, timeout=300)
         dom = subprocess.run([browser, *flags, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=300).stdout
         (args.out.with_suffix(".html")).write_text(dom)
+        item_page = url + "#/scenes/2024/05/valley_20240517T103000/valley_20240517T103000.json"
+        item_shot = args.out.with_name(args.out.stem + "-item.png")
+        subprocess.run([browser, *flags, f"--screenshot={item_shot}", item_page], check=True, capture_output=True, timeout=300)
         gets = [r for r in s3.since(0) if r[1] == "GET" and r[2]]
         shown = "Sample scenes" in dom
-        result = {"screenshot": str(args.out), "dom": str(args.out.with_suffix(".html")), "collection_shown": shown,
-                  "bucket_gets": len(gets), "cors": not args.no_cors}  # fmt: skip
+        result = {"screenshot": str(args.out), "item_screenshot": str(item_shot), "dom": str(args.out.with_suffix(".html")),
+                  "collection_shown": shown, "bucket_gets": len(gets), "cors": not args.no_cors}  # fmt: skip
         print(json.dumps(result, indent=2))
         return result
     finally:

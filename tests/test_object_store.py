@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         [sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, check=False,
         env=dict(os.environ, **CREDENTIALS, **(env or {})),
     )  # fmt: skip
+
+
+def without_store(config: str) -> str:
+    """The same configuration without its [object_store] section."""
+    return re.sub(r"\[object_store\]\n(?:[^\[\n][^\n]*\n)*", "", config)
 
 
 def bucket_equals_local(s3: S3Server, catalog: Path) -> bool:
@@ -131,6 +137,27 @@ def test_deleted_file_leaves_the_bucket_and_an_overwritten_one_is_updated(tmp_pa
         assert before["properties"]["proj:shape"] != [200, 300]
         assert daemon.stop() == 0
         assert bucket_equals_local(s3, daemon.catalog)
+    finally:
+        daemon.close()
+
+
+def test_a_bucket_configured_for_an_existing_catalog_is_filled_before_changes_land(tmp_path, s3, prepared):
+    daemon = store_daemon(tmp_path, s3)
+    for i in range(3):
+        testing.cog(daemon.watched / f"old{i}_2023010{i + 1}.tif")
+    plain = tmp_path / "plain.toml"
+    plain.write_text(without_store(daemon.config.read_text()))
+    assert run_cli("scan", "--config", str(plain)).returncode == 0, "cataloged before the bucket was configured"
+    assert s3.keys(prefix=PREFIX) == set()
+    try:
+        daemon.start()
+        testing.write_then_rename(testing.cog(prepared / "new_20240517.tif"), daemon.watched / "new_20240517.tif")
+        wait_until(
+            lambda: len(item_keys(s3.keys(prefix=PREFIX))) == 4 and bucket_equals_local(s3, daemon.catalog),
+            timeout=30, interval=0.2, message="the whole catalog in the bucket",
+        )  # fmt: skip
+        assert daemon.events("object_store_seeded")
+        assert max(s3.uploads(prefix=PREFIX).values()) <= 2, "seeded once, then only what changed"
     finally:
         daemon.close()
 
@@ -257,7 +284,7 @@ def test_publish_all_makes_the_bucket_equal_the_catalog_once_and_touches_nothing
         testing.cog(watched / f"p{i}_2024051{i}.tif") if i else (watched.mkdir(), testing.cog(watched / "p0_20240510.tif"))
     config = scan_config(tmp_path, s3, watched)
     plain = tmp_path / "plain.toml"
-    plain.write_text(config.read_text().split("[object_store]")[0])
+    plain.write_text(without_store(config.read_text()))
     assert run_cli("scan", "--config", str(plain)).returncode == 0, "cataloged before the bucket was configured"
     client = s3.client()
     foreign = {

@@ -33,9 +33,13 @@ class MirrorCounts:
     deleted: int = 0
     unchanged: int = 0
     refused: int = 0
+    #: The file stream's last row the bucket now reflects.
+    through: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        counts = asdict(self)
+        del counts["through"]
+        return counts
 
 
 def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
@@ -72,7 +76,7 @@ def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
         asyncio.run(_apply(sink, wanted, uploads, orphans))
     except StoreFailure as failure:
         raise SinkError(sink.describe(), failure.reason, kind=failure.kind) from None
-    counts.uploaded, counts.deleted = len(uploads), len(orphans)
+    counts.uploaded, counts.deleted, counts.through = len(uploads), len(orphans), end
     if state.cursor(sink.name) is not None:
         state.advance(sink.name, end)
     return counts

@@ -9,6 +9,10 @@ own. Deletions mirror that: Item JSON first, then what it linked.
 
 Delivery is at least once, but a retry resends only what did not get through: rows
 after a failure that did land are remembered and skipped on the next attempt.
+
+A bucket without the root ``catalog.json`` (a store just configured for a catalog that
+already has Items, or emptied) is first made equal to the local catalog, once per start,
+so that the stream's changes never land in a bucket missing what they link to.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ class ObjectStoreSink(Sink):
         self._landed: set[int] = set()  # rows after a failure that did get through
         self._copies: OrderedDict[str, tuple[int, int, int]] = OrderedDict()  # key -> source signature uploaded
         self._failure: StoreFailure | None = None
+        self._seeded = False
+        self._through = 0
 
     def describe(self) -> str:
         return self.bucket.describe()
@@ -103,6 +109,8 @@ class ObjectStoreSink(Sink):
         files = [row for row in rows if isinstance(row, FileChange)]
         if not files:
             return
+        if not self._seeded:
+            self._seed(state)
         landed = asyncio.run(self._deliver(files + self._rest_of_run(files, state)))
         last = None
         for row in files:
@@ -113,6 +121,19 @@ class ObjectStoreSink(Sink):
         if last != files[-1].seq:
             failure = self._failure or StoreFailure("", "not delivered")
             raise SinkError(self.describe(), failure.reason, kind=failure.kind, delivered=last)
+
+    def _seed(self, state: State) -> None:
+        """Mirror the whole catalog first when the bucket has no root catalog."""
+        try:
+            present = asyncio.run(self.bucket.head(CATALOG_FILE)) is not None
+        except StoreFailure as failure:
+            raise SinkError(self.describe(), failure.reason, kind=failure.kind) from None
+        if not present:
+            self.log.info("object_store_seeding", sink=self.name, target=self.describe(), reason="no root catalog in the bucket")
+            counts = self.mirror(state)
+            self._through = counts.through  # rows up to here are in the bucket already
+            self.log.info("object_store_seeded", sink=self.name, **counts.as_dict())
+        self._seeded = True
 
     def _rest_of_run(self, rows: list[FileChange], state: State) -> list[FileChange]:
         """A batch that ends inside a run of Item files is completed up to the next catalog,
@@ -130,7 +151,7 @@ class ObjectStoreSink(Sink):
     async def _deliver(self, rows: list[FileChange]) -> set[int]:
         """Send ``rows`` group by group; returns the seqs that landed (stops at the first
         group with a failure, leaving the rest for the retry)."""
-        landed = {row.seq for row in rows if row.seq in self._landed}
+        landed = {row.seq for row in rows if row.seq in self._landed or row.seq <= self._through}
         self._failure = None
         limit = asyncio.Semaphore(self.settings.concurrency)
         for group in _groups([row for row in rows if row.seq not in landed]):
