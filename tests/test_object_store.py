@@ -380,3 +380,25 @@ def test_status_prints_the_public_root_url(tmp_path, s3):
     public.write_text(config.read_text() + 'public_base_url = "https://data.example.org/stac/"\n')
     status = run_cli("status", "--json", "--config", str(public))
     assert json.loads(status.stdout)["public_root_url"] == "https://data.example.org/stac/catalog.json"
+
+
+def test_a_file_url_mirrors_the_catalog_into_a_folder_and_publish_all_is_idempotent(tmp_path):
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    for i in range(2):
+        testing.cog(watched / f"f{i}_2024051{i + 1}.tif")
+    mirror = tmp_path / "mirror"
+    config = tmp_path / "file.toml"
+    config.write_text(
+        f'[catalog]\nroot = "{tmp_path / "catalog"}"\n[[watch]]\npath = "{watched}"\n[watch.collection]\nid = "scenes"\n'
+        f'[object_store]\nurl = "file://{mirror}/"\n'
+    )
+    assert run_cli("scan", "--config", str(config)).returncode == 0
+    assert local_files(mirror) == local_files(tmp_path / "catalog")
+    (mirror / "scenes" / "stale.json").write_text("{}")
+    first = run_cli("publish", "--all", "--sink", "object_store", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    assert "uploaded 0, deleted 1" in first.stdout
+    again = run_cli("publish", "--all", "--sink", "object_store", "--config", str(config))
+    assert "uploaded 0, deleted 0" in again.stdout
+    assert local_files(mirror) == local_files(tmp_path / "catalog")

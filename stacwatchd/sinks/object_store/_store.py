@@ -106,6 +106,9 @@ class Bucket:
         self.settings = settings
         self.url = settings.url if settings.url.endswith("/") else settings.url + "/"
         self.store = _open(settings, self.url)
+        # A folder (file://) keeps no Content-Type or Cache-Control: the web server in
+        # front of it decides those.
+        self.attributes = urlsplit(self.url).scheme not in ("file", "memory")
 
     def describe(self) -> str:
         endpoint = f" via {self.settings.endpoint}" if self.settings.endpoint else ""
@@ -117,7 +120,8 @@ class Bucket:
         import obstore
 
         try:
-            await obstore.put_async(self.store, safe_key(key), data, attributes=_attributes(content_type, cache_control), use_multipart=False)
+            attributes = _attributes(content_type, cache_control) if self.attributes else None
+            await obstore.put_async(self.store, safe_key(key), data, attributes=attributes, use_multipart=False)
         except OutsidePrefix:
             raise
         except Exception as exc:  # noqa: BLE001 - sorted into kinds below
@@ -129,7 +133,7 @@ class Bucket:
 
         try:
             await obstore.put_async(
-                self.store, safe_key(key), path, attributes=_attributes(content_type, cache_control),
+                self.store, safe_key(key), path, attributes=_attributes(content_type, cache_control) if self.attributes else None,
                 chunk_size=MULTIPART_CHUNK, max_concurrency=_PART_CONCURRENCY,
             )  # fmt: skip
         except OutsidePrefix:
