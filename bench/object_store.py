@@ -19,6 +19,11 @@ readable (S3 reads after a successful PUT see the object).
    partition, collection and root rewrites spread over the Items of a batch), and the
    catalog's files. Run twice: ``assets = "reference"`` and ``assets = "upload"`` (each
    data file copied next to its Item after a HEAD: expect ~2 PUTs + 1 HEAD per Item).
+   A bucket without the root catalog is filled by one comparison first (the sink's
+   seeding), so a fresh scan uploads each file once. Then the same N files are moved into
+   a folder a running daemon watches (**reference (daemon)**): cataloging and uploads
+   overlap and the file stream is replayed as it comes (new partitions as stubs, the
+   partition rewritten per batch), which is where "≤ 1 + the partition's share" bites.
 2. latency — a fresh ``stacwatchd run`` with the object store on; files are written into
    the watched folder at ``--rate`` files/s (absolute schedule) for ``--duration`` s, in two
    modes: **renamed** (write a hidden temp file, close, ``os.rename``: ready at once) and
@@ -146,7 +151,7 @@ class Server:
 
 
 def config(base: Path, server: Server, watched: Path, catalog: Path, *, assets: str, settle: float, workers: int) -> Path:
-    path = base / f"config-{assets}.toml"
+    path = base / f"config-{catalog.name}.toml"
     path.write_text(
         f"workers = {workers}\nsettle_seconds = {settle}\nreconcile_interval = 0\n"
         f'[log]\nformat = "json"\nlevel = "info"\n'
@@ -175,6 +180,83 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
 
+def compare(server: Server, catalog: Path, sources: Path, n: int, assets: str) -> tuple[bool, list[str], list[str], dict[str, Path], set[str]]:
+    """Whether the bucket equals the local catalog: every file there with its MD5 as ETag
+    (with ``upload``: Items by key, every data object equal to its source)."""
+    files = local_files(catalog)
+    bucket = server.listing(catalog.name + "/")
+    bucket = {k[len(catalog.name) + 1 :]: v for k, v in bucket.items()}
+    missing = [rel for rel in files if rel not in bucket]
+    items = {rel for rel in files if rel.endswith(".json") and not rel.endswith(("catalog.json", "collection.json"))}
+    differ = [rel for rel, path in files.items() if rel in bucket and rel not in (items if assets == "upload" else ()) and bucket[rel] != md5(path)]
+    data = {k: v for k, v in bucket.items() if k not in files}
+    if assets == "upload":
+        by_name = {p.name: p for p in sources.iterdir()}
+        differ += [k for k, etag in data.items() if etag != md5(by_name[k.rsplit("/", 1)[1]])]
+    equal = not missing and not differ and (assets == "upload" or not data) and (assets == "reference" or len(data) == n)
+    return equal, missing, differ, files, items
+
+
+def start_daemon(base: Path, name: str, cfg: Path) -> subprocess.Popen[bytes]:
+    log_path = base / f"daemon-{name}.log"
+    daemon = subprocess.Popen([sys.executable, "-m", "stacwatchd", "run", "--config", str(cfg)],
+                              stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env())  # fmt: skip
+    deadline = time.monotonic() + 60
+    while b"daemon_started" not in log_path.read_bytes():
+        if time.monotonic() > deadline or daemon.poll() is not None:
+            raise RuntimeError(f"daemon did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.1)
+    return daemon
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(120)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+
+
+# -- 1b. backfill through the daemon -------------------------------------------------------------------
+
+
+def daemon_backfill(base: Path, server: Server, sources: Path, n: int, workers: int) -> dict[str, Any]:
+    """The same N files moved into a folder the daemon watches: cataloging and uploads
+    overlap; the file stream is replayed live (stubs, per-batch partition rewrites)."""
+    staging, watched, catalog = base / "staging-daemon", base / "watched-daemon", base / "catalog-daemon"
+    staging.mkdir()
+    watched.mkdir()
+    for path in sources.iterdir():
+        os.link(path, staging / path.name)
+    daemon = start_daemon(base, "backfill", config(base, server, watched, catalog, assets="reference", settle=1.0, workers=workers))
+    try:
+        mark = server.mark()
+        started = time.time()
+        for path in list(staging.iterdir()):
+            os.rename(path, watched / path.name)
+        prefix = catalog.name + "/"
+        while True:
+            time.sleep(1.0)
+            requests = [r for r in server.since(mark) if r[2].startswith(prefix)]
+            items = {r[2] for r in requests if r[1] == "PUT" and r[2].endswith(".json") and not r[2].endswith(("catalog.json", "collection.json"))}
+            if len(items) >= n and requests and time.time() - requests[-1][0] > 3.0:
+                break
+            if daemon.poll() is not None:
+                raise RuntimeError("daemon exited")
+    finally:
+        stop_daemon(daemon)
+    requests = [r for r in server.since(mark) if r[2].startswith(prefix)]
+    puts = sum(1 for _, method, _, status in requests if method == "PUT" and status == 200)
+    heads = sum(1 for _, method, _, _ in requests if method == "HEAD")
+    equal, missing, differ, files, items = compare(server, catalog, sources, n, "reference")
+    return {
+        "part": "backfill", "assets": "reference (daemon)", "n": n, "bucket_equal_s": round(requests[-1][0] - started, 2),
+        "upload_s": round(requests[-1][0] - requests[0][0], 2), "puts": puts, "heads": heads, "puts_per_item": round(puts / n, 4),
+        "catalog_files": len(files), "catalogs": sum(1 for rel in files if rel.endswith(("catalog.json", "collection.json"))),
+        "items": len(items), "bucket_equals_local": equal, "missing": len(missing), "different": len(differ),
+    }  # fmt: skip
+
+
 # -- 1. backfill ------------------------------------------------------------------------------------
 
 
@@ -191,17 +273,7 @@ def backfill(base: Path, server: Server, sources: Path, n: int, assets: str, wor
     puts = sum(1 for _, method, _, status in requests if method == "PUT" and status == 200)
     heads = sum(1 for _, method, _, _ in requests if method == "HEAD")
     upload_s = requests[-1][0] - requests[0][0] if requests else 0.0
-    files = local_files(catalog)
-    bucket = server.listing(catalog.name + "/")
-    bucket = {k[len(catalog.name) + 1 :]: v for k, v in bucket.items()}
-    missing = [rel for rel in files if rel not in bucket]
-    items = {rel for rel in files if rel.endswith(".json") and not rel.endswith(("catalog.json", "collection.json"))}
-    differ = [rel for rel, path in files.items() if rel in bucket and rel not in (items if assets == "upload" else ()) and bucket[rel] != md5(path)]
-    data = {k: v for k, v in bucket.items() if k not in files}
-    if assets == "upload":
-        by_name = {p.name: p for p in sources.iterdir()}
-        differ += [k for k, etag in data.items() if etag != md5(by_name[k.rsplit("/", 1)[1]])]
-    equal = not missing and not differ and (assets == "upload" or not data) and (assets == "reference" or len(data) == n)
+    equal, missing, differ, files, items = compare(server, catalog, sources, n, assets)
     catalogs = sum(1 for rel in files if rel.endswith(("catalog.json", "collection.json")))
     return {
         "part": "backfill", "assets": assets, "n": n, "bucket_equal_s": round(wall, 2), "upload_s": round(upload_s, 2),
@@ -219,14 +291,8 @@ def latency(base: Path, server: Server, template: bytes, mode: str, rate: float,
     catalog = base / f"catalog-{mode}"
     watched.mkdir()
     cfg = config(base, server, watched, catalog, assets="reference", settle=settle, workers=workers)
-    daemon = subprocess.Popen([sys.executable, "-m", "stacwatchd", "run", "--config", str(cfg)],
-                              stdout=(base / f"daemon-{mode}.log").open("wb"), stderr=subprocess.STDOUT, env=env())  # fmt: skip
+    daemon = start_daemon(base, mode, cfg)
     try:
-        deadline = time.monotonic() + 60
-        while b"daemon_started" not in (base / f"daemon-{mode}.log").read_bytes():
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                raise RuntimeError("daemon did not start")
-            time.sleep(0.1)
         count = int(rate * duration)
         closed: dict[str, float] = {}
         begin = time.monotonic() + 0.5
@@ -253,8 +319,7 @@ def latency(base: Path, server: Server, template: bytes, mode: str, rate: float,
                         seen[rel] = at
             time.sleep(0.2)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
+        stop_daemon(daemon)
     ordered = sorted(closed, key=closed.get)
     samples = [(seen[k] - closed[k]) * 1000 for k in ordered[warmup:] if k in seen]
     return {
@@ -275,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--duration", type=float, help="seconds of steady adds per mode (default 30; --quick 10)")
     parser.add_argument("--settle", type=float, default=1.0)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["reference", "upload", "latency"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["reference", "upload", "daemon", "latency"])
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "object_store.json")
     parser.add_argument("--no-out", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
@@ -297,6 +362,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 log(f"backfill of {n} with assets = {assets!r}")
                 rows.append(backfill(base, server, sources, n, assets, args.workers))
                 log(json.dumps(rows[-1]))
+        if "daemon" not in args.skip:
+            log(f"backfill of {n} moved into a folder the daemon watches")
+            rows.append(daemon_backfill(base, server, sources, n, args.workers))
+            log(json.dumps(rows[-1]))
         if "latency" not in args.skip:
             template = made[0].read_bytes()
             for mode in ("renamed", "closed"):
