@@ -12,6 +12,7 @@ finds every link resolvable throughout. Running it again changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import posixpath
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 from stacwatchd.sinks.base import SinkError
 from stacwatchd.sinks.object_store._assets import Upload
 from stacwatchd.sinks.object_store._sink import ObjectStoreSink, content_type_of, is_catalog_file
-from stacwatchd.sinks.object_store._store import ObjectInfo, StoreFailure, etag_of_file
+from stacwatchd.sinks.object_store._store import ObjectInfo, SourceGone, StoreFailure, etag_of_file
 from stacwatchd.stac.names import CATALOG_FILE
 from stacwatchd.state.store import State
 
@@ -42,6 +43,20 @@ class MirrorCounts:
         return counts
 
 
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """A catalog file as the bucket should hold it. Catalogs keep their bytes as read;
+    Items only their size and digest (read again when uploaded), so memory does not grow
+    with the number of Items."""
+
+    size: int
+    md5: str
+    data: bytes | None = None
+
+
+Wanted = _Local | Upload
+
+
 def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
     """Make the bucket equal the catalog on disk; raises :class:`SinkError` on failure.
 
@@ -49,58 +64,82 @@ def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
     began: those are in the bucket now.
     """
     end = state.stream_end("files")
-    root = Path(sink.catalog_root)
     counts = MirrorCounts()
-    listing = {info.key: info for info in sink.bucket.list_all()}
-    wanted: dict[str, bytes | Upload] = {}
-    collections = set(state.known_collections())
-    for rel, _ in state.files():
-        try:
-            data = (root / rel).read_bytes()
-        except FileNotFoundError:
-            continue  # deleted meanwhile: the stream brings its removal
-        collections.add(rel.split("/", 1)[0])
-        if sink.uploads is not None and rel.endswith(".json") and not is_catalog_file(rel):
-            plan = sink.uploads.plan(rel, data)
-            counts.refused += len(plan.refused)
-            for refusal in plan.refused:
-                sink.log.warning("asset_refused", sink=sink.name, path=refusal.path, item=rel, reason=refusal.reason)
-            data = plan.data
-            for upload in plan.uploads:
-                wanted[upload.key] = upload
-        wanted[rel] = data
-    uploads = [key for key, want in wanted.items() if not _same(sink, listing.get(key), want)]
-    counts.unchanged = len(wanted) - len(uploads)
-    orphans = [key for key in listing if key not in wanted and _ours(key, collections)]
     try:
+        listing = {info.key: info for info in sink.bucket.list_all()}
+        wanted: dict[str, Wanted] = {}
+        collections = set(state.known_collections())
+        rels = [rel for rel, _ in state.files()]
+        # Catalogs are read before Items: every Item a catalog links existed when it was
+        # read (the writer writes Items first), so the snapshot never links what it lacks.
+        for rel in sorted(rels, key=lambda r: not is_catalog_file(r)):
+            data = _bucket_bytes(sink, rel, counts, wanted)
+            if data is None:
+                continue  # deleted meanwhile: the stream brings its removal
+            collections.add(rel.split("/", 1)[0])
+            digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            wanted[rel] = _Local(len(data), digest, data if is_catalog_file(rel) else None)
+        uploads = [key for key, want in wanted.items() if not _same(sink, listing.get(key), want)]
+        orphans = [key for key in listing if key not in wanted and _ours(key, collections)]
         asyncio.run(_apply(sink, wanted, uploads, orphans))
     except StoreFailure as failure:
         raise SinkError(sink.describe(), failure.reason, kind=failure.kind) from None
+    counts.unchanged = len(wanted) - len(uploads)
     counts.uploaded, counts.deleted, counts.through = len(uploads), len(orphans), end
     if state.cursor(sink.name) is not None:
         state.advance(sink.name, end)
     return counts
 
 
-async def _apply(sink: ObjectStoreSink, wanted: dict[str, bytes | Upload], uploads: list[str], orphans: list[str]) -> None:
+def _bucket_bytes(sink: ObjectStoreSink, rel: str, counts: MirrorCounts | None = None, wanted: dict[str, Wanted] | None = None) -> bytes | None:
+    """A catalog file's bytes as the bucket gets them (with uploads: the Item pointing at
+    its copies, whose keys are added to ``wanted``); None when the file is gone."""
+    try:
+        data = (Path(sink.catalog_root) / rel).read_bytes()
+    except FileNotFoundError:
+        return None
+    if sink.uploads is None or not rel.endswith(".json") or is_catalog_file(rel):
+        return data
+    plan = sink.uploads.plan(rel, data)
+    if counts is not None:
+        counts.refused += len(plan.refused)
+        for refusal in plan.refused:
+            sink.log.warning("asset_refused", sink=sink.name, path=refusal.path, item=rel, reason=refusal.reason)
+    if wanted is not None:
+        for upload in plan.uploads:
+            wanted[upload.key] = upload
+    return plan.data
+
+
+async def _apply(sink: ObjectStoreSink, wanted: dict[str, Wanted], uploads: list[str], orphans: list[str]) -> None:
+    """Upload then delete, wave by wave; a wave finishes whole before a failure is raised."""
     limit = asyncio.Semaphore(sink.settings.concurrency)
 
     async def put(key: str) -> None:
         want = wanted[key]
         async with limit:
             if isinstance(want, Upload):
-                await sink.bucket.put_file(key, want.path, content_type=want.media_type, cache_control=sink.settings.cache_control_items)
-            else:
-                await sink.bucket.put_bytes(key, want, content_type=content_type_of(key), cache_control=sink.cache_control(key))
+                with contextlib.suppress(SourceGone):
+                    await sink.bucket.put_file(key, want.path, content_type=want.media_type, cache_control=sink.settings.cache_control_items)
+                return
+            data = want.data if want.data is not None else _bucket_bytes(sink, key)
+            if data is not None:
+                await sink.bucket.put_bytes(key, data, content_type=content_type_of(key), cache_control=sink.cache_control(key))
 
     async def delete(key: str) -> None:
         async with limit:
             await sink.bucket.delete(key)
 
-    for _, keys in _waves(uploads, upward=True):
-        await asyncio.gather(*(put(key) for key in keys))
-    for _, keys in _waves(orphans, upward=False):
-        await asyncio.gather(*(delete(key) for key in keys))
+    for action, waves in ((put, _waves(uploads, upward=True)), (delete, _waves(orphans, upward=False))):
+        for _, keys in waves:
+            outcomes = await asyncio.gather(*(action(key) for key in keys), return_exceptions=True)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            for failure in failures:
+                if not isinstance(failure, StoreFailure):
+                    raise failure
+                sink.log.debug("object_request_failed", sink=sink.name, key=failure.key, error=failure.kind, reason=failure.reason)
+            if failures:
+                raise failures[0]
 
 
 def _waves(keys: list[str], *, upward: bool) -> list[tuple[tuple[int, int], list[str]]]:
@@ -124,7 +163,7 @@ def _waves(keys: list[str], *, upward: bool) -> list[tuple[tuple[int, int], list
     return order
 
 
-def _same(sink: ObjectStoreSink, found: ObjectInfo | None, want: bytes | Upload) -> bool:
+def _same(sink: ObjectStoreSink, found: ObjectInfo | None, want: Wanted) -> bool:
     if found is None:
         return False
     if isinstance(want, Upload):
@@ -135,11 +174,12 @@ def _same(sink: ObjectStoreSink, found: ObjectInfo | None, want: bytes | Upload)
         if found.size != size:
             return False
         return found.etag is None or not _is_s3_etag(found.etag) or found.etag == etag_of_file(want.path, size)
-    if found.size != len(want):
+    if found.size != want.size:
         return False
     if found.etag and _is_s3_etag(found.etag):
-        return found.etag == hashlib.md5(want, usedforsecurity=False).hexdigest()
-    return sink.bucket.read(found.key) == want
+        return found.etag == want.md5
+    held = sink.bucket.read(found.key)
+    return held is not None and hashlib.md5(held, usedforsecurity=False).hexdigest() == want.md5
 
 
 def _is_s3_etag(etag: str) -> bool:
