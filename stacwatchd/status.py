@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from stacwatchd.sinks.base import refused_key
 from stacwatchd.state.store import State
 
 
 def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:
-    """Counts, the daemon's last heartbeat, the outbox and the most recent failures."""
+    """Counts, the daemon's last heartbeat, each sink's backlog and last success or
+    error, and the most recent failures."""
     state = State(state_path, readonly=True)
     try:
         counts = state.counts()
@@ -24,10 +26,15 @@ def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:
         daemon = state.meta("daemon")
         if daemon:
             report["daemon"] = json.loads(daemon)
-        for key, label in (("publish_ok", "last_publish"), ("publish_error", "last_publish_error"), ("publish_refused", "last_publish_refused")):
-            value = state.meta(key)
-            if value:
-                report[label] = _json_or_text(value)
+        sinks = {}
+        for name, stream, _, status in state.sinks():
+            entry: dict[str, Any] = {"stream": stream, "backlog": state.backlog(name), **status}
+            refused = state.meta(refused_key(name))
+            if refused:
+                entry["last_refused"] = _json_or_text(refused)
+            sinks[name] = entry
+        if sinks:
+            report["sinks"] = sinks
         report["recent_failures"] = [
             f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)
         ]

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from stacwatchd import __version__
 from stacwatchd.engine.writer import BatchResult, CatalogWriter, open_writer
@@ -26,15 +26,6 @@ from stacwatchd.engine.settle import Settler
 from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
 from stacwatchd.engine.watch import FileEvent, Watcher
-
-
-class Sink(Protocol):
-    """A publisher fed after every writer batch (PgSTAC, later others)."""
-
-    def start(self) -> None: ...
-    def stop(self, timeout: float) -> None: ...
-    def wake(self) -> None: ...
-    def depth(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +51,7 @@ class Daemon:
         self._reconcile_roots: set[Path] = set()
         self._reconcile_lock = threading.Lock()
         self.started = time.time()
-        self.sinks: list[Sink] = []
+        self.sinks: list[SinkRunner] = []
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -68,7 +59,7 @@ class Daemon:
         s = self.settings
         collections = {w.collection_id: w.collection for w in s.watch}
         sinks = configured_sinks(s)
-        self.writer = open_writer(s.catalog, collections, [*sinks, *_legacy_pgstac(s)])
+        self.writer = open_writer(s.catalog, collections, sinks)
         try:
             self.writer.sync_collections(collections)
         except StateUnwritable as error:
@@ -87,11 +78,7 @@ class Daemon:
         self.engine.status_extra = self._sink_status
         self.settler = Settler(self._settled, s.settle_seconds)
         self.watcher = Watcher(self.settler.feed, observer=s.observer, on_overflow=self._overflowed)
-        if s.pgstac is not None:
-            from stacwatchd.sinks.pgstac import PgstacPublisher
-
-            self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path, collections=collections))
-        self.sinks += [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
+        self.sinks = [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
         for watch in s.watch:
             self._add_watch(watch)
 
@@ -150,8 +137,7 @@ class Daemon:
                 break
             self.engine.check_stuck()
             for sink in self.sinks:
-                if isinstance(sink, SinkRunner):
-                    sink.check_stall()
+                sink.check_stall()
             notify("WATCHDOG=1", f"STATUS={self._status_line()}")
             if time.monotonic() - last_heartbeat >= 2.0:
                 last_heartbeat = time.monotonic()
@@ -268,9 +254,8 @@ class Daemon:
 
     def _sink_status(self) -> dict[str, Any]:
         report: dict[str, Any] = {"outbox": sum(sink.depth() for sink in self.sinks)}
-        runners = [sink for sink in self.sinks if isinstance(sink, SinkRunner)]
-        if runners:
-            report["sinks"] = {runner.name: runner.status() for runner in runners}
+        if self.sinks:
+            report["sinks"] = {runner.name: runner.status() for runner in self.sinks}
         return report
 
     def _status_line(self) -> str:
@@ -291,16 +276,6 @@ class Daemon:
             **self.engine.status(),
         }
         self.engine.post_meta("daemon", json.dumps(report))
-
-
-@dataclass(frozen=True, slots=True)
-class _LegacyPgstac:
-    name: str = "pgstac"
-    stream: str = "changes"
-
-
-def _legacy_pgstac(settings: Settings) -> list[_LegacyPgstac]:
-    return [_LegacyPgstac()] if settings.pgstac is not None else []
 
 
 def run(config_path: Path | None) -> int:
