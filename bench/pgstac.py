@@ -60,8 +60,8 @@ import orjson  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from support.pg import PgCluster, new_cluster_dir  # noqa: E402
 
-from stacwatchd.engine.writer import op_for, open_writer  # noqa: E402
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules, PgstacSettings  # noqa: E402
+from stacwatchd.engine.writer import op_for, open_writer  # noqa: E402
 from stacwatchd.model.items import Rules, build  # noqa: E402
 from stacwatchd.sinks.base import SinkRunner  # noqa: E402
 from stacwatchd.sinks.pgstac import PgstacSink, publish_all  # noqa: E402

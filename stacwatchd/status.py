@@ -35,9 +35,7 @@ def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:
             sinks[name] = entry
         if sinks:
             report["sinks"] = sinks
-        report["recent_failures"] = [
-            f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)
-        ]
+        report["recent_failures"] = [f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)]
         return report
     finally:
         state.close()

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pystac_client
 import pytest
+from daemon_support import DaemonProcess
 
 from stacwatchd import testing
 from stacwatchd.config import load_settings
 from stacwatchd.engine.scan import scan
 from stacwatchd.testing import wait_until
-from daemon_support import DaemonProcess
 
 pytestmark = pytest.mark.pg
 

@@ -22,13 +22,12 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
 import pytest
-from pydantic import ValidationError
 import requests
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from stacwatchd import testing
-from stacwatchd.engine.writer import BatchResult, Remove, op_for, open_writer
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules, PgstacSettings, Settings
+from stacwatchd.engine.writer import BatchResult, Remove, op_for, open_writer
 from stacwatchd.errors import ConfigError
 from stacwatchd.model.items import Rules, build
 from stacwatchd.publish import publish_all, publish_outbox

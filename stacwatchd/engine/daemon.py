@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from stacwatchd import __version__
-from stacwatchd.engine.writer import BatchResult, CatalogWriter, open_writer
 from stacwatchd.config import Settings, WatchSettings, load_settings
-from stacwatchd.errors import ConfigError, StacwatchdError
-from stacwatchd.model.items import Rules, build
-from stacwatchd.log import configure, get_logger
 from stacwatchd.engine.engine import Engine
-from stacwatchd.sinks import configured_sinks
-from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.settle import Settler
+from stacwatchd.engine.watch import FileEvent, Watcher
+from stacwatchd.engine.writer import BatchResult, open_writer
+from stacwatchd.errors import ConfigError, StacwatchdError
+from stacwatchd.log import configure, get_logger
+from stacwatchd.model.items import Rules, build
+from stacwatchd.sinks import configured_sinks
+from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
-from stacwatchd.engine.watch import FileEvent, Watcher
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,11 +83,11 @@ class Sink(ABC):
         """Where it delivers, safe to log (no secrets)."""
         return self.name
 
-    def interrupt(self) -> None:
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
         """Abort a delivery in flight (called from another thread when ``stop`` runs out
         of patience); the rows are delivered again later."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once the runner stopped."""
 
 

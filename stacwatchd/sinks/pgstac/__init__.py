@@ -16,6 +16,8 @@ By concern:
 * :mod:`.plan` — what one push sends, read and coalesced from the state;
 * :mod:`.database` — the SQL against PostgreSQL: collections, bulk ``COPY`` of Items,
   partitions, bisection of what PgSTAC refuses;
+* :mod:`.queryables` — the Item fields a client may filter on, registered with each
+  collection;
 * :mod:`.sink` — the :class:`~stacwatchd.sinks.base.Sink` itself;
 * :mod:`.bulk` — ``publish --all``.
 
@@ -28,6 +30,7 @@ from stacwatchd.sinks.pgstac.database import PgstacDatabase, upsert_collection
 from stacwatchd.sinks.pgstac.errors import PublishError
 from stacwatchd.sinks.pgstac.hrefs import STRUCTURAL_RELS, Hrefs, absolute
 from stacwatchd.sinks.pgstac.plan import Plan, Planner, PublishCounts
+from stacwatchd.sinks.pgstac.queryables import queryables_document, register_queryables
 from stacwatchd.sinks.pgstac.sink import PgstacSink
 
 __all__ = [
@@ -42,5 +45,7 @@ __all__ = [
     "PublishError",
     "absolute",
     "publish_all",
+    "queryables_document",
+    "register_queryables",
     "upsert_collection",
 ]

@@ -54,4 +54,3 @@ def publish_all(sink: PgstacSink, state: State, *, prune: bool = True) -> Publis
     sink.counts.merge(counts)
     sink.log.info("pgstac_published_all", target=sink.target, **counts.as_dict())
     return counts
-

@@ -57,9 +57,7 @@ class Credentials:
             raise ConfigError(None, "pgstac.dsn is not a valid PostgreSQL connection string") from None
         if params.get("password"):
             self._secrets.add(str(params["password"]))
-            raise ConfigError(
-                None, "pgstac.dsn must not contain a password: use pgstac.password_env or pgstac.password_file"
-            )
+            raise ConfigError(None, "pgstac.dsn must not contain a password: use pgstac.password_env or pgstac.password_file")
         if settings.password_env and settings.password_file:
             raise ConfigError(None, "set pgstac.password_env or pgstac.password_file, not both")
         self._params: dict[str, Any] = {k: v for k, v in params.items() if v is not None}

@@ -2,8 +2,8 @@
 
 A push (one :class:`~stacwatchd.sinks.pgstac.plan.Plan`) is one PostgreSQL transaction:
 
-1. upsert the plan's collections (:func:`upsert_collection`, the one place where a
-   collection is written);
+1. upsert the plan's collections and their queryables (:func:`upsert_collection`, the
+   one place where a collection is written);
 2. delete Items that are no longer in the state (a missing Item is not an error);
 3. upsert Items, in bulk: pypgstac's own Item → row conversion (dehydration against
    the collection's base item, partition name) in Python, one ``COPY`` into a temporary
@@ -38,6 +38,7 @@ from stacwatchd.sinks.pgstac.credentials import Credentials
 from stacwatchd.sinks.pgstac.errors import OUT_OF_LOCKS, PublishError, is_refusal, splittable
 from stacwatchd.sinks.pgstac.hrefs import Hrefs
 from stacwatchd.sinks.pgstac.plan import PendingItem, Plan, Progress, PublishCounts
+from stacwatchd.sinks.pgstac.queryables import register_queryables
 from stacwatchd.state.store import decompress
 
 __all__ = ["ITEM_CHUNK", "PgstacDatabase", "Refused", "upsert_collection"]
@@ -64,13 +65,15 @@ WHERE pgstac.collections.content IS DISTINCT FROM EXCLUDED.content
 """
 
 
-def upsert_collection(conn: psycopg.Connection[Any], doc: dict[str, Any]) -> None:
-    """Create or update one collection, inside the caller's transaction.
+def upsert_collection(conn: psycopg.Connection[Any], doc: dict[str, Any], queryables: dict[str, Any] | None = None) -> None:
+    """Create or update one collection and its queryables, inside the caller's transaction.
 
     Every collection the sink sends goes through here (drains and ``publish --all``),
     before any of its Items; an unchanged document writes nothing.
     """
     conn.execute(_UPSERT_COLLECTION, (orjson.dumps(doc).decode(),))
+    if queryables is not None:
+        register_queryables(conn, doc["id"], queryables)
 
 
 class PgstacDatabase:
@@ -211,9 +214,9 @@ class PgstacDatabase:
 
     def _send_head(self, conn: psycopg.Connection[Any], plan: Plan, counts: PublishCounts) -> None:
         conn.execute(_TEMP_TABLES)
-        for _, doc in sorted(plan.collections.items()):
+        for cid, doc in sorted(plan.collections.items()):
             if doc is not None:
-                upsert_collection(conn, doc)
+                upsert_collection(conn, doc, plan.queryables.get(cid))
                 counts.collections += 1
         for cid, ids in sorted(plan.deletes.items()):
             cur = conn.execute("DELETE FROM pgstac.items WHERE collection = %s AND id = ANY(%s)", (cid, ids))

@@ -82,9 +82,13 @@ class Hrefs:
 def absolute(href: str, base_url: str) -> str:
     """``href`` resolved against ``base_url``; URLs with a scheme are left alone.
 
-    Relative hrefs of the static catalog are file paths, so they are percent-encoded
-    first (a ``#`` or a space in a file name is part of the name, not a fragment).
+    Relative hrefs of the static catalog are percent-encoded URI references already;
+    characters no URI may hold (spaces, quotes, non-ASCII, as catalogs written before
+    hrefs were encoded have them) are escaped, everything else is kept as it is.
     """
     if len(urlsplit(href).scheme) > 1:
         return href
-    return urljoin(base_url, quote(href, safe="/"))
+    return urljoin(base_url, quote(href, safe=_URI_CHARACTERS))
+
+
+_URI_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"

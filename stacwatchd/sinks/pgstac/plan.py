@@ -22,6 +22,7 @@ import orjson
 from stacwatchd.config import CatalogSettings, CollectionSettings
 from stacwatchd.log import get_logger
 from stacwatchd.sinks.pgstac.hrefs import Hrefs
+from stacwatchd.sinks.pgstac.queryables import queryables_document
 from stacwatchd.stac.layout import Layout
 from stacwatchd.stac.render import Renderer
 from stacwatchd.state.store import Change, State, decompress
@@ -88,9 +89,11 @@ class Progress:
 
 @dataclass(slots=True)
 class Plan:
-    """What one push sends: collections (None: delete), Item deletions, Items."""
+    """What one push sends: collections (None: delete) with their queryables, Item
+    deletions, Items."""
 
     collections: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    queryables: dict[str, dict[str, Any]] = field(default_factory=dict)
     deletes: dict[str, list[str]] = field(default_factory=dict)
     items: list[PendingItem] = field(default_factory=list)
     skipped: int = 0
@@ -141,7 +144,7 @@ class Planner:
                 items.pop((row.collection, row.key), None)
                 items[(row.collection, row.key)] = None
         for cid in plan.collections:
-            plan.collections[cid] = self.collection_doc(state, cid)
+            self._collection(plan, state, cid)
         for collection, item_id in items:
             self._add(plan, collection, item_id, state.item_publish_row(collection, item_id))
         plan.items.sort()
@@ -157,11 +160,12 @@ class Planner:
 
     def collections_plan(self, state: State, collections: Sequence[str]) -> Plan:
         """Upserts of these collections, rendered now."""
-        return Plan(collections={cid: self.collection_doc(state, cid) for cid in collections})
+        plan = Plan()
+        for cid in collections:
+            self._collection(plan, state, cid)
+        return plan
 
-    def items_after(
-        self, state: State, after: tuple[str, int, str], limit: int
-    ) -> tuple[Plan | None, tuple[str, int, str]]:
+    def items_after(self, state: State, after: tuple[str, int, str], limit: int) -> tuple[Plan | None, tuple[str, int, str]]:
         """The next ``limit`` Items of the whole state, in time order (few partitions each)."""
         rows = state.items_after(after, limit)
         if not rows:
@@ -190,6 +194,13 @@ class Planner:
         if found is None:
             return None
         return self.hrefs.item(orjson.loads(decompress(found[1])), collection, found[0])
+
+    def _collection(self, plan: Plan, state: State, collection: str) -> None:
+        doc = plan.collections[collection] = self.collection_doc(state, collection)
+        if doc is not None:
+            render = self._renderer(state)
+            meta = render.collection_meta(collection)
+            plan.queryables[collection] = queryables_document(doc, meta, render.summary_fields)
 
     def _add(
         self,
