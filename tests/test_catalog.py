@@ -401,7 +401,7 @@ def test_rebuild_takes_new_titles_from_the_configuration(tmp_path, data, rules):
     assert item["links"][0] == {"rel": "root", "href": "../../../../catalog.json", "type": "application/json", "title": "stacwatchd"}
 
 
-def test_validate_command_reports_a_broken_catalog(tmp_path, data, rules):
+def test_validate_command_reports_a_broken_catalog(tmp_path, data, rules, schema_store):
     writer = writer_for(tmp_path)
     add(writer, rules, scene(data, "a_20240517.tif"), scene(data, "b_20240517.tif", x=510_000))
     ok = cli("validate", str(writer.root), "--schemas", str(SCHEMAS))
