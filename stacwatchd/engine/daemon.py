@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 from stacwatchd import __version__
 from stacwatchd.engine.writer import BatchResult, CatalogWriter
-from stacwatchd.config import Settings, WatchSettings, load_settings
-from stacwatchd.errors import ConfigError, StacwatchdError
+from stacwatchd.config import Settings, WatchSettings, load_settings, require_watches
+from stacwatchd.errors import StacwatchdError
 from stacwatchd.model.items import Rules
 from stacwatchd.log import configure, get_logger
+from stacwatchd.metrics import Metrics
 from stacwatchd.engine.pipeline import Pipeline
 from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.settle import Settler
@@ -33,6 +34,8 @@ class Sink(Protocol):
     def stop(self, timeout: float) -> None: ...
     def wake(self) -> None: ...
     def depth(self) -> int: ...
+    name: str
+    last_success: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +48,7 @@ class Daemon:
     """One running instance: watcher → settler → pipeline → writer (→ sinks)."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None, *, stop_timeout: float = 60.0) -> None:
-        if not settings.watch:
-            raise ConfigError(config_path or Path("<environment>"), "no [[watch]] folders configured")
+        require_watches(settings, config_path)
         self.settings = settings
         self.config_path = config_path
         self.stop_timeout = stop_timeout
@@ -59,6 +61,7 @@ class Daemon:
         self._reconcile_lock = threading.Lock()
         self.started = time.time()
         self.sinks: list[Sink] = []
+        self.metrics = Metrics()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -75,6 +78,7 @@ class Daemon:
             item_timeout=s.item_timeout_seconds,
             keep_deleted=lambda root: (w := self.watches.get(root)) is not None and w.settings.on_delete == "keep",
             on_batch=self._after_batch,
+            metrics=self.metrics,
         )
         self.pipeline.status_extra = lambda: {"outbox": sum(sink.depth() for sink in self.sinks)}
         self.settler = Settler(self._settled, s.settle_seconds)
@@ -83,6 +87,9 @@ class Daemon:
             from stacwatchd.sinks.pgstac import PgstacPublisher
 
             self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path, collections=collections))
+        self.metrics.watch(queue_depth=self.pipeline.depth, settle_backlog=self.settler.pending, writer_alive=lambda: self.pipeline.healthy)
+        for sink in self.sinks:
+            self.metrics.sink(sink.name, backlog=sink.depth, last_success=lambda sink=sink: sink.last_success)
         for watch in s.watch:
             self._add_watch(watch)
 
@@ -116,6 +123,7 @@ class Daemon:
         self.pipeline.start()
         self.settler.start()
         self.watcher.start()
+        self.metrics.serve(self.settings.metrics.listen)
         notify("READY=1", f"STATUS=watching {len(self.watches)} folders")
         self.log.info(
             "daemon_started",
@@ -140,6 +148,7 @@ class Daemon:
                 status = 1
                 break
             self.pipeline.check_stuck()
+            self.metrics.tick()
             notify("WATCHDOG=1", f"STATUS={self._status_line()}")
             if time.monotonic() - last_heartbeat >= 2.0:
                 last_heartbeat = time.monotonic()
@@ -156,6 +165,7 @@ class Daemon:
             sink.stop(timeout=10.0)
         self._heartbeat(stopped=True)
         self.writer.close()
+        self.metrics.close()
         self.log.info("daemon_stopped", drained=drained, **self.pipeline.counters_summary())
         return status
 

@@ -20,6 +20,7 @@ from typing import Any
 from stacwatchd.engine.writer import BatchResult, CatalogWriter, Op, Reject, Remove, RemoveTree, Tally, op_for
 from stacwatchd.model.items import Rejection, Rules, build
 from stacwatchd.log import get_logger
+from stacwatchd.metrics import Metrics
 from stacwatchd.engine.reconcile import data_for_sidecar
 from stacwatchd.engine.settle import Ready
 from stacwatchd.model.sources import signature_of
@@ -111,6 +112,7 @@ class Pipeline:
         max_batch: int = 1000,
         linger: float = 0.05,
         on_batch: Callable[[BatchResult], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.writer = writer
         self.rules_for = rules_for
@@ -123,6 +125,7 @@ class Pipeline:
         self.max_batch = max_batch
         self.linger = linger
         self.on_batch = on_batch
+        self.metrics = metrics or Metrics()
         self.status_extra: Callable[[], Mapping[str, Any]] = dict
         self._inbox: queue.Queue[tuple[Op, float, Path]] = queue.Queue()
         self._busy: dict[int, _Busy] = {}
@@ -249,7 +252,9 @@ class Pipeline:
                 self.counters.skipped += 1
                 self._done()
                 continue
+            built_at = time.monotonic()
             result = build(target, rules)
+            self.metrics.build_time(time.monotonic() - built_at)
             if target in self._abandoned:
                 self._abandoned.discard(target)  # already refused with a timeout
                 continue
@@ -355,6 +360,7 @@ class Pipeline:
             for _ in batch:
                 self._done()
             return
+        self.metrics.batch_written(time.monotonic() - started)
         self.counters.absorb(result)
         self._log_result(result, batch, started)
         for path in result.requeue:
@@ -372,6 +378,7 @@ class Pipeline:
         now = time.monotonic()
         began = {str(path): t0 for _, t0, path in batch}
         for kind, collection, item_id, path in result.changes:
+            self.metrics.item_changed(kind)
             self.log.info(
                 f"item_{kind}",
                 path=path,
@@ -380,6 +387,7 @@ class Pipeline:
                 duration_ms=round((now - began.get(path or "", started)) * 1000, 1),
             )
         for rejection in result.rejections:
+            self.metrics.refused(rejection.kind)
             self.log.warning(
                 "item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason
             )
