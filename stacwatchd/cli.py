@@ -46,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     configure(_log_format(args), _log_level(args))
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
     except StacwatchdError as error:
         return _fail(str(error))
     except BrokenPipeError:
