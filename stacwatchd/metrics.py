@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
@@ -74,6 +74,7 @@ class Metrics:
         self._writer_alive: Callable[[], bool] = lambda: True
         self._server: MetricsServer | None = None
         self.registry.register(_Probes(self))
+        ProcessCollector(registry=self.registry)
 
     # -- events, called by the engine ------------------------------------------------------
 

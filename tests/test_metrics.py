@@ -168,3 +168,4 @@ def test_events_are_counted_by_outcome_and_reason():
     assert value(samples, "stacwatchd_refused_files_total", reason="no_datetime") == 1
     assert value(samples, "stacwatchd_build_seconds_bucket", le="0.25") == 1
     assert value(samples, "stacwatchd_batch_write_seconds_count") == 1
+    assert 0 < value(samples, "process_start_time_seconds") <= time.time()  # the README's first alert rule uses it
