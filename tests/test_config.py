@@ -106,6 +106,16 @@ def test_configured_datetime_rules_are_tried_before_the_defaults(tmp_path):
     assert item["properties"]["end_datetime"].startswith("2024-06-10")
 
 
+def test_with_the_example_configuration_a_plain_date_stamp_is_still_found(tmp_path):
+    from stacwatchd.model.items import BuiltItem, Rules, build
+
+    example = load_settings(Path(__file__).resolve().parents[1] / "config.example.toml")
+    watch = example.watch[0].model_copy(update={"path": tmp_path})
+    result = build(testing.utm(tmp_path / "scene_20240601.tif"), Rules.from_watch(watch))
+    assert isinstance(result, BuiltItem), result
+    assert result.timing.first.isoformat() == "2024-06-01T00:00:00+00:00"
+
+
 def test_replacing_the_default_rules_is_explicit_and_a_refusal_names_the_rules_tried(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

@@ -86,3 +86,8 @@ def test_the_demo_leaves_a_valid_catalog(demo, schema_store):
     assert_catalog_ok(catalog, schema_store)
     root = json.loads((catalog / "catalog.json").read_text())
     assert [link["href"] for link in root["links"] if link["rel"] == "child"] == ["./demo/collection.json"]
+
+
+def test_the_demo_folder_is_ignored_by_git():
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "/stacwatchd-demo/" in ignored
