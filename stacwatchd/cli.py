@@ -279,7 +279,13 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     watches = watches_for(args.dirs, settings.watch, args.collection)
     if not watches:
         raise StacwatchdError(None, "nothing to scan: give folders or configure [[watch]] entries")
-    summary = scan(settings.catalog, watches, workers=args.workers or settings.workers, batch_size=args.batch_size)
+    summary = scan(
+        settings.catalog,
+        watches,
+        workers=args.workers or settings.workers,
+        batch_size=args.batch_size,
+        item_timeout=settings.item_timeout_seconds,
+    )
     counts = (
         f"added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
         f"unchanged {summary.unchanged}, rejected {summary.rejected}"
@@ -338,6 +344,7 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     if not state.exists():
         raise StacwatchdError(state, "no state file: nothing to rebuild from")
     with CatalogWriter(settings.catalog) as writer:
+        writer.sync_collections({w.collection_id: w.collection for w in settings.watch})
         result = writer.rebuild()
     print(f"rebuild: {len(result.written)} files written, {len(result.deleted)} stale files removed")
     return EXIT_OK

@@ -241,6 +241,8 @@ class CatalogSettings(_Model):
     description: str = "Rasters cataloged by stacwatchd"
     self_href: str | None = None
     state_file: Path | None = None
+    file_mode: str | None = Field(default=None, pattern=r"^0?[0-7]{3}$", description="e.g. '0644'; default: from the umask")
+    dir_mode: str | None = Field(default=None, pattern=r"^0?[0-7]{3}$", description="e.g. '0755'; default: from the umask")
 
     @property
     def state_path(self) -> Path:
@@ -316,6 +318,7 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=600.0, ge=0)
     item_timeout_seconds: float = Field(default=120.0, gt=0)
     queue_size: int = Field(default=10_000, ge=1)
+    stall_warning_seconds: float = Field(default=60.0, gt=0)
     observer: Literal["auto", "inotify", "polling"] = "auto"
     log: LogSettings = LogSettings()
     pgstac: PgstacSettings | None = None

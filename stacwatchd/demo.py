@@ -49,7 +49,7 @@ def run_demo(base: Path) -> int:
     daemon = Daemon(settings)
     thread = threading.Thread(target=lambda: daemon.run(), name="stacwatchd-demo", daemon=True)
     thread.start()
-    testing.wait_until(lambda: hasattr(daemon, "pipeline") and daemon.pipeline.healthy, timeout=30)
+    testing.wait_until(lambda: hasattr(daemon, "engine") and daemon.engine.healthy, timeout=30)
     samples = testing.sample_set(staging)
     _say(f"demo: the daemon watches {_shown(incoming)}/ and writes the catalog to {_shown(catalog)}/")
 
@@ -81,13 +81,13 @@ def run_demo(base: Path) -> int:
     unlocated = {samples["no_crs"].stem, samples["no_date"].stem}
     broken = [samples[k] for k in sorted(testing.BROKEN_SAMPLES)]
     burst = [p for k, p in samples.items() if k not in testing.BROKEN_SAMPLES and p not in (cog, slow, renamed)]
-    refused_before = daemon.pipeline.counters.rejected
+    refused_before = daemon.engine.counters.rejected
     refusals = len(broken) + len(unlocated)
     step(
         f"a burst of {len(burst) + len(broken)} files, {refusals} of them broken or without date/location",
         lambda: [shutil.copy(p, incoming / p.name) for p in burst + broken],
         lambda ids: {sanitize_id(p.stem) for p in burst if p.stem not in unlocated} <= ids
-        and daemon.pipeline.counters.rejected >= refused_before + refusals,
+        and daemon.engine.counters.rejected >= refused_before + refusals,
     )
     new_size = samples["utm"].stat().st_size
     step(
@@ -122,7 +122,7 @@ def _report(catalog: Path) -> int:
 def _wait_idle(daemon: Daemon) -> None:
     """Nothing settling, queued or being written: the step's log lines are all out."""
     testing.wait_until(
-        lambda: daemon.settler.pending() == 0 and daemon.pipeline.depth() == 0 and daemon.pipeline.drain(0),
+        lambda: daemon.settler.pending() == 0 and daemon.engine.depth() == 0 and daemon.engine.wait_written(0.1),
         timeout=STEP_TIMEOUT,
         message="daemon idle",
     )

@@ -1,7 +1,7 @@
 """Prometheus metrics and a health check for the running daemon.
 
 The engine reports events through a few small calls (``item_changed``, ``refused``,
-``batch_written``, ``build_time``, ``tick``) and registers callables for what is read
+``committed``/``flushed`` or ``batch_written``, ``build_time``, ``tick``) and registers callables for what is read
 at scrape time (queue depth, settle backlog, sinks). Counting is always on and costs a
 lock per event; the HTTP endpoint exists only when ``[metrics] listen`` is set:
 ``/metrics`` in the Prometheus text format and ``/healthz``, 200 while the main loop
@@ -68,6 +68,7 @@ class Metrics:
             self._items.labels(outcome)
         self._lock = threading.Lock()
         self._last_write: float | None = None
+        self._committing = 0.0
         self._last_tick: float | None = None
         self._gauges: dict[str, tuple[str, Probe]] = {}
         self._sinks: dict[str, _Sink] = {}
@@ -87,10 +88,21 @@ class Metrics:
         self._refused.labels(reason).inc()
 
     def batch_written(self, seconds: float) -> None:
-        """A writer batch landed; also the time of the last successful write."""
+        """A writer batch landed, state and files; also the time of the last successful write."""
         self._batch.observe(seconds)
         with self._lock:
             self._last_write = time.time()
+
+    def committed(self, seconds: float) -> None:
+        """A batch's state transaction succeeded; its files are written by the next ``flushed``."""
+        with self._lock:
+            self._committing += seconds
+
+    def flushed(self, seconds: float) -> None:
+        """The catalog files of the batches committed so far are written: they have landed."""
+        with self._lock:
+            total, self._committing = self._committing + seconds, 0.0
+        self.batch_written(total)
 
     def build_time(self, seconds: float) -> None:
         self._build.observe(seconds)

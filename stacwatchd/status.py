@@ -115,9 +115,27 @@ def _daemon_lines(daemon: dict[str, Any] | None, now: float) -> list[str]:
     ]
     if "outbox" in daemon:
         lines.append(f"          outbox {daemon['outbox']}")
+    failing = daemon.get("writer_error")
+    if isinstance(failing, dict):
+        lines.append(
+            f"  WRITER FAILING for {ago(float(failing.get('failing_for_s', 0)))}: {failing.get('error')} "
+            f"(attempt {failing.get('attempts')}, next in {failing.get('retry_in_s')} s)"
+        )
     for path, how in (daemon.get("watches") or {}).items():
         lines.append(f"  watching {path}: {_watch_state(how)}")
+    for name, sink in (daemon.get("sinks") or {}).items():
+        lines.append(f"  sink {name}: {_sink_state(sink, now)}")
     return lines
+
+
+def _sink_state(sink: dict[str, Any], now: float) -> str:
+    last = sink.get("last_success")
+    text = f"backlog {sink.get('backlog', 0)}, last delivered {_relative(last, now) if last else 'never'}"
+    if sink.get("last_error"):
+        text += f"; FAILING for {ago(float(sink.get('failing_for_s', 0)))}: {sink['last_error']}"
+    if sink.get("stalled_for_s"):
+        text += f"; no progress for {ago(float(sink['stalled_for_s']))}"
+    return text
 
 
 def _watch_state(how: str) -> str:

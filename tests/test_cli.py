@@ -173,6 +173,17 @@ def test_status_shows_a_running_daemon_in_words_with_relative_times():
     assert "watching /mnt/share: NOT watched (folder is gone)" in text
 
 
+def test_status_names_a_failing_writer_and_each_sink_in_words():
+    report = heartbeat(
+        writer_error={"error": "ENOSPC", "paths": [], "attempts": 4, "failing_for_s": 120.0, "retry_in_s": 8.0},
+        sinks={"bucket": {"target": "s3://b", "backlog": 12, "delivered": 3, "last_success": None,
+                          "last_error": "unavailable", "failing_for_s": 300.0}},
+    )  # fmt: skip
+    text = render_status(report, catalog=Path("/srv/stac"), state=Path("/s.db"), now=4_602.0)
+    assert "WRITER FAILING for 2 min: ENOSPC (attempt 4, next in 8.0 s)" in text
+    assert "sink bucket: backlog 12, last delivered never; FAILING for 5 min: unavailable" in text
+
+
 def test_status_of_a_cleanly_stopped_daemon_says_so_and_lists_no_lost_watches():
     report = heartbeat(running=False, watches={"/data/in": "lost: stopped"})
     text = render_status(report, catalog=Path("/srv/stac"), state=Path("/s.db"), now=4_600.0 + 300)

@@ -568,7 +568,7 @@ class PgstacPublisher:
                 raise self._failed(exc) from None
             try:
                 with self._state_lock, self.state.transaction() as tx:
-                    counts.outbox_rows = tx.execute("DELETE FROM outbox WHERE seq <= ?", (until,)).rowcount
+                    counts.outbox_rows = tx.db.execute("DELETE FROM outbox WHERE seq <= ?", (until,)).rowcount
             except sqlite3.Error as exc:  # published anyway: the rows left are replayed harmlessly
                 raise self._failed(exc) from None
             counts.seconds = time.monotonic() - started
@@ -687,7 +687,7 @@ class PgstacPublisher:
                 with self._state_lock:
                     try:
                         with self.state.transaction() as tx:
-                            tx.execute("DELETE FROM outbox WHERE seq <= ?", (plan.last_seq,))
+                            tx.db.execute("DELETE FROM outbox WHERE seq <= ?", (plan.last_seq,))
                     except sqlite3.Error as exc:  # committed in PgSTAC: replaying it is harmless
                         raise self._failed(exc) from None
                 self.log.debug("pgstac_batch_published", **counts.as_dict())
@@ -968,12 +968,12 @@ class PgstacPublisher:
         self.last_success = time.time()
         record = {"at": _now(), **counts.as_dict()}
         with contextlib.suppress(sqlite3.Error), self._state_lock, self.state.transaction() as tx:
-            tx.execute("DELETE FROM meta WHERE key = ?", (META_ERROR,))
-            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_OK, json.dumps(record)))
+            tx.db.execute("DELETE FROM meta WHERE key = ?", (META_ERROR,))
+            tx.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_OK, json.dumps(record)))
 
     def _set_meta(self, key: str, value: str) -> None:
         with contextlib.suppress(sqlite3.Error), self._state_lock, self.state.transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            tx.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
 def _kind(exc: BaseException) -> str:

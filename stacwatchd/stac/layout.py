@@ -6,6 +6,7 @@ the ``item`` command all agree on every path and every href.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -34,6 +35,24 @@ def partition_title(collection_title: str, parts: tuple[str, ...]) -> str:
     return f"{collection_title} {'-'.join(parts)}"
 
 
+#: Longest Item folder/file stem, in bytes: ``<stem>.json`` and the writer's temp names
+#: stay well inside the 255-byte limit of every common filesystem.
+MAX_STEM_BYTES = 200
+
+
+def item_file_stem(item_id: str) -> str:
+    """The Item's folder and file name: its id, or for a very long id a stable shortening.
+
+    The id itself is never changed; only its place on disk is, and the same id always
+    maps to the same place (a prefix of the id plus a hash of the whole id).
+    """
+    if len(item_id.encode()) <= MAX_STEM_BYTES:
+        return item_id
+    digest = hashlib.sha256(item_id.encode()).hexdigest()[:16]
+    prefix = item_id.encode()[: MAX_STEM_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{prefix}-{digest}"
+
+
 def safe_name(name: str) -> bool:
     """Whether an id can be a folder name inside the catalog without escaping or clashing."""
     return bool(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name)) and name not in _RESERVED_NAMES
@@ -59,7 +78,8 @@ class Layout:
         return self.root.joinpath(collection, *parts, "catalog.json")
 
     def item_file(self, collection: str, parts: tuple[str, ...], item_id: str) -> Path:
-        return self.root.joinpath(collection, *parts, item_id, f"{item_id}.json")
+        name = item_file_stem(item_id)
+        return self.root.joinpath(collection, *parts, name, f"{name}.json")
 
     def parent_of(self, collection: str, parts: tuple[str, ...]) -> Path:
         """The catalog that links to the partition ``parts`` (or to the collection)."""
