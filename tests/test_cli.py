@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import structlog
 
 from stacwatchd import cli as cli_module
 from stacwatchd import testing
@@ -248,7 +249,17 @@ def test_network_fetch_failures_are_reported_once_per_url(catalog, tmp_path):
     assert "run `stacwatchd validate --network`" not in result.stdout
 
 
-def test_network_fills_the_cache_that_later_offline_runs_use(catalog, tmp_path, schema_store, monkeypatch, capsys):
+@pytest.fixture
+def in_process_logging():
+    """``main()`` configures logging for the whole process: put back what the other tests use."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_network_fills_the_cache_that_later_offline_runs_use(
+    catalog, tmp_path, schema_store, monkeypatch, capsys, in_process_logging
+):
     mirror = schema_store.directory
     fetched: list[str] = []
 
