@@ -271,6 +271,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from stacwatchd.engine.scan import scan, watches_for
+    from stacwatchd.sinks import configured_sinks
 
     settings = _settings(args)
     for folder in args.dirs:
@@ -285,6 +286,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         workers=args.workers or settings.workers,
         batch_size=args.batch_size,
         item_timeout=settings.item_timeout_seconds,
+        sinks=configured_sinks(settings),
     )
     counts = (
         f"added {summary.added}, updated {summary.updated}, removed {summary.removed}, "

@@ -96,12 +96,13 @@ class DatetimeRule(_Model):
             usable = (
                 "datetime" in groups
                 or {"start_datetime", "end_datetime"} <= groups
-                or ("year" in groups and ({"month", "day"} <= groups or "doy" in groups))
+                or ("year" in groups and ("day" not in groups or bool(groups & {"month", "doy"})))
             )
             if not usable:
                 raise ValueError(
                     "pattern needs a named group 'datetime', or 'start_datetime' and "
-                    "'end_datetime', or date parts 'year' with 'month'+'day' or 'doy'"
+                    "'end_datetime', or date parts 'year' (with 'month'+'day', 'doy', "
+                    "'month' for a whole month, or alone for a whole year)"
                 )
         elif self.pattern is not None:
             raise ValueError(f"'pattern' only applies to filename rules, not {self.source!r}")

@@ -70,6 +70,12 @@ def find_schemas() -> Path | None:
 SCHEMAS: Path | None = find_schemas()
 
 
+def schema_option() -> list[str]:
+    """``--schemas DIR`` for a ``validate`` command when a schema folder was found, else nothing
+    (``validate`` then checks the bundled core schemas and names the extensions it could not)."""
+    return ["--schemas", str(SCHEMAS)] if SCHEMAS is not None else []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     explicit = os.environ.get(SCHEMA_ROOT_ENV)
     if explicit and not holds_needed_schemas(Path(explicit)):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stacwatchd import __version__
-from stacwatchd.engine.writer import BatchResult, CatalogWriter
+from stacwatchd.engine.writer import BatchResult, CatalogWriter, open_writer
 from stacwatchd.config import Settings, WatchSettings, load_settings, require_watches
 from stacwatchd.errors import StacwatchdError
 from stacwatchd.model.items import Rules, build
@@ -71,17 +71,7 @@ class Daemon:
         s = self.settings
         collections = {w.collection_id: w.collection for w in s.watch}
         sinks = configured_sinks(s)
-        streams = {sink.name: sink.stream for sink in sinks}
-        if s.pgstac is not None:
-            streams["pgstac"] = "changes"
-        self.writer = CatalogWriter(
-            s.catalog,
-            collections,
-            outbox="changes" in streams.values(),
-            file_outbox="files" in streams.values(),
-        )
-        for name in self.writer.state.register_sinks(streams):
-            self.log.warning("sink_backlog_dropped", sink=name, reason="no longer configured")
+        self.writer = open_writer(s.catalog, collections, [*sinks, *_legacy_pgstac(s)])
         try:
             self.writer.sync_collections(collections)
         except StateUnwritable as error:
@@ -311,6 +301,16 @@ class Daemon:
             **self.engine.status(),
         }
         self.engine.post_meta("daemon", json.dumps(report))
+
+
+@dataclass(frozen=True, slots=True)
+class _LegacyPgstac:
+    name: str = "pgstac"
+    stream: str = "changes"
+
+
+def _legacy_pgstac(settings: Settings) -> list[_LegacyPgstac]:
+    return [_LegacyPgstac()] if settings.pgstac is not None else []
 
 
 def run(config_path: Path | None) -> int:

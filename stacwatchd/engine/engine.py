@@ -285,7 +285,11 @@ class Engine:
                 self._done()
                 continue
             built_at = time.monotonic()
-            result = self.build(target, rules)
+            try:
+                result = self.build(target, rules)
+            except Exception as exc:  # noqa: BLE001 - refused once, with the path, never retried in a loop
+                self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
+                result = Rejection(target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target))
             self.metrics.build_time(time.monotonic() - built_at)
             if target in self._abandoned:
                 self._abandoned.discard(target)  # already refused with a timeout

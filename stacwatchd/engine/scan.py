@@ -12,7 +12,8 @@ from stacwatchd.config import CatalogSettings, WatchSettings
 from stacwatchd.engine.engine import Build, Counters, Engine
 from stacwatchd.engine.reconcile import diff
 from stacwatchd.engine.settle import Ready
-from stacwatchd.engine.writer import CatalogWriter
+from stacwatchd.engine.writer import open_writer
+from stacwatchd.sinks.base import Sink, deliver_once
 from stacwatchd.log import get_logger
 from stacwatchd.model.items import Rules
 from stacwatchd.model.items import build as build_item
@@ -62,13 +63,14 @@ def scan(
     item_timeout: float = 60.0,
     progress: Callable[[int], Progress] | None = Progress,
     build: Build | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> Counters:
     """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk."""
     started = time.monotonic()
     log = get_logger()
     collections = {w.collection_id: w.collection for w in watches}
     rules = {Rules.from_watch(w).root: (Rules.from_watch(w), w) for w in watches}
-    with CatalogWriter(catalog, collections) as writer:
+    with open_writer(catalog, collections, sinks) as writer:
         writer.sync_collections(collections)
         engine = Engine(
             writer,
@@ -99,6 +101,8 @@ def scan(
         engine.stop()
         if bar:
             bar.close()
+        for sink in sinks:
+            deliver_once(sink, writer.state.path)
     engine.counters.seconds = time.monotonic() - started
     return engine.counters
 

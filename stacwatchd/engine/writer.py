@@ -21,7 +21,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Literal
 
-from stacwatchd.config import STATE_DIRNAME, CatalogSettings, CollectionSettings
+from stacwatchd.config import CatalogSettings, CollectionSettings
 from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.errors import IdClash, StacwatchdError
 from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
@@ -164,7 +164,7 @@ class CatalogWriter:
         self.collections = dict(collections or {})
         self.durability = durability
         self.summary_fields = tuple(summaries)
-        self.state = State(settings.state_file or self.root / STATE_DIRNAME / "state.db")
+        self.state = State(settings.state_path)
         self.outbox = outbox
         self.file_outbox = file_outbox
         self.render = Renderer(self.state, self.layout, settings, self.collections, tuple(summaries))
@@ -348,9 +348,8 @@ class CatalogWriter:
             bad.owner = owners.get(bad.rel)  # type: ignore[attr-defined]
             raise
         except OSError as exc:
-            raise CatalogUnwritable(
-                exc.filename or self.root, f"cannot write the catalog: {exc.strerror or exc}", _errno_name(exc)
-            ) from exc
+            where = exc.filename or self.root
+            raise CatalogUnwritable(where, f"cannot change {where}: {exc.strerror or exc}", _errno_name(exc)) from exc
         with self.state.transaction() as tx:
             tx.finish_journal(entries[-1][0], [(rel, hashes[rel]) for rel, _ in writes], deletes)
             if self.file_outbox:
@@ -447,6 +446,7 @@ class CatalogWriter:
         if not writes:
             return
         staged: list[tuple[str, Path, str]] = []
+        target = self.root
         try:
             for rel, data in writes:
                 target = self.root / rel
@@ -461,6 +461,7 @@ class CatalogWriter:
                         os.fsync(fh.fileno())
                 if self.modes.exact_file:
                     os.chmod(tmp, self.modes.file)
+            target = self.root
             self._sync()
             for tmp, target, rel in staged:
                 try:
@@ -472,7 +473,10 @@ class CatalogWriter:
                 if self.durability == "file":
                     _fsync_dir(target.parent)
             staged = []
+            target = self.root
             self._sync()
+        except OSError as exc:
+            raise CatalogUnwritable(target, f"cannot write {target}: {exc.strerror or exc}", _errno_name(exc)) from exc
         finally:
             for tmp, _, _ in staged:
                 with contextlib.suppress(OSError):
@@ -809,6 +813,23 @@ class _Batch:
         rows += self.published
         rows += [("delete_collection", "collection.removed", c, None, None) for c in emptied]
         self.tx.append_changes(rows)
+
+
+def open_writer(
+    settings: CatalogSettings, collections: Mapping[str, CollectionSettings], sinks: Sequence[Any], **kwargs: Any
+) -> CatalogWriter:
+    """The writer with the outbox streams its sinks need, their cursors registered."""
+    streams = {sink.name: sink.stream for sink in sinks}
+    writer = CatalogWriter(
+        settings,
+        collections,
+        outbox="changes" in streams.values(),
+        file_outbox="files" in streams.values(),
+        **kwargs,
+    )
+    for name in writer.state.register_sinks(streams):
+        writer.log.warning("sink_backlog_dropped", sink=name, reason="no longer configured")
+    return writer
 
 
 def _is_catalog(rel: str) -> bool:

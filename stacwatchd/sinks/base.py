@@ -276,3 +276,21 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def deliver_once(sink: Sink, state_path: Path) -> int:
+    """Deliver a sink's backlog now (``scan``, ``publish``); a failure is logged and the
+    rows stay for the daemon or the next ``publish``. Returns the rows delivered."""
+    runner = SinkRunner(sink, state_path)
+    try:
+        return runner.drain()
+    except (SinkError, StateUnwritable) as error:
+        runner.log.warning(
+            "sink_failing", sink=sink.name, target=sink.describe(), error=error.kind, reason=error.reason,
+            backlog=runner.depth(), hint="delivered by the daemon or 'stacwatchd publish'",
+        )  # fmt: skip
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            sink.close()
+        runner.state.close()

@@ -82,6 +82,7 @@ from stacwatchd.stac.layout import Layout
 from stacwatchd.log import get_logger
 from stacwatchd.stac.render import Renderer
 from stacwatchd.state.store import State, decompress
+from stacwatchd.sinks.pgstac_queryables import queryables_document, register_queryables
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
 
 __all__ = [
@@ -306,12 +307,16 @@ class Hrefs:
 def absolute(href: str, base_url: str) -> str:
     """``href`` resolved against ``base_url``; URLs with a scheme are left alone.
 
-    Relative hrefs of the static catalog are file paths, so they are percent-encoded
-    first (a ``#`` or a space in a file name is part of the name, not a fragment).
+    Relative hrefs of the static catalog are percent-encoded URI references already;
+    characters no URI may hold (spaces, quotes, non-ASCII, as catalogs written before
+    hrefs were encoded have them) are escaped, everything else is kept as it is.
     """
     if len(urlsplit(href).scheme) > 1:
         return href
-    return urljoin(base_url, quote(href, safe="/"))
+    return urljoin(base_url, quote(href, safe=_URI_CHARACTERS))
+
+
+_URI_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
 
 
 # -- what one batch sends -----------------------------------------------------------------
@@ -865,6 +870,9 @@ class PgstacPublisher:
         for cid, doc in sorted(plan.collections.items()):
             if doc is not None:
                 conn.execute(_UPSERT_COLLECTION, (orjson.dumps(doc).decode(),))
+                with self._state_lock:
+                    meta = self.render.collection_meta(cid)
+                register_queryables(conn, cid, queryables_document(doc, meta, self.render.summary_fields))
                 counts.collections += 1
         for cid, ids in sorted(plan.deletes.items()):
             cur = conn.execute("DELETE FROM pgstac.items WHERE collection = %s AND id = ANY(%s)", (cid, ids))

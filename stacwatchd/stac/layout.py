@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 Partitioning = Literal["none", "year", "year/month", "year/month/day"]
 
@@ -89,10 +89,29 @@ class Layout:
 
 
 def relative_href(target: Path, from_file: Path) -> str:
-    """Relative href from one JSON file to another file, ``./`` prefixed when beside it."""
+    """Relative href from one JSON file to another file, ``./`` prefixed when beside it.
+
+    A percent-encoded URI reference (RFC 3986), like every href stacwatchd writes.
+    """
     rel = os.path.relpath(target, from_file.parent)
     rel = PurePosixPath(*Path(rel).parts).as_posix()
-    return rel if rel.startswith("../") else f"./{rel}"
+    return path_to_href(rel if rel.startswith("../") else f"./{rel}")
+
+
+def path_to_href(path: str) -> str:
+    """A POSIX path as the path of a URI: every byte but unreserved ones and ``/`` escaped.
+
+    In a file name ``#``, ``?``, ``%``, spaces, quotes and newlines are characters of the
+    name, never a fragment, a query or an escape. The file system's own bytes are encoded
+    (NFC and NFD spellings of a name stay distinct, as they are on disk).
+    """
+    return quote(os.fsencode(path), safe="/")
+
+
+def href_to_path(href: str) -> str:
+    """The file a relative or ``file:`` href names: query and fragment dropped, escapes
+    decoded to the file system's bytes (the inverse of :func:`path_to_href`)."""
+    return os.fsdecode(unquote_to_bytes(urlsplit(href).path))
 
 
 def is_local_absolute(href: str) -> bool:
@@ -103,7 +122,9 @@ def is_local_absolute(href: str) -> bool:
 def localise_hrefs(item: dict[str, Any], item_file: Path) -> dict[str, Any]:
     """Turn absolute local asset and link hrefs into hrefs relative to the Item JSON.
 
-    URLs (s3://, https://) are left alone: they already say where the data lives.
+    The builder's local hrefs are plain paths; what comes out are percent-encoded URI
+    references. URLs (s3://, https://) are left alone: they already say where the data
+    lives, encoded by whoever made them.
     """
     for asset in item.get("assets", {}).values():
         if is_local_absolute(asset["href"]):
