@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_catalog import assert_catalog_ok
 
 STEPS = ("copy a COG", "slow writer", "rename into place", "a burst of", "overwrite", "delete a file")

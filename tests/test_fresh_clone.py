@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import IN_CI, SCHEMAS_MISSING
 
 REPO = Path(__file__).resolve().parents[1]

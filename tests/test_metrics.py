@@ -9,9 +9,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from daemon_support import DaemonProcess
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon_support import DaemonProcess
 from stacwatchd import metrics as metrics_module
 from stacwatchd import testing
 from stacwatchd.metrics import Metrics

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import require_schemas
+
 from stacwatchd.validate.schemas import (
     CatalogNotFoundError,
     CatalogReport,

@@ -19,11 +19,11 @@ import os
 import re
 import threading
 import urllib.error
-from functools import lru_cache
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urldefrag, urljoin, urlsplit
