@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from stacwatchd import __version__
-from stacwatchd.config import Settings, WatchSettings, load_settings
+from stacwatchd.config import Settings, WatchSettings, load_settings, require_watches
 from stacwatchd.engine.engine import Engine
 from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.settle import Settler
 from stacwatchd.engine.watch import FileEvent, Watcher
 from stacwatchd.engine.writer import BatchResult, open_writer
-from stacwatchd.errors import ConfigError, StacwatchdError
+from stacwatchd.errors import StacwatchdError
 from stacwatchd.log import configure, get_logger
+from stacwatchd.metrics import Metrics
 from stacwatchd.model.items import Rules, build
 from stacwatchd.sinks import configured_sinks
 from stacwatchd.sinks.base import SinkRunner
@@ -38,8 +39,7 @@ class Daemon:
     """One running instance: watcher → settler → pipeline → writer (→ sinks)."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None, *, stop_timeout: float = 60.0) -> None:
-        if not settings.watch:
-            raise ConfigError(config_path or Path("<environment>"), "no [[watch]] folders configured")
+        require_watches(settings, config_path)
         self.settings = settings
         self.config_path = config_path
         self.stop_timeout = stop_timeout
@@ -52,6 +52,7 @@ class Daemon:
         self._reconcile_lock = threading.Lock()
         self.started = time.time()
         self.sinks: list[SinkRunner] = []
+        self.metrics = Metrics()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -74,11 +75,15 @@ class Daemon:
             item_timeout=s.item_timeout_seconds,
             keep_deleted=lambda root: (w := self.watches.get(root)) is not None and w.settings.on_delete == "keep",
             on_batch=self._after_batch,
+            metrics=self.metrics,
         )
         self.engine.status_extra = self._sink_status
         self.settler = Settler(self._settled, s.settle_seconds)
         self.watcher = Watcher(self.settler.feed, observer=s.observer, on_overflow=self._overflowed)
         self.sinks = [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
+        self.metrics.watch(queue_depth=self.engine.depth, settle_backlog=self.settler.pending, writer_alive=lambda: self.engine.healthy)
+        for runner in self.sinks:
+            self.metrics.sink(runner.name, backlog=runner.depth, last_success=lambda runner=runner: runner.last_success)
         for watch in s.watch:
             self._add_watch(watch)
 
@@ -112,6 +117,7 @@ class Daemon:
         self.engine.start()
         self.settler.start()
         self.watcher.start()
+        self.metrics.serve(self.settings.metrics.listen)
         notify("READY=1", f"STATUS=watching {len(self.watches)} folders")
         self.log.info(
             "daemon_started",
@@ -136,6 +142,7 @@ class Daemon:
                 status = 1
                 break
             self.engine.check_stuck()
+            self.metrics.tick()
             for sink in self.sinks:
                 sink.check_stall()
             notify("WATCHDOG=1", f"STATUS={self._status_line()}")
@@ -154,6 +161,7 @@ class Daemon:
             sink.stop(timeout=10.0)
         self._heartbeat(stopped=True)
         self.writer.close()
+        self.metrics.close()
         self.log.info("daemon_stopped", drained=drained, **self.engine.counters.summary())
         return status
 
