@@ -122,6 +122,8 @@ def test_database_stopped_mid_stream_loses_and_doubles_nothing(tmp_path, pg_clus
         report = wait_until(failing, timeout=60)
         assert report["outbox_depth"] > 0 and report["sinks"]["pgstac"]["last_error_kind"] == "unavailable"
         assert cluster.password not in json.dumps(report)
+        readable = cli(daemon, "status").stdout
+        assert "pgstac:" in readable and "changes waiting" in readable and "last error (unavailable" in readable
         cluster.start()
         wait_until(lambda: set(ids_in_pgstac(cluster)) == expected, timeout=120, message="drained after restart")
         ids = ids_in_pgstac(cluster)
