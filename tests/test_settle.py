@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from stacwatchd.engine.settle import MAX_STAT_FAILURES, Ready, Settler
-from stacwatchd.testing import capture_logs, wait_until
 from stacwatchd.engine.watch import EventKind, FileEvent
+from stacwatchd.testing import capture_logs, wait_until
 
 WATCH = Path("/data/in")
 SETTLE = 0.3
@@ -240,13 +240,18 @@ def test_removals_are_dropped_while_the_root_is_not_intact() -> None:
         assert h.at(SETTLE) == [upsert(kept)]
     assert asked == [WATCH]
     assert h.settler.pending() == 0
-    assert {e["path"] for e in logs if e["event"] == "settle_removal_held"} == {str(WATCH / "a.tif"), str(WATCH / "sub")}
+    assert {e["path"] for e in logs if e["event"] == "settle_removal_held"} == {
+        str(WATCH / "a.tif"),
+        str(WATCH / "sub"),
+    }
 
 
 def test_a_root_that_is_intact_again_lets_removals_through() -> None:
     h = Harness()
     intact = [False]
-    h.settler = Settler(h.out.append, SETTLE, clock=lambda: h.now, stat=h.files.stat, root_intact=lambda root: intact[0])
+    h.settler = Settler(
+        h.out.append, SETTLE, clock=lambda: h.now, stat=h.files.stat, root_intact=lambda root: intact[0]
+    )
     h.event("deleted", "a.tif", at=0.0)
     assert h.at(SETTLE) == []
     intact[0] = True

@@ -45,9 +45,14 @@ from watchdog.events import (
     FileMovedEvent,
     FileSystemEvent,
 )
-from watchdog.observers.api import DEFAULT_EMITTER_TIMEOUT, EventEmitter, EventQueue, ObservedWatch
+from watchdog.observers.api import (
+    DEFAULT_EMITTER_TIMEOUT,
+    EventEmitter,
+    EventQueue,
+    ObservedWatch,
+)
 
-__all__ = ["InotifyEmitter", "InotifyReports", "Inotify"]
+__all__ = ["Inotify", "InotifyEmitter", "InotifyReports"]
 
 IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
@@ -389,10 +394,6 @@ class InotifyEmitter(EventEmitter):
 def _subfolders(folder: bytes) -> list[bytes]:
     try:
         with os.scandir(folder) as entries:
-            return [
-                e.path
-                for e in entries
-                if not e.name.startswith(b".") and e.is_dir(follow_symlinks=False)
-            ]
+            return [e.path for e in entries if not e.name.startswith(b".") and e.is_dir(follow_symlinks=False)]
     except OSError:
         return []

@@ -307,13 +307,13 @@ class Settler:
                 error=error.strerror or str(error),
                 attempts=entry.failures,
             )
-            return None
+            return
         self._log.warning("settle_stat_failed", path=str(item.path), error=error.strerror or str(error))
         entry.look = None
         if entry.mode == "tree_gone":
             self._trees.add(item.path)
         self._requeue(item.path, entry, now, flush)
-        return None
+        return
 
     def _removal(self, ready: Ready, intact: dict[Path, bool]) -> Ready | None:
         if intact.get(ready.watch, True):
