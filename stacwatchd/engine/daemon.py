@@ -77,8 +77,15 @@ class Daemon:
             on_batch=self._after_batch,
         )
         self.pipeline.status_extra = lambda: {"outbox": sum(sink.depth() for sink in self.sinks)}
-        self.settler = Settler(self._settled, s.settle_seconds)
-        self.watcher = Watcher(self.settler.feed, observer=s.observer, on_overflow=self._overflowed)
+        self.settler = Settler(
+            self._settled,
+            s.settle_seconds,
+            root_intact=lambda root: self.watcher.intact(root),
+            rescan=self._root_changed,
+        )
+        self.watcher = Watcher(
+            self.settler.feed, observer=s.observer, on_overflow=self._overflowed, on_root_changed=self._root_changed
+        )
         if s.pgstac is not None:
             from stacwatchd.sinks.pgstac import PgstacPublisher
 
@@ -195,6 +202,10 @@ class Daemon:
 
     def _overflowed(self, root: Path) -> None:
         self.log.warning("events_lost", path=str(root), reason="inotify queue overflow; reconciling")
+        self._request_reconcile([root])
+
+    def _root_changed(self, root: Path) -> None:
+        """A root came back, was replaced or remounted, or a folder in it came back."""
         self._request_reconcile([root])
 
     def _request_reconcile(self, roots: list[Path]) -> None:
