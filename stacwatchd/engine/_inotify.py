@@ -206,6 +206,7 @@ class InotifyEmitter(EventEmitter):
         overflow_cooldown: float = 1.0,
     ) -> None:
         super().__init__(event_queue, watch, timeout=timeout, event_filter=event_filter)
+        self.name = "stacwatchd-inotify"
         self._reports = reports
         self._cooldown = overflow_cooldown
         self._root = os.fsencode(watch.path)

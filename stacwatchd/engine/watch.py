@@ -278,8 +278,8 @@ class _Handler(FileSystemEventHandler):
             self._watcher._log.exception("watch_event_failed", path=os.fsdecode(event.src_path))
 
     def _translate(self, event: FileSystemEvent) -> None:
-        if event.is_synthetic or self.gone:
-            return
+        if event.is_synthetic or self.gone or self._root.handler is not self:
+            return  # a replaced or removed observer's last events say nothing about the root now
         kind = event.event_type
         src = os.fsdecode(event.src_path)
         dest = os.fsdecode(event.dest_path) if kind == "moved" else ""
@@ -346,6 +346,8 @@ class _Reports:
         self._watcher._overflowed(self._root, self._handler)
 
     def unwatchable(self, path: str, error: OSError) -> None:
+        if self._root.handler is not self._handler:
+            return
         if error.errno not in _LIMIT_ERRNOS:
             self._watcher._log.warning("watch_folder_unwatchable", path=path, error=error.strerror or str(error))
         elif self._root.limit_hit is None:
@@ -587,8 +589,9 @@ class Watcher:
         """Fall back, re-watch or mark lost as needed (lock held); True when the root changed."""
         if entry.limit_hit and entry.backend == "inotify":
             if self._mode == "auto":
-                self._fall_back(entry, entry.limit_hit, "inotify_limit_reached")
-            elif not entry.limit_reported:
+                # Files made in the unwatched folder before polling began produced no event.
+                return self._fall_back(entry, entry.limit_hit, "inotify_limit_reached")
+            if not entry.limit_reported:
                 entry.limit_reported = True
                 self._log.error(
                     "inotify_limit_reached",
@@ -756,14 +759,17 @@ class Watcher:
         return True
 
     def _observer(self, entry: _Root, handler: _Handler, use_inotify: bool) -> BaseObserver:
-        if not use_inotify:
-            return PollingObserver(timeout=self._polling_interval)
-        from stacwatchd.engine._inotify import InotifyEmitter
+        if use_inotify:
+            from stacwatchd.engine._inotify import InotifyEmitter
 
-        emitter = functools.partial(
-            InotifyEmitter, reports=_Reports(self, entry, handler), overflow_cooldown=self._overflow_cooldown
-        )
-        return BaseObserver(emitter)  # type: ignore[arg-type]
+            emitter = functools.partial(
+                InotifyEmitter, reports=_Reports(self, entry, handler), overflow_cooldown=self._overflow_cooldown
+            )
+            observer = BaseObserver(emitter)  # type: ignore[arg-type]
+        else:
+            observer = PollingObserver(timeout=self._polling_interval)
+        observer.name = "stacwatchd-observer"
+        return observer
 
     def _fall_back(self, entry: _Root, reason: str, event: str) -> bool:
         """inotify is out of watches or instances for this root: poll it instead."""
