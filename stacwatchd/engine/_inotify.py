@@ -282,7 +282,7 @@ class InotifyEmitter(EventEmitter):
             if wd == self._root_wd and mask & _ROOT_GONE:
                 self._root_gone()
             return  # a sub-folder's own end: its parent reports it
-        path = folder + b"/" + name
+        path = os.path.join(folder, name)
         if mask & IN_ISDIR:
             self._folder_event(mask, path, name)
         else:

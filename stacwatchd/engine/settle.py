@@ -114,7 +114,7 @@ _GONE = object()
 class Settler:
     """Turns a stream of :class:`~stacwatchd.engine.watch.FileEvent` into :class:`Ready` decisions.
 
-    ``feed`` is thread-safe and cheap (``dir_gone`` is O(pending)); ``emit`` and
+    ``feed`` is thread-safe and O(1) (O(depth) while folder removals are pending); ``emit`` and
     ``rescan`` are called only from ``flush_due``, i.e. from the timer thread once
     :meth:`start` ran. ``root_intact(watch)`` is asked, from that thread, before a removal
     is emitted; a removal it refuses is dropped, because the watcher asks for a rescan
@@ -170,7 +170,9 @@ class Settler:
             raise ValueError(f"unknown event kind {event.kind!r}")
         with self._cond:
             if mode == "tree_gone":
-                was_gone = self._forget_tree(event.path)
+                # What is pending below stays: removals there are covered by this one when
+                # due, anything else is judged by its own look.
+                was_gone = self._forget(event.path)
                 self._trees.add(event.path)
             else:
                 if self._rescan is None and mode != "gone":
@@ -231,6 +233,8 @@ class Settler:
                 if entry.flush == flush or entry.since + delay > now:
                     break
                 del queue[path]
+                if entry.mode in _REMOVALS and self._covered(path):
+                    continue
                 item = _Taken(path, entry)
                 self._inflight[path] = item
                 taken.append(item)
@@ -280,7 +284,7 @@ class Settler:
             return self._removal(Ready("delete_tree", item.path, entry.watch), intact)
         regular = look is not _GONE and stat_module.S_ISREG(look.st_mode)  # type: ignore[attr-defined]
         if not regular:
-            if entry.mode == "gone" or entry.was_gone:
+            if (entry.mode == "gone" or entry.was_gone) and not self._covered(item.path):
                 return self._removal(Ready("delete", item.path, entry.watch), intact)
             self._log.debug("settle_vanished", path=str(item.path))
             return None
@@ -370,15 +374,9 @@ class Settler:
         self._trees.discard(path)
         return was_gone
 
-    def _forget_tree(self, prefix: Path) -> bool:
-        """Drop what is pending for ``prefix`` and below; True if ``prefix`` itself carried a removal."""
-        was_gone = self._forget(prefix)
-        under = str(prefix).rstrip(os.sep) + os.sep
-        for container in (self._later, self._soon, self._patient, self._inflight):
-            for path in [p for p in container if str(p).startswith(under)]:
-                del container[path]
-        self._trees.difference_update([p for p in self._trees if str(p).startswith(under)])
-        return was_gone
+    def _covered(self, path: Path) -> bool:
+        """Whether a folder above ``path`` has a removal pending, which decides for it too."""
+        return bool(self._trees) and any(folder in self._trees for folder in path.parents)
 
     def _reappeared_below(self, path: Path) -> None:
         """Without ``rescan``: a removed folder that something reappears in is removed
