@@ -1,38 +1,22 @@
-"""One-shot backfill or catch-up: folders → parallel Item builds → one writer, in batches."""
+"""One-shot backfill or catch-up: the engine of ``run``, fed by one walk of the folders."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from stacwatchd.engine.writer import BatchResult, CatalogWriter, Op, Remove, Tally, op_for
 from stacwatchd.config import CatalogSettings, WatchSettings
-from stacwatchd.model.items import Rejection, Rules, build
-from stacwatchd.log import get_logger
+from stacwatchd.engine.engine import Build, Counters, Engine
 from stacwatchd.engine.reconcile import diff
-
-
-@dataclass(slots=True)
-class ScanSummary(Tally):
-    """The final line of a scan, and the files it could not catalog."""
-
-    files_written: int = 0
-    seconds: float = 0.0
-    rejections: list[Rejection] = field(default_factory=list)
-
-    def absorb(self, result: BatchResult) -> None:
-        Tally.absorb(self, result)
-        self.files_written += len(result.written)
-        self.rejections.extend(result.rejections)
-
-    @property
-    def wrote_nothing(self) -> bool:
-        return self.files_written == 0
+from stacwatchd.engine.settle import Ready
+from stacwatchd.engine.writer import open_writer
+from stacwatchd.sinks.base import Sink, deliver_once
+from stacwatchd.log import get_logger
+from stacwatchd.model.items import Rules
+from stacwatchd.model.items import build as build_item
 
 
 class Progress:
@@ -76,66 +60,51 @@ def scan(
     *,
     workers: int,
     batch_size: int = 256,
+    item_timeout: float = 60.0,
     progress: Callable[[int], Progress] | None = Progress,
-) -> ScanSummary:
-    """Bring the catalog in line with the folders; returns what changed."""
+    build: Build | None = None,
+    sinks: Sequence[Sink] = (),
+) -> Counters:
+    """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk."""
     started = time.monotonic()
-    summary = ScanSummary()
     log = get_logger()
     collections = {w.collection_id: w.collection for w in watches}
-    with CatalogWriter(catalog, collections) as writer:
-        plans = []
-        removals: list[Op] = []
-        for watch in watches:
-            rules = Rules.from_watch(watch)
-            found = diff(rules, writer.state, recursive=watch.recursive, skip=[writer.root])
+    rules = {Rules.from_watch(w).root: (Rules.from_watch(w), w) for w in watches}
+    with open_writer(catalog, collections, sinks) as writer:
+        writer.sync_collections(collections)
+        engine = Engine(
+            writer,
+            lambda root: rules[root][0] if root in rules else None,
+            build=build or build_item,
+            workers=workers,
+            queue_size=max(batch_size, workers * 4),
+            item_timeout=item_timeout,
+            keep_deleted=lambda root: root in rules and rules[root][1].on_delete == "keep",
+            max_batch=batch_size,
+        )
+        engine.start()
+        plans: list[Ready] = []
+        for root, (watch_rules, watch) in rules.items():
+            found = diff(watch_rules, writer.state, recursive=watch.recursive, skip=[writer.root])
             for error in found.errors:
-                log.warning("scan_incomplete", path=str(watch.path), error=error)
-            summary.unchanged += found.unchanged
-            summary.rejected += found.still_rejected
-            removals += [Remove(p) for p in found.removed]
-            plans += [(p, rules) for p in found.changed]
+                log.warning("scan_incomplete", path=str(root), error=error)
+            engine.counters.unchanged += found.unchanged
+            engine.counters.rejected += found.still_rejected
+            plans += [Ready("delete", p, root) for p in found.removed]
+            plans += [Ready("upsert", p, root) for p in sorted(found.changed)]
         bar = progress(len(plans)) if progress else None
-        pending: list[Op] = list(removals)
-
-        def flush() -> None:
-            result = writer.apply(pending)
-            pending.clear()
-            summary.absorb(result)
-            for rejection in result.rejections:
-                log.warning("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
-            for path in result.requeue:
-                rules = next((r for _, r in plans if path.is_relative_to(r.root)), None)
-                if rules is not None:
-                    pending.append(op_for(build(path, rules), rules))
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stacwatchd-scan") as pool:
-            queue = iter(plans)
-            running: dict[Future, Rules] = {}
-            while True:
-                # Keep a batch's worth of builds in flight, so workers go on while the
-                # writer flushes the previous batch.
-                while len(running) < batch_size + workers * 4:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        break
-                    running[pool.submit(build, nxt[0], nxt[1])] = nxt[1]
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    rules = running.pop(future)
-                    pending.append(op_for(future.result(), rules))
-                    if bar:
-                        bar.advance()
-                if len(pending) >= batch_size:
-                    flush()
-        while pending:
-            flush()
+        for ready in plans:
+            engine.submit(ready)
+            if bar:
+                bar.advance()
+        engine.wait_written()
+        engine.stop()
         if bar:
             bar.close()
-    summary.seconds = time.monotonic() - started
-    return summary
+        for sink in sinks:
+            deliver_once(sink, writer.state.path)
+    engine.counters.seconds = time.monotonic() - started
+    return engine.counters
 
 
 def watches_for(paths: Sequence[Path], configured: Sequence[WatchSettings], collection: str | None) -> list[WatchSettings]:
