@@ -249,9 +249,7 @@ def test_removals_are_dropped_while_the_root_is_not_intact() -> None:
 def test_a_root_that_is_intact_again_lets_removals_through() -> None:
     h = Harness()
     intact = [False]
-    h.settler = Settler(
-        h.out.append, SETTLE, clock=lambda: h.now, stat=h.files.stat, root_intact=lambda root: intact[0]
-    )
+    h.settler = Settler(h.out.append, SETTLE, clock=lambda: h.now, stat=h.files.stat, root_intact=lambda root: intact[0])
     h.event("deleted", "a.tif", at=0.0)
     assert h.at(SETTLE) == []
     intact[0] = True

@@ -90,11 +90,14 @@ class World:
     settler: Settler
     watcher: Watcher
     out: Recorder
-    events: list[FileEvent]
+    #: Every event the watcher handed over, with the name of the thread it came in.
+    handed: list[tuple[FileEvent, str]]
     changed: list[Path] = field(default_factory=list)
     rescans: list[Path] = field(default_factory=list)
-    #: The name of the thread each event of ``events`` was handed over in.
-    threads: list[str] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[FileEvent]:
+        return [event for event, _ in list(self.handed)]
 
     def copy_in(self, relative: str) -> Path:
         target = self.root / relative
@@ -152,17 +155,14 @@ def make_world(tmp_path: Path, raster: Path) -> Iterator[Callable[..., World]]:
         outside = tmp_path / f"outside{len(started)}"
         outside.mkdir()
         out = Recorder()
-        events: list[FileEvent] = []
+        handed: list[tuple[FileEvent, str]] = []
         changed: list[Path] = []
         rescans: list[Path] = []
         watcher: Watcher
         settler = Settler(out, settle, root_intact=lambda r: watcher.intact(r), rescan=rescans.append)
 
-        threads: list[str] = []
-
         def sink(event: FileEvent) -> None:
-            threads.append(threading.current_thread().name)
-            events.append(event)
+            handed.append((event, threading.current_thread().name))
             settler.feed(event)
 
         kw = {"polling_interval": POLL, "check_interval": 0.1, "retry_initial": 0.1, "retry_max": 0.4}
@@ -171,7 +171,7 @@ def make_world(tmp_path: Path, raster: Path) -> Iterator[Callable[..., World]]:
             kw["on_root_changed"] = changed.append
         watcher = Watcher(sink, observer=observer, **kw)  # type: ignore[arg-type]
         watcher.watch(root, recursive=recursive, accepts=accept_rasters)
-        world = World(root.resolve(), outside, raster, settler, watcher, out, events, changed, rescans, threads)
+        world = World(root.resolve(), outside, raster, settler, watcher, out, handed, changed, rescans)
         settler.start()
         if start:
             watcher.start()
@@ -263,9 +263,7 @@ def test_overwrite_in_place_upserts_again(world: World) -> None:
 
 
 @pytest.mark.parametrize("observer", ["inotify", "polling"])
-def test_a_gdal_overwrite_is_one_upsert_never_a_delete_and_an_add(
-    make_world: Callable[..., World], observer: str
-) -> None:
+def test_a_gdal_overwrite_is_one_upsert_never_a_delete_and_an_add(make_world: Callable[..., World], observer: str) -> None:
     """rasterio writing over an existing path unlinks the old file before creating the new one."""
     world = make_world(observer=observer)
     target = testing.write_raster(world.root / "scene.tif", width=64, height=64)
@@ -362,9 +360,9 @@ def test_files_of_a_folder_that_arrived_are_listed_by_the_watcher_thread_not_the
     staging.rename(world.root / "delivery")
     target = world.root / "delivery" / "a.tif"
     world.wait(lambda: world.out.has("upsert", target))
-    found = [thread for event, thread in zip(world.events, world.threads) if event.kind == "found"]
-    assert found == ["stacwatchd-watch"]
-    assert "stacwatchd-watch" not in [t for e, t in zip(world.events, world.threads) if e.kind != "found"]
+    handed = list(world.handed)
+    assert [thread for event, thread in handed if event.kind == "found"] == ["stacwatchd-watch"]
+    assert "stacwatchd-watch" not in [thread for event, thread in handed if event.kind != "found"]
 
 
 # --- what is ignored ---------------------------------------------------------------------
@@ -425,9 +423,7 @@ def test_polling_observer_deletes_a_file_once_after_settle_seconds(make_world: C
     assert world.out.ops() == [("upsert", target), ("delete", target)]
 
 
-def test_auto_polls_roots_on_network_filesystems(
-    make_world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_auto_polls_roots_on_network_filesystems(make_world: Callable[..., World], monkeypatch: pytest.MonkeyPatch) -> None:
     """No NFS server here: the filesystem type is the one thing stood in for."""
     monkeypatch.setattr(watch_module, "filesystem_type", lambda path: "nfs4")
     with capture_logs() as logs:
@@ -480,9 +476,7 @@ def test_vanished_root_is_logged_rewatched_and_rescanned(make_world: Callable[..
 
 
 @pytest.mark.parametrize("observer", ["inotify", "polling"])
-def test_a_root_deleted_and_recreated_is_reported_and_followed_again(
-    make_world: Callable[..., World], observer: str
-) -> None:
+def test_a_root_deleted_and_recreated_is_reported_and_followed_again(make_world: Callable[..., World], observer: str) -> None:
     """``rm -rf root; mkdir root``: the daemon must compare the state with the new folder.
 
     inotify always sees the root deleted. A poll may not: the new folder often gets the
@@ -644,15 +638,11 @@ def test_an_overflow_storm_is_reported_twice_not_once_per_overflow(tmp_path: Pat
         probe.pause()
         churn(root, kernel_queue_size() + 4096)
         probe.resume()
-        probe.wait_for(
-            lambda n=count: any(e["count"] >= n for e in probe.said_so_far("overflows")), what=f"overflow {count}"
-        )
+        probe.wait_for(lambda n=count: any(e["count"] >= n for e in probe.said_so_far("overflows")), what=f"overflow {count}")
     burst_over = time.monotonic()
     reports = probe.said_so_far("overflow")
     assert len(reports) == 1, "the first overflow is reported at once, the rest are held"
-    probe.wait_for(
-        lambda: len(probe.said_so_far("overflow")) == 2, timeout=cooldown + 5, what="the report after the burst"
-    )
+    probe.wait_for(lambda: len(probe.said_so_far("overflow")) == 2, timeout=cooldown + 5, what="the report after the burst")
     time.sleep(0.5)  # a third report, if any, would come right after the second one
     assert [r["root"] for r in probe.said_so_far("overflow")] == [str(root), str(root)]
     assert probe.said_so_far("overflow")[1]["overflows"] == 3
@@ -705,9 +695,7 @@ def test_a_share_unmounted_from_under_a_root_removes_nothing_until_it_is_back(
 
 
 @needs_namespaces
-def test_auto_falls_back_to_polling_when_inotify_watches_run_out(
-    tmp_path: Path, probes: list[Probe], raster: Path
-) -> None:
+def test_auto_falls_back_to_polling_when_inotify_watches_run_out(tmp_path: Path, probes: list[Probe], raster: Path) -> None:
     root = tmp_path / "root"
     for name in ("one", "two", "three/deep"):
         (root / name).mkdir(parents=True)
@@ -753,9 +741,7 @@ def test_inotify_mode_reports_folders_it_cannot_watch_and_keeps_the_rest(
 
 
 @needs_namespaces
-def test_auto_falls_back_to_polling_when_inotify_cannot_start(
-    tmp_path: Path, probes: list[Probe], raster: Path
-) -> None:
+def test_auto_falls_back_to_polling_when_inotify_cannot_start(tmp_path: Path, probes: list[Probe], raster: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     probe = Probe(root, observer="auto", user_limits={"max_inotify_instances": 0})

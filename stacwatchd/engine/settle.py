@@ -265,9 +265,7 @@ class Settler:
                 verdicts[root] = False
         return verdicts
 
-    def _decide(
-        self, item: _Taken, look: object, now: float, flush: int, intact: dict[Path, bool]
-    ) -> Ready | _Rescan | None:
+    def _decide(self, item: _Taken, look: object, now: float, flush: int, intact: dict[Path, bool]) -> Ready | _Rescan | None:
         """Called with the lock held: emit, drop, or re-queue for another look."""
         if self._inflight.get(item.path) is not item:
             return None  # a newer event replaced this entry while we looked

@@ -818,7 +818,5 @@ class Watcher:
             entry.attempts += 1
             entry.backoff = min(max(entry.backoff, self._retry_initial) * 2, self._retry_max)
             log = self._log.warning if entry.backoff >= self._retry_max else self._log.debug
-            log(
-                "watch_root_still_lost", path=entry.text, reason=reason, attempts=entry.attempts, retry_in=entry.backoff
-            )
+            log("watch_root_still_lost", path=entry.text, reason=reason, attempts=entry.attempts, retry_in=entry.backoff)
         entry.retry_at = now + entry.backoff

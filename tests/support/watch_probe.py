@@ -103,19 +103,13 @@ class Probe:
         return any(path is None or r.get("path") == str(path) for r in self.said_so_far(event))
 
     def decisions(self) -> list[tuple[str, Path]]:
-        return [
-            (r["event"], Path(r["path"]))
-            for r in self.said_so_far()
-            if r["event"] in ("upsert", "delete", "delete_tree")
-        ]
+        return [(r["event"], Path(r["path"])) for r in self.said_so_far() if r["event"] in ("upsert", "delete", "delete_tree")]
 
     def wait_for(self, predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"the probe exited ({self.process.returncode}) waiting for {what}: {self.logs[-5:]}"
-                )
+                raise AssertionError(f"the probe exited ({self.process.returncode}) waiting for {what}: {self.logs[-5:]}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"waited {timeout}s for {what}; probe said {self.said_so_far()}")
             time.sleep(0.02)
