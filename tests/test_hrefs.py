@@ -20,12 +20,12 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import pytest
 
+from conftest import schema_option
 from stacwatchd import testing
 from stacwatchd.config import ItemRules
 from stacwatchd.model.items import BuiltItem, Rules, build, item_to_dict
 from stacwatchd.stac.layout import href_to_path, path_to_href
 
-SCHEMAS = Path(__file__).resolve().parent.parent.parent / "shared" / "stac-schemas"
 
 HOSTILE = {
     "space": "two words",
@@ -102,7 +102,7 @@ def test_hostile_names_round_trip_through_the_static_catalog(hostile_files, tmp_
             resolved = decoded_path(urljoin(item_path.as_uri(), href))
             assert os.path.samefile(resolved, source), (key, href)
 
-    validated = cli("validate", str(root), "--check-assets", "--schemas", str(SCHEMAS))
+    validated = cli("validate", str(root), "--check-assets", *schema_option())
     assert validated.returncode == 0, validated.stdout + validated.stderr
     status = cli("status", "--catalog", str(root), "--json")
     assert status.returncode == 0, status.stderr
@@ -118,7 +118,7 @@ def test_validate_reports_an_href_that_only_resolves_without_decoding(hostile_fi
     item["assets"]["data"]["href"] = literal  # "…/take#2_…": a URL client reads "#2_…" as a fragment
     item_path.write_text(json.dumps(item))
 
-    validated = cli("validate", str(root), "--check-assets", "--schemas", str(SCHEMAS))
+    validated = cli("validate", str(root), "--check-assets", *schema_option())
     assert validated.returncode != 0
     assert "asset file not found" in validated.stdout + validated.stderr
 

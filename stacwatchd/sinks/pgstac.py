@@ -427,6 +427,8 @@ class PgstacPublisher:
     but does not connect.
     """
 
+    name = "pgstac"
+
     def __init__(
         self,
         settings: PgstacSettings,
@@ -449,6 +451,7 @@ class PgstacPublisher:
         self.log = get_logger()
         self.target = self.credentials.describe()
         self.last_error: str | None = None
+        self.last_success: float | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._state_lock = threading.RLock()
         self._drain_lock = threading.Lock()
@@ -970,6 +973,7 @@ class PgstacPublisher:
 
     def _succeeded(self, counts: PublishCounts) -> None:
         self.last_error = None
+        self.last_success = time.time()
         record = {"at": _now(), **counts.as_dict()}
         with contextlib.suppress(sqlite3.Error), self._state_lock, self.state.transaction() as tx:
             tx.db.execute("DELETE FROM meta WHERE key = ?", (META_ERROR,))
