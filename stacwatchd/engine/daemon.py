@@ -78,8 +78,15 @@ class Daemon:
             metrics=self.metrics,
         )
         self.engine.status_extra = self._sink_status
-        self.settler = Settler(self._settled, s.settle_seconds)
-        self.watcher = Watcher(self.settler.feed, observer=s.observer, on_overflow=self._overflowed)
+        self.settler = Settler(
+            self._settled,
+            s.settle_seconds,
+            root_intact=lambda root: self.watcher.intact(root),
+            rescan=self._root_changed,
+        )
+        self.watcher = Watcher(
+            self.settler.feed, observer=s.observer, on_overflow=self._overflowed, on_root_changed=self._root_changed
+        )
         self.sinks = [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
         self.metrics.watch(queue_depth=self.engine.depth, settle_backlog=self.settler.pending, writer_alive=lambda: self.engine.healthy)
         for runner in self.sinks:
@@ -205,6 +212,10 @@ class Daemon:
 
     def _overflowed(self, root: Path) -> None:
         self.log.warning("events_lost", path=str(root), reason="inotify queue overflow; reconciling")
+        self._request_reconcile([root])
+
+    def _root_changed(self, root: Path) -> None:
+        """A root came back, was replaced or remounted, or a folder in it came back."""
         self._request_reconcile([root])
 
     def _request_reconcile(self, roots: list[Path]) -> None:
