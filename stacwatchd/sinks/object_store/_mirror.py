@@ -60,8 +60,8 @@ Wanted = _Local | Upload
 def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
     """Make the bucket equal the catalog on disk; raises :class:`SinkError` on failure.
 
-    The sink's cursor then moves past every file change queued before the comparison
-    began: those are in the bucket now.
+    ``through`` in the counts is the last file change queued before the comparison
+    began: those are in the bucket now (the caller moves the sink's cursor past them).
     """
     end = state.stream_end("files")
     counts = MirrorCounts()
@@ -86,8 +86,6 @@ def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
         raise SinkError(sink.describe(), failure.reason, kind=failure.kind) from None
     counts.unchanged = len(wanted) - len(uploads)
     counts.uploaded, counts.deleted, counts.through = len(uploads), len(orphans), end
-    if state.cursor(sink.name) is not None:
-        state.advance(sink.name, end)
     return counts
 
 
