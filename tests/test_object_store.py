@@ -375,7 +375,7 @@ def test_status_prints_the_public_root_url(tmp_path, s3):
     assert run_cli("scan", "--config", str(config)).returncode == 0
     status = run_cli("status", "--config", str(config))
     url = f"{s3.endpoint}/{BUCKET}/{PREFIX}catalog.json"
-    assert f"public_root_url: {url}" in status.stdout
+    assert f"public:   {url}" in status.stdout.splitlines()
     public = tmp_path / "public.toml"
     public.write_text(config.read_text() + 'public_base_url = "https://data.example.org/stac/"\n')
     status = run_cli("status", "--json", "--config", str(public))
