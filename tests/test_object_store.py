@@ -240,6 +240,9 @@ def test_symlink_to_a_file_outside_the_watched_folder_is_never_uploaded(tmp_path
     assert "data" not in linked["assets"] and not [link for link in linked["links"] if link["rel"] == "via"]
     assert objects["scenes/2024/05/real_20240518/real_20240518.tif"] == inside.read_bytes()
     assert objects["scenes/2024/05/alias_20240519/alias_20240519.tif"] == inside.read_bytes(), "a link inside the folder is fine"
+    status = json.loads(run_cli("status", "--json", "--config", str(scan_config(tmp_path, s3, watched, assets="upload"))).stdout)
+    noted = status["sinks"]["object_store"]["last_refused"]
+    assert noted["id"] == "linked_20240517" and "outside the watched folder" in noted["error"]
 
 
 def test_follow_symlinks_on_the_watch_publishes_what_links_point_to(tmp_path, s3, prepared):

@@ -73,7 +73,7 @@ def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
         # Catalogs are read before Items: every Item a catalog links existed when it was
         # read (the writer writes Items first), so the snapshot never links what it lacks.
         for rel in sorted(rels, key=lambda r: not is_catalog_file(r)):
-            data = _bucket_bytes(sink, rel, counts, wanted)
+            data = _bucket_bytes(sink, rel, counts, wanted, state)
             if data is None:
                 continue  # deleted meanwhile: the stream brings its removal
             collections.add(rel.split("/", 1)[0])
@@ -89,7 +89,10 @@ def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
     return counts
 
 
-def _bucket_bytes(sink: ObjectStoreSink, rel: str, counts: MirrorCounts | None = None, wanted: dict[str, Wanted] | None = None) -> bytes | None:
+def _bucket_bytes(
+    sink: ObjectStoreSink, rel: str, counts: MirrorCounts | None = None, wanted: dict[str, Wanted] | None = None,
+    state: State | None = None,
+) -> bytes | None:
     """A catalog file's bytes as the bucket gets them (with uploads: the Item pointing at
     its copies, whose keys are added to ``wanted``); None when the file is gone."""
     try:
@@ -103,6 +106,7 @@ def _bucket_bytes(sink: ObjectStoreSink, rel: str, counts: MirrorCounts | None =
         counts.refused += len(plan.refused)
         for refusal in plan.refused:
             sink.log.warning("asset_refused", sink=sink.name, path=refusal.path, item=rel, reason=refusal.reason)
+            sink.note_refused(rel, f"{refusal.path} not uploaded: {refusal.reason}", state)
     if wanted is not None:
         for upload in plan.uploads:
             wanted[upload.key] = upload

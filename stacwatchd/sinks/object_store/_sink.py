@@ -22,10 +22,11 @@ import posixpath
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from stacwatchd.log import get_logger
-from stacwatchd.sinks.base import Row, Sink, SinkError
+from stacwatchd.sinks.base import Row, Sink, SinkError, note_refused
 from stacwatchd.sinks.object_store._assets import AssetPlanner, Upload
 from stacwatchd.sinks.object_store._store import (
     Bucket,
@@ -90,6 +91,7 @@ class ObjectStoreSink(Sink):
         self._failure: StoreFailure | None = None
         self._seeded = False
         self._through = 0
+        self._state: State | None = None
 
     def describe(self) -> str:
         return self.bucket.describe()
@@ -111,6 +113,7 @@ class ObjectStoreSink(Sink):
             return
         if not self._seeded:
             self._seed(state)
+        self._state = state
         landed = asyncio.run(self._deliver(files + self._rest_of_run(files, state)))
         last = None
         for row in files:
@@ -190,7 +193,16 @@ class ObjectStoreSink(Sink):
         plan = self.uploads.plan(row.path, data)
         for refusal in plan.refused:
             self.log.warning("asset_refused", sink=self.name, path=refusal.path, item=row.path, reason=refusal.reason)
+            self.note_refused(row.path, f"{refusal.path} not uploaded: {refusal.reason}")
         return plan.data, plan.uploads
+
+    def note_refused(self, rel: str, error: str, state: State | None = None) -> None:
+        """Record the last thing refused, for ``stacwatchd status``."""
+        state = state or self._state
+        if state is not None:
+            collection, _, rest = rel.partition("/")
+            item = posixpath.basename(rest).removesuffix(".json") or rest
+            note_refused(state, self.name, {"at": _now(), "collection": collection, "id": item, "error": error})
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -260,16 +272,22 @@ class ObjectStoreSink(Sink):
                 await step()
         except OutsidePrefix as error:
             self.log.error("object_refused", sink=self.name, path=str(error.path), reason=error.reason)
+            self.note_refused(str(error.path), error.reason)
             return seq, True
         except StoreFailure as failure:
             if failure.poison:
                 self.log.error("object_refused", sink=self.name, key=failure.key, reason=failure.reason)
+                self.note_refused(failure.key, failure.reason)
                 return seq, True
             self.log.debug("object_request_failed", sink=self.name, key=failure.key, error=failure.kind, reason=failure.reason)
             if self._failure is None:
                 self._failure = failure
             return seq, False
         return seq, True
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _groups(rows: list[FileChange]) -> list[_Group]:
