@@ -333,6 +333,8 @@ class ObjectStoreSettings(_Model):
     batch_size: int = Field(default=500, ge=1, le=50_000)
     timeout_seconds: float = Field(default=30.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -346,6 +348,12 @@ class ObjectStoreSettings(_Model):
                     "or the instance's role"
                 )
         return data
+
+    @model_validator(mode="after")
+    def _retry_range(self) -> ObjectStoreSettings:
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("retry_max_seconds must be at least retry_initial_seconds")
+        return self
 
     @field_validator("url")
     @classmethod

@@ -59,7 +59,7 @@ def sink_status(daemon: DaemonProcess) -> dict:
 
 
 def test_store_hung_then_killed_during_a_burst_ends_equal_with_no_upload_beyond_retries(tmp_path, s3):
-    daemon = store_daemon(tmp_path, s3, timeout_seconds=3)
+    daemon = store_daemon(tmp_path, s3, timeout_seconds=3, retry_max_seconds=5)
     try:
         daemon.start()
         ids = burst(tmp_path / "prepared", daemon.watched, BURST)

@@ -80,6 +80,7 @@ class ObjectStoreSink(Sink):
     def __init__(self, settings: ObjectStoreSettings, whole: Settings) -> None:
         self.settings = settings
         self.batch_size = settings.batch_size
+        self.retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
         self.bucket = Bucket(settings)
         self.catalog_root = whole.catalog.root.resolve()
         self.log = get_logger()
