@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from stacwatchd.engine.builders import Builder, BuildMode
 from stacwatchd.engine.writer import BatchResult, CatalogWriter, Op, Remove, Tally, op_for
 from stacwatchd.config import CatalogSettings, WatchSettings
-from stacwatchd.model.items import Rejection, Rules, build
+from stacwatchd.model.items import Rejection, Rules
 from stacwatchd.log import get_logger
 from stacwatchd.engine.reconcile import diff
 
@@ -77,13 +78,15 @@ def scan(
     workers: int,
     batch_size: int = 256,
     progress: Callable[[int], Progress] | None = Progress,
+    item_timeout: float = 120.0,
+    build_mode: BuildMode = "process",
 ) -> ScanSummary:
     """Bring the catalog in line with the folders; returns what changed."""
     started = time.monotonic()
     summary = ScanSummary()
     log = get_logger()
     collections = {w.collection_id: w.collection for w in watches}
-    with CatalogWriter(catalog, collections) as writer:
+    with CatalogWriter(catalog, collections) as writer, Builder(workers, item_timeout, mode=build_mode) as builder:
         plans = []
         removals: list[Op] = []
         for watch in watches:
@@ -107,7 +110,7 @@ def scan(
             for path in result.requeue:
                 rules = next((r for _, r in plans if path.is_relative_to(r.root)), None)
                 if rules is not None:
-                    pending.append(op_for(build(path, rules), rules))
+                    pending.append(op_for(builder.build(path, rules), rules))
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stacwatchd-scan") as pool:
             queue = iter(plans)
@@ -119,7 +122,7 @@ def scan(
                     nxt = next(queue, None)
                     if nxt is None:
                         break
-                    running[pool.submit(build, nxt[0], nxt[1])] = nxt[1]
+                    running[pool.submit(builder.build, nxt[0], nxt[1])] = nxt[1]
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

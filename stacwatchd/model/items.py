@@ -107,9 +107,13 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class BuiltItem:
-    """An Item plus what the writer needs beside it (thumbnail bytes, the source files)."""
+    """An Item plus what the writer needs beside it (thumbnail bytes, the source files).
 
-    item: pystac.Item
+    The Item is plain JSON-ready data (``item_to_dict``'s form): it crosses from a build
+    process to the writer cheaply, and the writer needs no pystac to use it.
+    """
+
+    item: dict[str, Any]
     sources: Sources
     facts: tuple[RasterFacts, ...]
     timing: Timing
@@ -119,7 +123,7 @@ class BuiltItem:
 
     @property
     def id(self) -> str:
-        return self.item.id
+        return self.item["id"]
 
 
 def build(path: Path, rules: Rules, *, now: datetime | None = None) -> BuiltItem | Rejection:
@@ -193,7 +197,7 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         )
     )
     return BuiltItem(
-        item=item,
+        item=item_to_dict(item),
         sources=sources,
         facts=facts,
         timing=timing,
@@ -447,6 +451,17 @@ def _union_footprint(
     return merged, geometry_bbox(merged, precision)
 
 
-def item_to_dict(item: pystac.Item) -> dict[str, Any]:
-    """The Item as JSON-ready data, hrefs exactly as built."""
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
+def item_to_dict(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
+    """The Item as JSON-ready data, hrefs exactly as built: a fresh copy the caller may change."""
+    if isinstance(item, pystac.Item):
+        return item.to_dict(include_self_link=False, transform_hrefs=False)
+    return _copy_json(item)
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars), several times faster than ``copy.deepcopy``."""
+    if type(value) is dict:
+        return {k: _copy_json(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy_json(v) for v in value]
+    return value
