@@ -6,6 +6,7 @@ rules, with no shared state, so it can run on any thread and be tested alone.
 
 from __future__ import annotations
 
+import marshal
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -455,13 +456,5 @@ def item_to_dict(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
     """The Item as JSON-ready data, hrefs exactly as built: a fresh copy the caller may change."""
     if isinstance(item, pystac.Item):
         return item.to_dict(include_self_link=False, transform_hrefs=False)
-    return _copy_json(item)
-
-
-def _copy_json(value: Any) -> Any:
-    """A deep copy of JSON data (dicts, lists, scalars), several times faster than ``copy.deepcopy``."""
-    if type(value) is dict:
-        return {k: _copy_json(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_copy_json(v) for v in value]
-    return value
+    # A deep copy of plain JSON data; marshal does it in C, several times faster than deepcopy.
+    return marshal.loads(marshal.dumps(dict(item)))
