@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import TextIO
 
 from stacwatchd.engine.builders import Builder, BuildMode
 from stacwatchd.engine.writer import BatchResult, CatalogWriter, Op, Remove, Tally, op_for
 from stacwatchd.config import CatalogSettings, WatchSettings
-from stacwatchd.model.items import Rejection, Rules
+from stacwatchd.model.items import BuiltItem, Rejection, Rules
 from stacwatchd.log import get_logger
 from stacwatchd.engine.reconcile import diff
 
@@ -112,27 +113,30 @@ def scan(
                 if rules is not None:
                     pending.append(op_for(builder.build(path, rules), rules))
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stacwatchd-scan") as pool:
-            queue = iter(plans)
-            running: dict[Future, Rules] = {}
-            while True:
-                # Keep a batch's worth of builds in flight, so workers go on while the
-                # writer flushes the previous batch.
-                while len(running) < batch_size + workers * 4:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        break
-                    running[pool.submit(builder.build, nxt[0], nxt[1])] = nxt[1]
-                if not running:
+        # Keep a batch's worth of builds queued, so the build processes go on while the
+        # writer flushes the previous batch.
+        finished: SimpleQueue[Future[BuiltItem | Rejection]] = SimpleQueue()
+        rules_of: dict[Future[BuiltItem | Rejection], Rules] = {}
+        queue = iter(plans)
+        while True:
+            while len(rules_of) < batch_size + workers * 4:
+                nxt = next(queue, None)
+                if nxt is None:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    rules = running.pop(future)
-                    pending.append(op_for(future.result(), rules))
-                    if bar:
-                        bar.advance()
-                if len(pending) >= batch_size:
-                    flush()
+                future = builder.submit(nxt[0], nxt[1])
+                rules_of[future] = nxt[1]
+                future.add_done_callback(finished.put)
+            if not rules_of:
+                break
+            done = [finished.get()]
+            while not finished.empty():
+                done.append(finished.get())
+            for future in done:
+                pending.append(op_for(future.result(), rules_of.pop(future)))
+                if bar:
+                    bar.advance()
+            if len(pending) >= batch_size:
+                flush()
         while pending:
             flush()
         if bar:
