@@ -179,8 +179,12 @@ def task_scan(p: dict[str, Any]) -> dict[str, Any]:
 
     src, root = Path(p["src"]), Path(p["root"])
     t0 = time.perf_counter()
+    mode = p.get("mode", "process")
+    build: Any = None
+    if mode == "inline":  # the engine's threads call build themselves, as before the Builder
+        from stacwatchd.model.items import build
     summary = scan(CatalogSettings(root=root), [_watch(src)], workers=p["workers"], progress=_Progress if p.get("progress") else None,
-                   build_mode=p.get("mode", "process"))
+                   build=build, build_mode="process" if mode == "inline" else mode)
     seconds = time.perf_counter() - t0
     if summary.rejected or summary.added != p["n"]:
         reasons = "; ".join(str(r) for r in summary.rejections[:3])

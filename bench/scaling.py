@@ -106,7 +106,13 @@ def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     watch = WatchSettings(path=Path(p["src"]), collection=CollectionSettings(id=COLLECTION))
     gc.collect()
     t0 = time.perf_counter()
-    summary = scan(CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build_mode=p["mode"])
+    mode = p["mode"]
+    if mode == "inline":  # the engine's threads call build themselves, as before the Builder
+        from stacwatchd.model.items import build
+
+        summary = scan(CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build=build)
+    else:
+        summary = scan(CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build_mode=mode)
     seconds = time.perf_counter() - t0
     if summary.rejected or summary.added != p["n"]:
         reasons = "; ".join(str(r) for r in summary.rejections[:3])

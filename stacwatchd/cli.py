@@ -128,6 +128,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from stacwatchd.engine.scan import scan, watches_for
+    from stacwatchd.sinks import configured_sinks
 
     settings = _settings(args)
     for folder in args.dirs:
@@ -136,7 +137,14 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     watches = watches_for(args.dirs, settings.watch, args.collection)
     if not watches:
         raise StacwatchdError(None, "nothing to scan: give folders or configure [[watch]] entries")
-    summary = scan(settings.catalog, watches, workers=args.workers or settings.workers, batch_size=args.batch_size)
+    summary = scan(
+        settings.catalog,
+        watches,
+        workers=args.workers or settings.workers,
+        batch_size=args.batch_size,
+        item_timeout=settings.item_timeout_seconds,
+        sinks=configured_sinks(settings),
+    )
     counts = (
         f"added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
         f"unchanged {summary.unchanged}, rejected {summary.rejected}"
@@ -175,6 +183,7 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     if not state.exists():
         raise StacwatchdError(state, "no state file: nothing to rebuild from")
     with CatalogWriter(settings.catalog) as writer:
+        writer.sync_collections({w.collection_id: w.collection for w in settings.watch})
         result = writer.rebuild()
     print(f"rebuild: {len(result.written)} files written, {len(result.deleted)} stale files removed")
     return EXIT_OK

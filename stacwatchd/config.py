@@ -96,12 +96,13 @@ class DatetimeRule(_Model):
             usable = (
                 "datetime" in groups
                 or {"start_datetime", "end_datetime"} <= groups
-                or ("year" in groups and ({"month", "day"} <= groups or "doy" in groups))
+                or ("year" in groups and ("day" not in groups or bool(groups & {"month", "doy"})))
             )
             if not usable:
                 raise ValueError(
                     "pattern needs a named group 'datetime', or 'start_datetime' and "
-                    "'end_datetime', or date parts 'year' with 'month'+'day' or 'doy'"
+                    "'end_datetime', or date parts 'year' (with 'month'+'day', 'doy', "
+                    "'month' for a whole month, or alone for a whole year)"
                 )
         elif self.pattern is not None:
             raise ValueError(f"'pattern' only applies to filename rules, not {self.source!r}")
@@ -224,6 +225,8 @@ class CatalogSettings(_Model):
     description: str = "Rasters cataloged by stacwatchd"
     self_href: str | None = None
     state_file: Path | None = None
+    file_mode: str | None = Field(default=None, pattern=r"^0?[0-7]{3}$", description="e.g. '0644'; default: from the umask")
+    dir_mode: str | None = Field(default=None, pattern=r"^0?[0-7]{3}$", description="e.g. '0755'; default: from the umask")
 
     @property
     def state_path(self) -> Path:
@@ -278,6 +281,7 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=600.0, ge=0)
     item_timeout_seconds: float = Field(default=120.0, gt=0)
     queue_size: int = Field(default=10_000, ge=1)
+    stall_warning_seconds: float = Field(default=60.0, gt=0)
     observer: Literal["auto", "inotify", "polling"] = "auto"
     log: LogSettings = LogSettings()
     pgstac: PgstacSettings | None = None

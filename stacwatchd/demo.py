@@ -42,7 +42,7 @@ def run_demo(base: Path) -> int:
     daemon = Daemon(settings)
     thread = threading.Thread(target=lambda: daemon.run(), name="stacwatchd-demo", daemon=True)
     thread.start()
-    testing.wait_until(lambda: hasattr(daemon, "pipeline") and daemon.pipeline.healthy, timeout=30)
+    testing.wait_until(lambda: hasattr(daemon, "engine") and daemon.engine.healthy, timeout=30)
     samples = testing.sample_set(staging)
 
     def items() -> set[str]:

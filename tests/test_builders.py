@@ -203,3 +203,36 @@ def test_closed_builder_ends_its_children_and_refuses_work(files: list[Path]):
         wait_until(lambda pid=pid: process_gone(pid), timeout=10, message=f"child {pid} outlived close()")
     with pytest.raises(BuilderClosed):
         builder.build(files[-1], Rules.for_folder(files[-1].parent))
+
+
+def test_file_queued_behind_a_hung_build_is_built_by_the_fresh_child(tmp_path: Path, thumbnail_rules: Rules, files: list[Path]):
+    hung = hung_raster(tmp_path)
+    good = files[-1]
+    try:
+        with Builder(1, 2.0, depth=2) as builder:
+            first = builder.submit(hung, thumbnail_rules)
+            second = builder.submit(good, Rules.for_folder(good.parent))
+            refused, built = first.result(timeout=30), second.result(timeout=30)
+            assert isinstance(refused, Rejection) and refused.kind == "timeout"
+            assert isinstance(built, BuiltItem) and built.id == good.stem
+            assert builder.timeouts == 1 and builder.crashes == 0
+    finally:
+        release(tmp_path)
+
+
+def test_crash_refuses_only_the_file_being_built(tmp_path: Path, thumbnail_rules: Rules, files: list[Path]):
+    hung = hung_raster(tmp_path)
+    queued = files[-2:]
+    try:
+        with Builder(1, 60, depth=3) as builder:
+            (child,) = builder.pids()
+            first = builder.submit(hung, thumbnail_rules)
+            behind = [builder.submit(p, Rules.for_folder(p.parent)) for p in queued]
+            wait_until(lambda: blocked_on_pipe(child), timeout=30, message="the build never reached the pipe")
+            os.kill(child, signal.SIGKILL)
+            crashed = first.result(timeout=30)
+            assert isinstance(crashed, Rejection) and crashed.kind == "crashed"
+            assert [f.result(timeout=30).id for f in behind] == [p.stem for p in queued]
+            assert builder.crashes == 1
+    finally:
+        release(tmp_path)

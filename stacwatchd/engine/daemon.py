@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stacwatchd import __version__
-from stacwatchd.engine.writer import BatchResult, CatalogWriter
+from stacwatchd.engine.writer import BatchResult, CatalogWriter, open_writer
 from stacwatchd.config import Settings, WatchSettings, load_settings
 from stacwatchd.errors import ConfigError, StacwatchdError
-from stacwatchd.model.items import Rules
+from stacwatchd.model.items import Rules, build
 from stacwatchd.log import configure, get_logger
-from stacwatchd.engine.pipeline import Pipeline
+from stacwatchd.engine.engine import Engine
+from stacwatchd.sinks import configured_sinks
+from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.settle import Settler
-from stacwatchd.state.store import State
+from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
 from stacwatchd.engine.watch import FileEvent, Watcher
 
@@ -65,24 +67,31 @@ class Daemon:
     def _build(self) -> None:
         s = self.settings
         collections = {w.collection_id: w.collection for w in s.watch}
-        self.writer = CatalogWriter(s.catalog, collections, outbox=s.pgstac is not None)
+        sinks = configured_sinks(s)
+        self.writer = open_writer(s.catalog, collections, [*sinks, *_legacy_pgstac(s)])
+        try:
+            self.writer.sync_collections(collections)
+        except StateUnwritable as error:
+            self.log.error("collections_sync_failed", path=str(error.path), reason=error.reason, hint="applied at the next start or SIGHUP")
         self.catalog_root = self.writer.root
-        self.pipeline = Pipeline(
+        self.engine = Engine(
             self.writer,
             self.rules_for,
+            build=build,
             workers=s.workers,
             queue_size=s.queue_size,
             item_timeout=s.item_timeout_seconds,
             keep_deleted=lambda root: (w := self.watches.get(root)) is not None and w.settings.on_delete == "keep",
             on_batch=self._after_batch,
         )
-        self.pipeline.status_extra = lambda: {"outbox": sum(sink.depth() for sink in self.sinks)}
+        self.engine.status_extra = self._sink_status
         self.settler = Settler(self._settled, s.settle_seconds)
         self.watcher = Watcher(self.settler.feed, observer=s.observer, on_overflow=self._overflowed)
         if s.pgstac is not None:
             from stacwatchd.sinks.pgstac import PgstacPublisher
 
             self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path, collections=collections))
+        self.sinks += [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
         for watch in s.watch:
             self._add_watch(watch)
 
@@ -113,7 +122,7 @@ class Daemon:
         self._build()
         for sink in self.sinks:
             sink.start()
-        self.pipeline.start()
+        self.engine.start()
         self.settler.start()
         self.watcher.start()
         notify("READY=1", f"STATUS=watching {len(self.watches)} folders")
@@ -135,11 +144,14 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
-            if not self.pipeline.healthy:
+            if not self.engine.healthy:
                 self.log.error("writer_died", error="the writer thread stopped unexpectedly")
                 status = 1
                 break
-            self.pipeline.check_stuck()
+            self.engine.check_stuck()
+            for sink in self.sinks:
+                if isinstance(sink, SinkRunner):
+                    sink.check_stall()
             notify("WATCHDOG=1", f"STATUS={self._status_line()}")
             if time.monotonic() - last_heartbeat >= 2.0:
                 last_heartbeat = time.monotonic()
@@ -148,15 +160,15 @@ class Daemon:
 
     def _shutdown(self, status: int) -> int:
         notify("STOPPING=1")
-        self.log.info("daemon_stopping", queue=self.pipeline.depth())
+        self.log.info("daemon_stopping", queue=self.engine.depth())
         self.watcher.stop()
         self.settler.stop()
-        drained = self.pipeline.stop(self.stop_timeout)
+        drained = self.engine.stop(self.stop_timeout)
         for sink in self.sinks:
             sink.stop(timeout=10.0)
         self._heartbeat(stopped=True)
         self.writer.close()
-        self.log.info("daemon_stopped", drained=drained, **self.pipeline.counters_summary())
+        self.log.info("daemon_stopped", drained=drained, **self.engine.counters.summary())
         return status
 
     def stop(self) -> None:
@@ -189,6 +201,10 @@ class Daemon:
                 added.append(root)
                 self.log.info("watch_added" if current is None else "watch_changed", path=str(root))
         self.settings = fresh.model_copy(update={"catalog": self.settings.catalog})
+        try:
+            self.writer.sync_collections({w.collection_id: w.collection for w in fresh.watch})
+        except StacwatchdError as error:
+            self.log.error("reload_failed", error=error.kind, reason=error.reason, path=str(error.path))
         self._request_reconcile(added)
 
     # -- reconcile ---------------------------------------------------------------------------
@@ -244,14 +260,21 @@ class Daemon:
     # -- glue ------------------------------------------------------------------------------
 
     def _settled(self, ready: Any) -> None:
-        self.pipeline.submit(ready)
+        self.engine.submit(ready)
 
     def _after_batch(self, result: BatchResult) -> None:
         for sink in self.sinks:
             sink.wake()
 
+    def _sink_status(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"outbox": sum(sink.depth() for sink in self.sinks)}
+        runners = [sink for sink in self.sinks if isinstance(sink, SinkRunner)]
+        if runners:
+            report["sinks"] = {runner.name: runner.status() for runner in runners}
+        return report
+
     def _status_line(self) -> str:
-        s = self.pipeline.status()
+        s = self.engine.status()
         return (
             f"queue {s['queue']}, building {s['building']}, added {s['added']}, updated {s['updated']}, "
             f"removed {s['removed']}, rejected {s['rejected']}, outbox {s.get('outbox', 0)}"
@@ -265,9 +288,19 @@ class Daemon:
             "heartbeat_at": time.time(),
             "running": not stopped,
             "watches": {str(p): state for p, state in self.watcher.status().items()},
-            **self.pipeline.status(),
+            **self.engine.status(),
         }
-        self.pipeline.post_meta("daemon", json.dumps(report))
+        self.engine.post_meta("daemon", json.dumps(report))
+
+
+@dataclass(frozen=True, slots=True)
+class _LegacyPgstac:
+    name: str = "pgstac"
+    stream: str = "changes"
+
+
+def _legacy_pgstac(settings: Settings) -> list[_LegacyPgstac]:
+    return [_LegacyPgstac()] if settings.pgstac is not None else []
 
 
 def run(config_path: Path | None) -> int:

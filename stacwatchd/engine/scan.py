@@ -1,40 +1,23 @@
-"""One-shot backfill or catch-up: folders → parallel Item builds → one writer, in batches."""
+"""One-shot backfill or catch-up: the engine of ``run``, fed by one walk of the folders."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
-from queue import SimpleQueue
 from typing import TextIO
 
-from stacwatchd.engine.builders import Builder, BuildMode
-from stacwatchd.engine.writer import BatchResult, CatalogWriter, Op, Remove, Tally, op_for
 from stacwatchd.config import CatalogSettings, WatchSettings
-from stacwatchd.model.items import BuiltItem, Rejection, Rules
-from stacwatchd.log import get_logger
+from stacwatchd.engine.builders import Builder, BuildMode
+from stacwatchd.engine.engine import Build, Counters, Engine
 from stacwatchd.engine.reconcile import diff
-
-
-@dataclass(slots=True)
-class ScanSummary(Tally):
-    """The final line of a scan, and the files it could not catalog."""
-
-    files_written: int = 0
-    seconds: float = 0.0
-    rejections: list[Rejection] = field(default_factory=list)
-
-    def absorb(self, result: BatchResult) -> None:
-        Tally.absorb(self, result)
-        self.files_written += len(result.written)
-        self.rejections.extend(result.rejections)
-
-    @property
-    def wrote_nothing(self) -> bool:
-        return self.files_written == 0
+from stacwatchd.engine.settle import Ready
+from stacwatchd.engine.writer import open_writer
+from stacwatchd.sinks.base import Sink, deliver_once
+from stacwatchd.log import get_logger
+from stacwatchd.model.items import Rules
 
 
 class Progress:
@@ -78,71 +61,58 @@ def scan(
     *,
     workers: int,
     batch_size: int = 256,
+    item_timeout: float = 60.0,
     progress: Callable[[int], Progress] | None = Progress,
-    item_timeout: float = 120.0,
+    build: Build | None = None,
+    sinks: Sequence[Sink] = (),
     build_mode: BuildMode = "process",
-) -> ScanSummary:
-    """Bring the catalog in line with the folders; returns what changed."""
+) -> Counters:
+    """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk.
+
+    Unless ``build`` is given, Items are built by a ``Builder`` of ``workers`` slots
+    (``build_mode``); the engine runs ``depth`` threads per slot, so that each build
+    process always has its next file queued.
+    """
     started = time.monotonic()
-    summary = ScanSummary()
     log = get_logger()
     collections = {w.collection_id: w.collection for w in watches}
-    with CatalogWriter(catalog, collections) as writer, Builder(workers, item_timeout, mode=build_mode) as builder:
-        plans = []
-        removals: list[Op] = []
-        for watch in watches:
-            rules = Rules.from_watch(watch)
-            found = diff(rules, writer.state, recursive=watch.recursive, skip=[writer.root])
+    rules = {Rules.from_watch(w).root: (Rules.from_watch(w), w) for w in watches}
+    builder = Builder(workers, item_timeout, mode=build_mode) if build is None else None
+    with builder or contextlib.nullcontext(), open_writer(catalog, collections, sinks) as writer:
+        writer.sync_collections(collections)
+        engine = Engine(
+            writer,
+            lambda root: rules[root][0] if root in rules else None,
+            build=build or builder.build,  # type: ignore[union-attr]
+            workers=workers * (builder.depth if builder else 1),
+            queue_size=max(batch_size, workers * 4),
+            item_timeout=item_timeout,
+            keep_deleted=lambda root: root in rules and rules[root][1].on_delete == "keep",
+            max_batch=batch_size,
+        )
+        engine.start()
+        plans: list[Ready] = []
+        for root, (watch_rules, watch) in rules.items():
+            found = diff(watch_rules, writer.state, recursive=watch.recursive, skip=[writer.root])
             for error in found.errors:
-                log.warning("scan_incomplete", path=str(watch.path), error=error)
-            summary.unchanged += found.unchanged
-            summary.rejected += found.still_rejected
-            removals += [Remove(p) for p in found.removed]
-            plans += [(p, rules) for p in found.changed]
+                log.warning("scan_incomplete", path=str(root), error=error)
+            engine.counters.unchanged += found.unchanged
+            engine.counters.rejected += found.still_rejected
+            plans += [Ready("delete", p, root) for p in found.removed]
+            plans += [Ready("upsert", p, root) for p in sorted(found.changed)]
         bar = progress(len(plans)) if progress else None
-        pending: list[Op] = list(removals)
-
-        def flush() -> None:
-            result = writer.apply(pending)
-            pending.clear()
-            summary.absorb(result)
-            for rejection in result.rejections:
-                log.warning("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
-            for path in result.requeue:
-                rules = next((r for _, r in plans if path.is_relative_to(r.root)), None)
-                if rules is not None:
-                    pending.append(op_for(builder.build(path, rules), rules))
-
-        # Keep a batch's worth of builds queued, so the build processes go on while the
-        # writer flushes the previous batch.
-        finished: SimpleQueue[Future[BuiltItem | Rejection]] = SimpleQueue()
-        rules_of: dict[Future[BuiltItem | Rejection], Rules] = {}
-        queue = iter(plans)
-        while True:
-            while len(rules_of) < batch_size + workers * 4:
-                nxt = next(queue, None)
-                if nxt is None:
-                    break
-                future = builder.submit(nxt[0], nxt[1])
-                rules_of[future] = nxt[1]
-                future.add_done_callback(finished.put)
-            if not rules_of:
-                break
-            done = [finished.get()]
-            while not finished.empty():
-                done.append(finished.get())
-            for future in done:
-                pending.append(op_for(future.result(), rules_of.pop(future)))
-                if bar:
-                    bar.advance()
-            if len(pending) >= batch_size:
-                flush()
-        while pending:
-            flush()
+        for ready in plans:
+            engine.submit(ready)
+            if bar:
+                bar.advance()
+        engine.wait_written()
+        engine.stop()
         if bar:
             bar.close()
-    summary.seconds = time.monotonic() - started
-    return summary
+        for sink in sinks:
+            deliver_once(sink, writer.state.path)
+    engine.counters.seconds = time.monotonic() - started
+    return engine.counters
 
 
 def watches_for(paths: Sequence[Path], configured: Sequence[WatchSettings], collection: str | None) -> list[WatchSettings]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import os
-import tempfile
-import time
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -29,7 +29,7 @@ from stacwatchd.stac.layout import Layout, partition_of
 from stacwatchd.log import get_logger
 from stacwatchd.model.sources import Signature
 from stacwatchd.stac.json import dumps, loads
-from stacwatchd.state.store import State, compress, decompress, value_rows
+from stacwatchd.state.store import State, StateUnwritable, Tx, compress
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
 
@@ -79,24 +79,6 @@ Op = Upsert | Remove | RemoveTree | Reject
 
 
 @dataclass(slots=True)
-class Tally:
-    """Running counts of what batches did (the daemon's status, scan's summary)."""
-
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-
-    def absorb(self, result: BatchResult) -> None:
-        self.added += result.added
-        self.updated += result.updated
-        self.removed += result.removed
-        self.unchanged += result.unchanged
-        self.rejected += result.rejected
-
-
-@dataclass(slots=True)
 class BatchResult:
     """What a batch did, for logs, ``scan``'s summary and the benchmarks."""
 
@@ -119,11 +101,51 @@ class BatchResult:
             getattr(self, name).extend(getattr(other, name))
 
 
+# -- failures ---------------------------------------------------------------------------
+
+#: errno values that mean "this file name or these bytes", not "this disk": retrying the
+#: same write can never succeed, so the operation that wants it is refused alone.
+_CONTENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ})
+
+#: Our temp files: ``.stacwatchd-<random>.tmp`` (short, whatever the target's name).
+TEMP_PREFIX = ".stacwatchd-"
+TEMP_SUFFIX = ".tmp"
+
+
+class CatalogUnwritable(StacwatchdError):
+    """Catalog files could not be written for a reason outside them (disk full, read-only,
+    permissions, I/O, a vanished folder): the journal keeps the work, retried later."""
+
+    def __init__(self, path: Path | str, reason: str, errno_name: str | None = None) -> None:
+        super().__init__(path, reason)
+        self.errno_name = errno_name
+
+
+class _UnwritableFile(Exception):
+    """One file whose own name or bytes the filesystem refuses."""
+
+    def __init__(self, rel: str, error: OSError) -> None:
+        super().__init__(rel)
+        self.rel = rel
+        self.error = error
+
+
+def _errno_name(exc: OSError) -> str | None:
+    return errno.errorcode.get(exc.errno) if exc.errno else None
+
+
 # -- the writer -------------------------------------------------------------------------
 
 
 class CatalogWriter:
-    """The only thing that changes the state index and the catalog files."""
+    """The only thing that changes the state index and the catalog files.
+
+    ``commit`` records a batch in the state (one transaction); ``flush`` projects the
+    journal onto files. Both raise only environmental failures
+    (:class:`~stacwatchd.state.store.StateUnwritable`, :class:`CatalogUnwritable`), which
+    the caller retries; an operation or file that fails because of its own content is
+    refused alone and the rest lands.
+    """
 
     def __init__(
         self,
@@ -133,6 +155,7 @@ class CatalogWriter:
         durability: Durability = "batch",
         summaries: Sequence[str] = DEFAULT_SUMMARIES,
         outbox: bool = False,
+        file_outbox: bool = False,
     ) -> None:
         self.settings = settings
         self.root = settings.root.resolve()
@@ -143,8 +166,10 @@ class CatalogWriter:
         self.summary_fields = tuple(summaries)
         self.state = State(settings.state_file or self.root / STATE_DIRNAME / "state.db")
         self.outbox = outbox
+        self.file_outbox = file_outbox
         self.render = Renderer(self.state, self.layout, settings, self.collections, tuple(summaries))
         self.log = get_logger()
+        self.modes = _Modes.of(settings)
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         self.recover()
 
@@ -165,64 +190,128 @@ class CatalogWriter:
     def collection_meta(self, collection: str) -> dict[str, Any]:
         return self.render.collection_meta(collection)
 
+    def pending(self) -> int:
+        """Journal entries not yet projected onto files."""
+        return len(self.state.journal())
+
     # -- public operations ---------------------------------------------------------------
 
     def recover(self) -> BatchResult:
-        """Finish the journal a killed process left behind (idempotent)."""
+        """Finish what a killed process left behind; never stops a start.
+
+        Temp files of interrupted writes are removed, and the journal is replayed. When
+        the environment still fails (a full disk), the journal is left for the retries
+        of whoever drives the writer.
+        """
         result = BatchResult()
-        if self.state.journal():
-            self.log.warning("journal_replay", entries=len(self.state.journal()))
-            self._apply_journal(result, recovering=True)
+        entries = self.state.journal()
+        self._remove_temp_files(self._folders_of(entries))
+        if entries:
+            self.log.warning("journal_replay", entries=len(entries))
         else:
-            self._create_root_if_missing(result)
+            with contextlib.suppress(StateUnwritable):
+                if not self.layout.root_catalog.exists():
+                    with self.state.transaction() as tx:
+                        tx.append_journal([("root", None, None)])
+        try:
+            self.flush(result)
+        except (CatalogUnwritable, StateUnwritable) as error:
+            self.log.error(
+                "journal_replay_deferred", path=str(error.path), error=error.kind, reason=error.reason,
+                pending=self.pending(), hint="retried until it succeeds",
+            )  # fmt: skip
         return result
 
     def apply(self, ops: Iterable[Op]) -> BatchResult:
-        """One batch: one state transaction, then the affected files, each written once.
+        """``commit`` then ``flush``: the state and the files of one batch."""
+        result = self.commit(ops)
+        self.flush(result)
+        return result
 
-        Operations apply in the order given (a file written then deleted is gone).
+    def commit(self, ops: Iterable[Op]) -> BatchResult:
+        """One state transaction for the whole batch, one savepoint per operation.
+
+        Operations apply in the order given (a file written then deleted is gone). One
+        that fails because of its own content is undone alone and its file refused.
         """
         result = BatchResult()
         ops = list(ops)
         if not ops:
             return result
-        batch = _Batch(self, result)
-        with self.state.transaction():
+        with self.state.transaction() as tx:
+            batch = _Batch(self, tx, result)
             for op in ops:
-                if isinstance(op, Remove):
-                    batch.remove_path(str(op.path))
-                elif isinstance(op, RemoveTree):
-                    for record in list(self.state.sources_under(str(op.prefix))):
-                        batch.remove_path(record.path)
-                elif isinstance(op, Reject):
-                    batch.reject(op)
-                else:
-                    batch.upsert(op)
+                try:
+                    with tx.savepoint():
+                        batch.apply(op)
+                except StateUnwritable:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one poison operation must not sink the batch
+                    batch.refuse(op, exc)
             batch.write_journal()
-        self._apply_journal(result)
         result.requeue = [p for p in dict.fromkeys(result.requeue) if p.exists()]
         return result
+
+    def flush(self, result: BatchResult | None = None) -> BatchResult:
+        """Write (and delete) the files the journal names, in the order that keeps every
+        link resolvable. A file refused for its own name refuses its Item alone."""
+        result = result if result is not None else BatchResult()
+        for _ in range(1000):
+            try:
+                self._apply_journal(result)
+                return result
+            except _UnwritableFile as bad:
+                self._refuse_unwritable(bad, result)
+        raise CatalogUnwritable(self.root, "too many unwritable files in one flush")
 
     def rebuild(self) -> BatchResult:
         """Regenerate every catalog file from the state index alone, byte for byte."""
         result = BatchResult()
-        previous = {row[0] for row in self.state.db.execute("SELECT path FROM files")}
-        batch = _Batch(self, result)
-        with self.state.transaction() as db:
-            db.execute("DELETE FROM files")
+        with self.state.transaction() as tx:
+            previous = tx.forget_files()
+            batch = _Batch(self, tx, result)
             for collection, item_id, partition in list(self.state.all_items()):
                 batch.relink(collection, item_id, partition)
                 batch.dirty_partition(collection, partition)
             batch.dirty_root = True
-            batch.write_journal()
-        self._apply_journal(result)
-        current = {row[0] for row in self.state.db.execute("SELECT path FROM files")}
-        stale = sorted(previous - current)
+            batch.write_journal(outbox=False)
+        self.flush(result)
+        stale = sorted(previous - self.state.file_paths())
         for rel in stale:
             self._unlink(rel)
         self._prune_dirs(stale)
         result.deleted.extend(stale)
         return result
+
+    def sync_collections(self, configured: Mapping[str, CollectionSettings]) -> list[str]:
+        """Apply the configured metadata of each collection (the configuration wins).
+
+        The partitioning of a collection that has Items is kept (changing it means
+        moving every Item: ``rebuild`` after removing the catalog). Returns the
+        collections whose stored metadata changed; their files are rewritten.
+        """
+        self.collections.update(configured)
+        changed = []
+        with self.state.transaction() as tx:
+            batch = _Batch(self, tx, BatchResult())
+            for collection in sorted(configured):
+                before = self.state.collection_settings(collection)
+                meta = batch.collection(collection)
+                if before is None or before == meta:
+                    continue
+                changed.append(collection)
+                if not self.state.has_items(collection):
+                    continue
+                self.log.info("collection_changed", collection=collection, fields=sorted(k for k in meta if meta.get(k) != before.get(k)))
+                if meta.get("title") != before.get("title"):
+                    for item_id, partition in self.state.items_with_partitions(collection):
+                        batch.relink(collection, item_id, partition)
+                        batch.dirty_partition(collection, partition)
+                batch.collections.add(collection)
+                batch.changed_collections.add(collection)
+                batch.dirty_root = True
+            batch.write_journal()
+        return changed
 
     def ensure_collection(self, collection: str, settings: CollectionSettings | None = None) -> None:
         """Remember a collection's configured metadata (used when its first Item arrives)."""
@@ -231,38 +320,65 @@ class CatalogWriter:
 
     # -- journal application -----------------------------------------------------------------
 
-    def _apply_journal(self, result: BatchResult, *, recovering: bool = False) -> None:
+    def _apply_journal(self, result: BatchResult) -> None:
         entries = self.state.journal()
         if not entries:
             return
         intents: dict[str, bytes | None] = {}
-        for _, kind, collection, key in entries:
-            for rel, data in self._entry_files(kind, collection, key):
+        owners: dict[str, tuple[int, str, str | None, str | None]] = {}
+        for entry in entries:
+            for rel, data in self._entry_files(entry):
                 intents.pop(rel, None)
                 intents[rel] = data
+                owners[rel] = entry
         writes = [(rel, data) for rel, data in intents.items() if data is not None]
         deletes = [rel for rel, data in intents.items() if data is None]
-        if recovering:
-            self._remove_temp_files({rel for rel in intents})
         hashes = {rel: sha256(data).hexdigest() for rel, data in writes}
         writes = [(rel, data) for rel, data in writes if self.state.file_hash(rel) != hashes[rel]]
-        self._write_files(self._stubs(writes, deletes))
-        self._write_files(writes)
-        deletes.sort(key=_deletion_order)
-        deleted = [rel for rel in deletes if self._unlink(rel)]
-        self._prune_dirs(deletes)
-        if deleted:
-            self._sync()
-        with self.state.transaction() as db:
-            db.executemany(
-                "INSERT INTO files (path, hash) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET hash = excluded.hash",
-                [(rel, hashes[rel]) for rel, _ in writes],
-            )
-            db.executemany("DELETE FROM files WHERE path = ?", [(rel,) for rel in deletes])
-            db.execute("DELETE FROM journal WHERE seq <= ?", (entries[-1][0],))
+        stubs = self._stubs(writes, deletes)
+        try:
+            self._write_files(stubs)
+            self._write_files(writes)
+            deletes.sort(key=_deletion_order)
+            deleted = [rel for rel in deletes if self._unlink(rel)]
+            self._prune_dirs(deletes)
+            if deleted:
+                self._sync()
+        except _UnwritableFile as bad:
+            bad.owner = owners.get(bad.rel)  # type: ignore[attr-defined]
+            raise
+        except OSError as exc:
+            where = exc.filename or self.root
+            raise CatalogUnwritable(where, f"cannot change {where}: {exc.strerror or exc}", _errno_name(exc)) from exc
+        with self.state.transaction() as tx:
+            tx.finish_journal(entries[-1][0], [(rel, hashes[rel]) for rel, _ in writes], deletes)
+            if self.file_outbox:
+                tx.append_files([*stubs, *writes, *((rel, None) for rel in deleted)])
         result.written.extend(rel for rel, _ in writes)
         result.bytes_written += sum(len(data) for _, data in writes)
         result.deleted.extend(deleted)
+
+    def _refuse_unwritable(self, bad: _UnwritableFile, result: BatchResult) -> None:
+        """Refuse the Item whose own file the filesystem will never take; keep the rest."""
+        owner = getattr(bad, "owner", None)
+        reason = f"cannot write {bad.rel}: {bad.error.strerror or bad.error}"
+        if owner is None or owner[1] not in ("item", "delete_item") or owner[2] is None:
+            raise CatalogUnwritable(self.root / bad.rel, reason, _errno_name(bad.error))
+        seq, kind, collection, key = owner
+        item_id = key if kind == "item" else json.loads(key or "[]")[1]
+        self.log.error("item_unwritable", path=str(self.root / bad.rel), collection=collection, item_id=item_id, reason=reason)
+        with self.state.transaction() as tx:
+            batch = _Batch(self, tx, result)
+            records = [self.state.source(path) for path, _ in self.state.item_sources(collection, item_id)]
+            batch.remove_item(collection, item_id)
+            for record in records:
+                if record is None:
+                    continue
+                signature = (record.size, record.mtime_ns, record.inode, record.device)
+                rejection = Rejection(Path(record.path), reason, "unwritable", Signature(*signature))
+                batch.reject(Reject(rejection, Path(record.watch), record.collection))
+            tx.drop_journal_entry(seq)
+            batch.write_journal()
 
     def _stubs(self, writes: list[tuple[str, bytes]], deletes: list[str]) -> list[tuple[str, bytes]]:
         """Catalogs without their downward links, written before anything else.
@@ -284,8 +400,9 @@ class CatalogWriter:
                     continue
         return stubs
 
-    def _entry_files(self, kind: str, collection: str | None, key: str | None) -> list[tuple[str, bytes | None]]:
+    def _entry_files(self, entry: tuple[int, str, str | None, str | None]) -> list[tuple[str, bytes | None]]:
         """The files one journal entry stands for, rendered from the committed state."""
+        _, kind, collection, key = entry
         if kind == "root":
             return [(self._rel(self.layout.root_catalog), self.render.root())]
         assert collection is not None
@@ -296,14 +413,12 @@ class CatalogWriter:
             parts = tuple(key.split("/"))
             return [(self._rel(self.layout.partition_file(collection, parts)), self.render.partition(collection, key))]
         if kind == "item":
-            row = self.state.db.execute(
-                "SELECT partition, doc, thumbnail FROM items WHERE collection = ? AND id = ?", (collection, key)
-            ).fetchone()
+            row = self.state.item_files_row(collection, key or "")
             if row is None:
                 return []
             partition, doc, thumbnail = row
             path = self.layout.item_file(collection, _parts(partition), key or "")
-            files: list[tuple[str, bytes | None]] = [(self._rel(path), decompress(doc))]
+            files: list[tuple[str, bytes | None]] = [(self._rel(path), doc)]
             if thumbnail is not None:
                 files.append((self._rel(path.parent / THUMBNAIL), thumbnail))
             return files
@@ -324,32 +439,57 @@ class CatalogWriter:
         return resolved[len(str(self.root)) + 1 :]
 
     def _write_files(self, writes: list[tuple[str, bytes]]) -> None:
-        """Temp file beside the target, flushed, then renamed in order, then the folders flushed."""
+        """Temp file beside the target, flushed, then renamed in order, then the folders flushed.
+
+        A temp file never outlives a failed write: it is removed before the error leaves.
+        """
         if not writes:
             return
-        staged = []
+        staged: list[tuple[str, Path, str]] = []
+        target = self.root
         try:
             for rel, data in writes:
                 target = self.root / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+                self._make_dirs(target.parent, rel)
+                tmp = str(target.parent / f"{TEMP_PREFIX}{secrets.token_hex(4)}{TEMP_SUFFIX}")
+                staged.append((tmp, target, rel))
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.modes.file)
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                     if self.durability == "file":
                         fh.flush()
                         os.fsync(fh.fileno())
-                staged.append((tmp, target))
+                if self.modes.exact_file:
+                    os.chmod(tmp, self.modes.file)
+            target = self.root
             self._sync()
-            for tmp, target in staged:
-                os.replace(tmp, target)
+            for tmp, target, rel in staged:
+                try:
+                    os.replace(tmp, target)
+                except OSError as exc:
+                    if exc.errno in _CONTENT_ERRNOS:
+                        raise _UnwritableFile(rel, exc) from exc
+                    raise
                 if self.durability == "file":
                     _fsync_dir(target.parent)
             staged = []
+            target = self.root
             self._sync()
+        except OSError as exc:
+            raise CatalogUnwritable(target, f"cannot write {target}: {exc.strerror or exc}", _errno_name(exc)) from exc
         finally:
-            for tmp, _ in staged:
+            for tmp, _, _ in staged:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+
+    def _make_dirs(self, folder: Path, rel: str) -> None:
+        try:
+            if not folder.is_dir():
+                _make_tree(folder, self.modes.dir, exact=self.modes.exact_dir)
+        except OSError as exc:
+            if exc.errno in _CONTENT_ERRNOS:
+                raise _UnwritableFile(rel, exc) from exc
+            raise
 
     def _sync(self) -> None:
         """Flush the catalog's filesystem once per batch (syncfs) instead of once per file."""
@@ -377,40 +517,75 @@ class CatalogWriter:
                     break
                 folder = folder.parent
 
-    def _remove_temp_files(self, rels: set[str]) -> None:
-        """Temp files of writes a kill interrupted (only where the journal was writing)."""
-        for folder in {(self.root / rel).parent for rel in rels}:
-            if not folder.is_dir():
+    def _folders_of(self, entries: list[tuple[int, str, str | None, str | None]]) -> set[Path]:
+        """Where interrupted writes may have left temp files: the journal's folders and
+        every catalog (not Item) folder."""
+        folders = {self.root}
+        for entry in entries:
+            with contextlib.suppress(Exception):
+                folders.update((self.root / rel).parent for rel, _ in self._entry_files(entry))
+        folders.update((self.root / rel).parent for rel in self.state.file_paths() if _is_catalog(rel))
+        return folders
+
+    def _remove_temp_files(self, folders: Iterable[Path]) -> None:
+        """Temp files of writes a kill interrupted (ours, and those of older versions)."""
+        for folder in folders:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
                 continue
-            for entry in os.scandir(folder):
-                if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and entry.is_file():
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
-
-    def _create_root_if_missing(self, result: BatchResult) -> None:
-        if not self.layout.root_catalog.exists():
-            with self.state.transaction() as db:
-                db.execute("INSERT INTO journal (kind) VALUES ('root')")
-            self._apply_journal(result)
 
 
 # -- one batch inside the state transaction ------------------------------------------------
 
 
 class _Batch:
-    """The bookkeeping of one ``apply``: state rows now, journal entries at the end."""
+    """The bookkeeping of one ``commit``: state rows now, journal entries at the end."""
 
-    def __init__(self, writer: CatalogWriter, result: BatchResult) -> None:
+    def __init__(self, writer: CatalogWriter, tx: Tx, result: BatchResult) -> None:
         self.w = writer
-        self.db = writer.state.db
+        self.tx = tx
         self.state = writer.state
         self.result = result
         self.items: dict[tuple[str, str], None] = {}
         self.partitions: set[tuple[str, str]] = set()
-        self.published: list[tuple[str, str, str | None]] = []
+        self.published: list[tuple[str, str | None, str, str | None, bytes | None]] = []
         self.collections: set[str] = set()
+        self.changed_collections: set[str] = set()
+        self.had_items: dict[str, bool] = {}
         self.deletes: list[tuple[str, str, str]] = []
         self.dirty_root = False
+
+    def apply(self, op: Op) -> None:
+        if isinstance(op, Remove):
+            self.remove_path(str(op.path))
+        elif isinstance(op, RemoveTree):
+            for record in list(self.state.sources_under(str(op.prefix))):
+                self.remove_path(record.path)
+        elif isinstance(op, Reject):
+            self.reject(op)
+        else:
+            self.upsert(op)
+
+    def refuse(self, op: Op, error: Exception) -> None:
+        """An operation that failed because of its own content: record the refusal."""
+        if isinstance(op, Upsert):
+            path, watch, collection = op.built.sources.primary, op.watch, op.built.collection_id
+            signature = dict(op.built.signatures).get(path)
+        elif isinstance(op, Reject):
+            path, watch, collection, signature = op.rejection.path, op.watch, op.collection, op.rejection.signature
+        else:
+            path = op.path if isinstance(op, Remove) else op.prefix
+            self.w.log.exception("operation_failed", path=str(path), error=type(error).__name__)
+            return
+        reason = f"cannot catalog it: {type(error).__name__}: {error}"
+        self.w.log.error("item_unwritable", path=str(path), reason=reason, error=type(error).__name__)
+        with self.tx.savepoint():
+            self.reject(Reject(Rejection(path, reason, "unwritable", signature), watch, collection))
 
     # -- removals ----------------------------------------------------------------------
 
@@ -418,7 +593,7 @@ class _Batch:
         record = self.state.source(path)
         if record is None:
             return
-        self.db.execute("DELETE FROM sources WHERE path = ?", (path,))
+        self.tx.delete_source(path)
         if record.status != "cataloged" or record.item_id is None:
             return
         remaining = self.state.item_sources(record.collection, record.item_id)
@@ -432,26 +607,34 @@ class _Batch:
         current = self.state.item(collection, item_id)
         if current is None:
             return
-        self.db.execute("DELETE FROM sources WHERE collection = ? AND item_id = ?", (collection, item_id))
-        self._drop_values(collection, item_id)
-        self.db.execute("DELETE FROM items WHERE collection = ? AND id = ?", (collection, item_id))
-        self._count_partition(collection, current.partition, -1)
+        self._touch(collection)
+        last = self.state.item_publish_row(collection, item_id)
+        self.tx.delete_item_sources(collection, item_id)
+        self.tx.delete_item(collection, item_id)
+        self.tx.count_partition(collection, current.partition, -1)
         self.deletes.append((collection, current.partition, item_id))
         self.dirty_partition(collection, current.partition)
         self.items.pop((collection, item_id), None)
-        self.published.append(("delete_item", collection, item_id))
+        self.published.append(("delete_item", "item.removed", collection, item_id, last[1] if last else None))
         self.result.removed += 1
         self.result.changes.append(("removed", collection, item_id, path))
+        for waiter in self.state.clash_waiters(collection, item_id):
+            # The id is free again: the file refused for wanting it is built now.
+            self.tx.delete_source(waiter)
+            self.result.requeue.append(Path(waiter))
 
     # -- rejections --------------------------------------------------------------------
 
-    def reject(self, op: Reject) -> None:
+    def reject(self, op: Reject, item_id: str | None = None) -> None:
         rejection = op.rejection
         path = str(rejection.path)
         previous = self.state.source(path)
         if previous is not None and previous.status == "cataloged":
             self.remove_path(path)
-        self._write_source(path, op.watch, op.collection, rejection.signature, "rejected", "data", None, rejection)
+        self.tx.put_source(
+            path, str(op.watch), op.collection, rejection.signature, "rejected", "data", item_id,
+            rejection.kind, rejection.reason,
+        )  # fmt: skip
         self.result.rejected += 1
         self.result.rejections.append(rejection)
 
@@ -460,20 +643,23 @@ class _Batch:
     def upsert(self, op: Upsert) -> None:
         built = op.built
         collection, item_id = built.collection_id, built.id
-        meta = self._collection(collection)
+        meta = self.collection(collection)
         origin = f"{built.sources.primary.parent}/{built.sources.key}"
         existing = self.state.item(collection, item_id)
-        if existing is not None and existing.origin != origin:
-            others = [p for p, role in self.state.item_sources(collection, item_id) if role == "data"]
-            alive = [p for p in others if os.path.exists(p)]
-            if alive:
-                error = IdClash(built.sources.primary, alive[0], item_id, collection)
-                signature = dict(built.signatures).get(built.sources.primary)
-                self.reject(Reject(Rejection.from_error(error, built.sources.primary, signature), op.watch, collection))
-                return
-            self.remove_item(collection, item_id)
-            self.result.removed -= 1
-            existing = None
+        if existing is not None:
+            holders = [p for p, role in self.state.item_sources(collection, item_id) if role == "data"]
+            mine = {str(p) for _, p in built.sources.data}
+            if holders and not mine.intersection(holders):
+                alive = [p for p in holders if os.path.exists(p)]
+                if alive:
+                    self._refuse_clash(op, alive[0])
+                    return
+                # The holder is gone (its removal not yet settled): the id moves over.
+                self.remove_item(collection, item_id)
+                self.result.removed -= 1
+                self.result.changes.pop()
+                existing = None
+        self._touch(collection)
         for path, _ in built.signatures:
             record = self.state.source(str(path))
             if record is not None and record.status == "cataloged" and (record.collection, record.item_id) != (collection, item_id):
@@ -496,33 +682,30 @@ class _Batch:
             return
         index = index_item(doc)
         if existing is not None:
-            self._drop_values(collection, item_id)
+            self.tx.drop_values(collection, item_id)
             if existing.partition != partition:
-                self._count_partition(collection, existing.partition, -1)
-                self._count_partition(collection, partition, +1)
+                self.tx.count_partition(collection, existing.partition, -1)
+                self.tx.count_partition(collection, partition, +1)
                 self.deletes.append((collection, existing.partition, item_id))
                 self.dirty_partition(collection, existing.partition)
         else:
-            self._count_partition(collection, partition, +1)
-        west, south, east, north = index.bbox or (None, None, None, None)
-        self.db.execute(
-            "INSERT OR REPLACE INTO items (collection, id, origin, partition, xkind, west, south, east, north, "
-            "start_us, end_us, gsd, resolution, created, hash, doc, thumbnail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                collection, item_id, origin, partition, index.xkind, west, south, east, north,
-                index.start_us, index.end_us, index.gsd, index.resolution,
-                doc["properties"]["created"], sha256(data).hexdigest(), compress(data), built.thumbnail,
-            ),
-        )  # fmt: skip
-        self._add_values(collection, item_id, index.values)
+            self.tx.count_partition(collection, partition, +1)
+        self.tx.put_item(collection, item_id, origin, partition, index, doc["properties"]["created"], data, built.thumbnail)
         self._write_sources(built, op.watch)
         self.items[(collection, item_id)] = None
         self.dirty_partition(collection, partition)
-        self.published.append(("item", collection, item_id))
         kind = "updated" if existing is not None else "added"
+        self.published.append(("item", f"item.{kind}", collection, item_id, compress(data)))
         setattr(self.result, kind, getattr(self.result, kind) + 1)
         self.result.changes.append((kind, collection, item_id, str(built.sources.primary)))
+
+    def _refuse_clash(self, op: Upsert, holder: str) -> None:
+        built = op.built
+        error = IdClash(built.sources.primary, holder, built.id, built.collection_id)
+        signature = dict(built.signatures).get(built.sources.primary)
+        rejection = Rejection.from_error(error, built.sources.primary, signature)
+        # The id it wanted is kept with the refusal: it is built again once the id is free.
+        self.reject(Reject(rejection, op.watch, built.collection_id), item_id=built.id)
 
     def _same_but_updated(self, collection: str, item_id: str, doc: dict[str, Any]) -> bool:
         """Whether the new JSON equals the stored one except for ``updated``."""
@@ -534,7 +717,7 @@ class _Batch:
         return dumps(candidate) == old
 
     def relink(self, collection: str, item_id: str, partition: str) -> None:
-        """Refresh an Item's structural links from current titles (for ``rebuild``)."""
+        """Refresh an Item's structural links from current titles (``rebuild``, a new title)."""
         meta = self.w.collection_meta(collection)
         old = self.state.item_doc(collection, item_id)
         assert old is not None
@@ -548,15 +731,13 @@ class _Batch:
         )
         data = dumps(doc)
         if data != old:
-            self.db.execute(
-                "UPDATE items SET doc = ?, hash = ? WHERE collection = ? AND id = ?",
-                (compress(data), sha256(data).hexdigest(), collection, item_id),
-            )
+            self.tx.set_item_doc(collection, item_id, data)
         self.items[(collection, item_id)] = None
 
     # -- bookkeeping helpers ------------------------------------------------------------
 
-    def _collection(self, collection: str) -> dict[str, Any]:
+    def collection(self, collection: str) -> dict[str, Any]:
+        """The collection's metadata: the configuration's, stored for renderers and sinks."""
         configured = self.w.collections.get(collection)
         stored = self.state.collection_settings(collection)
         if configured is None:
@@ -573,12 +754,14 @@ class _Batch:
                 )
                 meta["partition"] = stored.get("partition")
         if stored != meta:
-            self.db.execute(
-                "INSERT OR REPLACE INTO collections (id, settings) VALUES (?, ?)", (collection, json.dumps(meta))
-            )
+            self.tx.put_collection_settings(collection, meta)
             self.collections.add(collection)
             self.dirty_root = True
         return meta
+
+    def _touch(self, collection: str) -> None:
+        if collection not in self.had_items:
+            self.had_items[collection] = self.state.has_items(collection)
 
     def _write_sources(self, built: BuiltItem, watch: Path) -> None:
         collection, item_id = built.collection_id, built.id
@@ -586,59 +769,10 @@ class _Batch:
         keep = {str(p) for p, _ in built.signatures}
         for path, _ in self.state.item_sources(collection, item_id):
             if path not in keep:
-                self.db.execute("DELETE FROM sources WHERE path = ?", (path,))
+                self.tx.delete_source(path)
         for path, signature in built.signatures:
             role = "data" if str(path) in data_paths else "metadata"
-            self._write_source(str(path), watch, collection, signature, "cataloged", role, item_id, None)
-
-    def _write_source(
-        self,
-        path: str,
-        watch: Path,
-        collection: str,
-        signature: Signature | None,
-        status: str,
-        role: str,
-        item_id: str | None,
-        rejection: Rejection | None,
-    ) -> None:
-        size, mtime_ns, inode, device = signature or (0, 0, 0, 0)
-        self.db.execute(
-            "INSERT OR REPLACE INTO sources (path, watch, collection, size, mtime_ns, inode, device, status, role, "
-            "item_id, error_kind, error, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                path, str(watch), collection, size, mtime_ns, inode, device, status, role, item_id,
-                rejection.kind if rejection else None, rejection.reason if rejection else None, time.time(),
-            ),
-        )  # fmt: skip
-
-    def _add_values(self, collection: str, item_id: str, values: dict[str, list[str]]) -> None:
-        rows = value_rows(collection, item_id, values)
-        self.db.executemany("INSERT OR IGNORE INTO item_values (collection, field, value, id) VALUES (?, ?, ?, ?)", rows)
-        self.db.executemany(
-            "INSERT INTO value_counts (collection, field, value, count) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (collection, field, value) DO UPDATE SET count = count + 1",
-            [(c, f, v) for c, f, v, _ in rows],
-        )
-
-    def _drop_values(self, collection: str, item_id: str) -> None:
-        rows = list(
-            self.db.execute("SELECT field, value FROM item_values WHERE collection = ? AND id = ?", (collection, item_id))
-        )
-        self.db.execute("DELETE FROM item_values WHERE collection = ? AND id = ?", (collection, item_id))
-        self.db.executemany(
-            "UPDATE value_counts SET count = count - 1 WHERE collection = ? AND field = ? AND value = ?",
-            [(collection, f, v) for f, v in rows],
-        )
-        self.db.execute("DELETE FROM value_counts WHERE collection = ? AND count <= 0", (collection,))
-
-    def _count_partition(self, collection: str, partition: str, delta: int) -> None:
-        self.db.execute(
-            "INSERT INTO partitions (collection, partition, count) VALUES (?, ?, ?) "
-            "ON CONFLICT (collection, partition) DO UPDATE SET count = count + excluded.count",
-            (collection, partition, delta),
-        )
-        self.db.execute("DELETE FROM partitions WHERE collection = ? AND partition = ? AND count <= 0", (collection, partition))
+            self.tx.put_source(str(path), str(watch), collection, signature, "cataloged", role, item_id)
 
     def dirty_partition(self, collection: str, partition: str) -> None:
         """Mark a partition and all its ancestors up to the collection and the root."""
@@ -648,7 +782,7 @@ class _Batch:
         self.collections.add(collection)
         self.dirty_root = True
 
-    def write_journal(self) -> None:
+    def write_journal(self, *, outbox: bool = True) -> None:
         """Deepest files first, so every link is written after what it points to."""
         rows: list[tuple[str, str | None, str | None]] = [("item", c, i) for c, i in self.items]
         for collection, partition in sorted(self.partitions, key=lambda p: (-p[1].count("/"), p)):
@@ -657,27 +791,45 @@ class _Batch:
         if self.dirty_root:
             rows.append(("root", None, None))
         rows += [("delete_item", c, json.dumps([p, i])) for c, p, i in self.deletes]
-        self.db.executemany("INSERT INTO journal (kind, collection, key) VALUES (?, ?, ?)", rows)
-        if self.w.outbox:
+        self.tx.append_journal(rows)
+        if outbox and self.w.outbox:
             self._write_outbox()
 
     def _write_outbox(self) -> None:
-        """Changes for the PgSTAC publisher, in the same transaction that records them.
+        """Changes for the sinks, in the same transaction that records them.
 
         Collections come first (PgSTAC needs them before their Items); a collection
-        left without Items is deleted after its Items are.
+        left without Items is removed after its Items are.
         """
-        now = time.time()
-        rows: list[tuple[str, str, str | None, float]] = []
+        rows: list[tuple[str, str | None, str, str | None, bytes | None]] = []
         emptied = []
-        for collection in sorted(self.collections):
+        for collection in sorted(self.collections | set(self.had_items)):
+            had = self.had_items.get(collection, True)
             if self.state.has_items(collection):
-                rows.append(("collection", collection, None, now))
-            else:
+                event = "collection.changed" if had else "collection.created"
+                rows.append(("collection", event, collection, None, None))
+            elif had:
                 emptied.append(collection)
-        rows += [(kind, c, key, now) for kind, c, key in self.published]
-        rows += [("delete_collection", c, None, now) for c in emptied]
-        self.db.executemany("INSERT INTO outbox (kind, collection, key, queued_at) VALUES (?, ?, ?, ?)", rows)
+        rows += self.published
+        rows += [("delete_collection", "collection.removed", c, None, None) for c in emptied]
+        self.tx.append_changes(rows)
+
+
+def open_writer(
+    settings: CatalogSettings, collections: Mapping[str, CollectionSettings], sinks: Sequence[Any], **kwargs: Any
+) -> CatalogWriter:
+    """The writer with the outbox streams its sinks need, their cursors registered."""
+    streams = {sink.name: sink.stream for sink in sinks}
+    writer = CatalogWriter(
+        settings,
+        collections,
+        outbox="changes" in streams.values(),
+        file_outbox="files" in streams.values(),
+        **kwargs,
+    )
+    for name in writer.state.register_sinks(streams):
+        writer.log.warning("sink_backlog_dropped", sink=name, reason="no longer configured")
+    return writer
 
 
 def _is_catalog(rel: str) -> bool:
@@ -724,3 +876,50 @@ def op_for(result: BuiltItem | Rejection, rules: Any) -> Upsert | Reject:
     if isinstance(result, Rejection):
         return Reject(result, rules.root, rules.collection_id)
     return Upsert(result, rules.root)
+
+
+def _process_umask() -> int:
+    """The umask, read without changing it (``os.umask`` would, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+@dataclass(frozen=True, slots=True)
+class _Modes:
+    """Modes of catalog files and folders: the configured ones, else what the umask allows,
+    so a web server can serve the catalog (never the 0600 of a bare temp file)."""
+
+    file: int
+    dir: int
+    exact_file: bool  # chmod needed: the umask alone does not give the mode
+    exact_dir: bool
+
+    @classmethod
+    def of(cls, settings: CatalogSettings) -> _Modes:
+        umask = _process_umask()
+        file_mode = _octal(getattr(settings, "file_mode", None)) or 0o666 & ~umask
+        dir_mode = _octal(getattr(settings, "dir_mode", None)) or 0o777 & ~umask
+        return cls(file_mode, dir_mode, file_mode != 0o666 & ~umask, dir_mode != 0o777 & ~umask)
+
+
+def _octal(value: int | str | None) -> int | None:
+    return int(value, 8) if isinstance(value, str) else value
+
+
+def _make_tree(folder: Path, mode: int, *, exact: bool) -> None:
+    """``mkdir -p`` whose new folders get ``mode`` (exactly, when asked, despite the umask)."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(new, mode)
+            if exact:
+                os.chmod(new, mode)

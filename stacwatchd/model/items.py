@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePath
 from typing import Any
-from urllib.parse import quote
 
 import pystac
 from shapely.geometry import mapping, shape
@@ -40,7 +39,9 @@ from stacwatchd.model.raster import (
     read_facts,
     render_thumbnail,
     round_geometry,
+    simplified_geojson,
 )
+from stacwatchd.stac.layout import path_to_href
 from stacwatchd.model.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
 
 PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
@@ -177,6 +178,7 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
     item.stac_extensions = extensions
     common = _common_projection(facts, rules.items.legacy_fields) if located else {}
     item.properties.update(common)
+    item.properties.update(common_data_values(facts))
     for (key, _), fact in zip(sources.data, facts, strict=True):
         item.add_asset(key, _data_asset(fact, rules, located, exclude=common))
     for key, sidecar in sources.metadata:
@@ -259,15 +261,14 @@ def sanitize_id(raw: str) -> str:
 
 
 def asset_href(path: Path, rules: Rules) -> str:
-    """An absolute URL under ``asset_href_base``, else the absolute local path.
+    """A percent-encoded URL under ``asset_href_base``, else the absolute local path.
 
-    Local paths are made relative to the Item JSON by the catalog writer, which is
-    the only place that knows where that JSON lives.
+    Local paths are made relative (and percent-encoded) by the catalog writer, which is
+    the only place that knows where the Item JSON lives.
     """
     base = rules.items.asset_href_base
     if base:
-        relative = _relative(path, rules.root).as_posix()
-        return base.rstrip("/") + "/" + quote(relative)
+        return base.rstrip("/") + "/" + path_to_href(_relative(path, rules.root).as_posix())
     return path.as_posix()
 
 
@@ -330,6 +331,16 @@ def _common_projection(facts: Sequence[RasterFacts], legacy: bool) -> dict[str, 
     per_asset = [projection_fields(f, legacy) for f in facts]
     first = per_asset[0]
     return {k: v for k, v in first.items() if all(k in other and other[k] == v for other in per_asset[1:])}
+
+
+def common_data_values(facts: Sequence[RasterFacts]) -> dict[str, Any]:
+    """``data_type`` on the Item when every band of every data file has the same one.
+
+    STAC 1.1 allows it there; PgSTAC filters only read Item properties, so this is what
+    makes ``data_type`` queryable.
+    """
+    types = {band.data_type for fact in facts for band in fact.bands}
+    return {"data_type": types.pop()} if len(types) == 1 else {}
 
 
 def _data_asset(fact: RasterFacts, rules: Rules, located: bool, exclude: Mapping[str, Any]) -> pystac.Asset:
@@ -448,8 +459,8 @@ def _union_footprint(
     located = [f for f in facts if f.geometry is not None and f.bbox is not None]
     if all(f.geometry == located[0].geometry for f in located):
         return located[0].geometry, located[0].bbox  # type: ignore[return-value]
-    merged = round_geometry(mapping(unary_union([shape(f.geometry) for f in located])), precision)
-    return merged, geometry_bbox(merged, precision)
+    union = unary_union([shape(f.geometry) for f in located])
+    return simplified_geojson(union, precision), geometry_bbox(round_geometry(mapping(union), precision), precision)
 
 
 def item_to_dict(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,22 @@
-"""Optional destinations fed from the state's outbox after each writer batch.
+"""Destinations fed from the state's outbox, each at its own pace (see :mod:`.base`).
 
-The static catalog stays the primary output; a sink republishes the same Items
-somewhere else (today: :mod:`stacwatchd.sinks.pgstac`). Sinks are imported lazily,
-so the daemon does not need their dependencies unless one is configured.
-
-A sink is a small object with ``start()``, ``stop(timeout)``, ``wake()`` and
-``depth()``: it owns its connections and its thread, never blocks the writer,
-and removes outbox rows only once they are safely delivered.
+The static catalog stays the primary output; a sink republishes changes somewhere else.
+Sink modules are imported lazily, so the daemon needs their dependencies only when one
+is configured.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stacwatchd.config import Settings
+    from stacwatchd.sinks.base import Sink
+
+__all__ = ["configured_sinks"]
+
+
+def configured_sinks(settings: Settings) -> list[Sink]:
+    """One :class:`~stacwatchd.sinks.base.Sink` per configured destination."""
+    sinks: list[Sink] = []
+    return sinks

@@ -82,6 +82,7 @@ from stacwatchd.stac.layout import Layout
 from stacwatchd.log import get_logger
 from stacwatchd.stac.render import Renderer
 from stacwatchd.state.store import State, decompress
+from stacwatchd.sinks.pgstac_queryables import queryables_document, register_queryables
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
 
 __all__ = [
@@ -306,12 +307,16 @@ class Hrefs:
 def absolute(href: str, base_url: str) -> str:
     """``href`` resolved against ``base_url``; URLs with a scheme are left alone.
 
-    Relative hrefs of the static catalog are file paths, so they are percent-encoded
-    first (a ``#`` or a space in a file name is part of the name, not a fragment).
+    Relative hrefs of the static catalog are percent-encoded URI references already;
+    characters no URI may hold (spaces, quotes, non-ASCII, as catalogs written before
+    hrefs were encoded have them) are escaped, everything else is kept as it is.
     """
     if len(urlsplit(href).scheme) > 1:
         return href
-    return urljoin(base_url, quote(href, safe="/"))
+    return urljoin(base_url, quote(href, safe=_URI_CHARACTERS))
+
+
+_URI_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
 
 
 # -- what one batch sends -----------------------------------------------------------------
@@ -565,7 +570,7 @@ class PgstacPublisher:
                 raise self._failed(exc) from None
             try:
                 with self._state_lock, self.state.transaction() as tx:
-                    counts.outbox_rows = tx.execute("DELETE FROM outbox WHERE seq <= ?", (until,)).rowcount
+                    counts.outbox_rows = tx.db.execute("DELETE FROM outbox WHERE seq <= ?", (until,)).rowcount
             except sqlite3.Error as exc:  # published anyway: the rows left are replayed harmlessly
                 raise self._failed(exc) from None
             counts.seconds = time.monotonic() - started
@@ -684,7 +689,7 @@ class PgstacPublisher:
                 with self._state_lock:
                     try:
                         with self.state.transaction() as tx:
-                            tx.execute("DELETE FROM outbox WHERE seq <= ?", (plan.last_seq,))
+                            tx.db.execute("DELETE FROM outbox WHERE seq <= ?", (plan.last_seq,))
                     except sqlite3.Error as exc:  # committed in PgSTAC: replaying it is harmless
                         raise self._failed(exc) from None
                 self.log.debug("pgstac_batch_published", **counts.as_dict())
@@ -862,6 +867,9 @@ class PgstacPublisher:
         for cid, doc in sorted(plan.collections.items()):
             if doc is not None:
                 conn.execute(_UPSERT_COLLECTION, (orjson.dumps(doc).decode(),))
+                with self._state_lock:
+                    meta = self.render.collection_meta(cid)
+                register_queryables(conn, cid, queryables_document(doc, meta, self.render.summary_fields))
                 counts.collections += 1
         for cid, ids in sorted(plan.deletes.items()):
             cur = conn.execute("DELETE FROM pgstac.items WHERE collection = %s AND id = ANY(%s)", (cid, ids))
@@ -964,12 +972,12 @@ class PgstacPublisher:
         self.last_error = None
         record = {"at": _now(), **counts.as_dict()}
         with contextlib.suppress(sqlite3.Error), self._state_lock, self.state.transaction() as tx:
-            tx.execute("DELETE FROM meta WHERE key = ?", (META_ERROR,))
-            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_OK, json.dumps(record)))
+            tx.db.execute("DELETE FROM meta WHERE key = ?", (META_ERROR,))
+            tx.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_OK, json.dumps(record)))
 
     def _set_meta(self, key: str, value: str) -> None:
         with contextlib.suppress(sqlite3.Error), self._state_lock, self.state.transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            tx.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
 def _kind(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stacwatchd.stac.layout import Layout, localise_hrefs, partition_title, structural_link
+from stacwatchd.stac.layout import Layout, item_file_stem, localise_hrefs, partition_title, structural_link
 
 STAC_VERSION = "1.1.0"
 
@@ -184,10 +184,9 @@ def _downward_links(
         }
         for child in children or ()
     ]
-    links += [
-        {"rel": "item", "href": f"./{item_id}/{item_id}.json", "type": "application/geo+json", "title": item_id}
-        for item_id in items or ()
-    ]
+    for item_id in items or ():
+        name = item_file_stem(item_id)
+        links.append({"rel": "item", "href": f"./{name}/{name}.json", "type": "application/geo+json", "title": item_id})
     return links
 
 

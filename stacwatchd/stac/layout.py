@@ -6,13 +6,14 @@ the ``item`` command all agree on every path and every href.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 Partitioning = Literal["none", "year", "year/month", "year/month/day"]
 
@@ -37,6 +38,24 @@ def partition_title(collection_title: str, parts: tuple[str, ...]) -> str:
     if len(parts) == 2:
         return f"{collection_title}: {_MONTHS[int(parts[1]) - 1]} {parts[0]}"
     return f"{collection_title}: {parts[0]}-{parts[1]}-{parts[2]}"
+
+
+#: Longest Item folder/file stem, in bytes: ``<stem>.json`` and the writer's temp names
+#: stay well inside the 255-byte limit of every common filesystem.
+MAX_STEM_BYTES = 200
+
+
+def item_file_stem(item_id: str) -> str:
+    """The Item's folder and file name: its id, or for a very long id a stable shortening.
+
+    The id itself is never changed; only its place on disk is, and the same id always
+    maps to the same place (a prefix of the id plus a hash of the whole id).
+    """
+    if len(item_id.encode()) <= MAX_STEM_BYTES:
+        return item_id
+    digest = hashlib.sha256(item_id.encode()).hexdigest()[:16]
+    prefix = item_id.encode()[: MAX_STEM_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{prefix}-{digest}"
 
 
 def safe_name(name: str) -> bool:
@@ -64,7 +83,8 @@ class Layout:
         return self.root.joinpath(collection, *parts, "catalog.json")
 
     def item_file(self, collection: str, parts: tuple[str, ...], item_id: str) -> Path:
-        return self.root.joinpath(collection, *parts, item_id, f"{item_id}.json")
+        name = item_file_stem(item_id)
+        return self.root.joinpath(collection, *parts, name, f"{name}.json")
 
     def parent_of(self, collection: str, parts: tuple[str, ...]) -> Path:
         """The catalog that links to the partition ``parts`` (or to the collection)."""
@@ -74,10 +94,29 @@ class Layout:
 
 
 def relative_href(target: Path, from_file: Path) -> str:
-    """Relative href from one JSON file to another file, ``./`` prefixed when beside it."""
+    """Relative href from one JSON file to another file, ``./`` prefixed when beside it.
+
+    A percent-encoded URI reference (RFC 3986), like every href stacwatchd writes.
+    """
     rel = os.path.relpath(target, from_file.parent)
     rel = PurePosixPath(*Path(rel).parts).as_posix()
-    return rel if rel.startswith("../") else f"./{rel}"
+    return path_to_href(rel if rel.startswith("../") else f"./{rel}")
+
+
+def path_to_href(path: str) -> str:
+    """A POSIX path as the path of a URI: every byte but unreserved ones and ``/`` escaped.
+
+    In a file name ``#``, ``?``, ``%``, spaces, quotes and newlines are characters of the
+    name, never a fragment, a query or an escape. The file system's own bytes are encoded
+    (NFC and NFD spellings of a name stay distinct, as they are on disk).
+    """
+    return quote(os.fsencode(path), safe="/")
+
+
+def href_to_path(href: str) -> str:
+    """The file a relative or ``file:`` href names: query and fragment dropped, escapes
+    decoded to the file system's bytes (the inverse of :func:`path_to_href`)."""
+    return os.fsdecode(unquote_to_bytes(urlsplit(href).path))
 
 
 def is_local_absolute(href: str) -> bool:
@@ -88,7 +127,9 @@ def is_local_absolute(href: str) -> bool:
 def localise_hrefs(item: dict[str, Any], item_file: Path) -> dict[str, Any]:
     """Turn absolute local asset and link hrefs into hrefs relative to the Item JSON.
 
-    URLs (s3://, https://) are left alone: they already say where the data lives.
+    The builder's local hrefs are plain paths; what comes out are percent-encoded URI
+    references. URLs (s3://, https://) are left alone: they already say where the data
+    lives, encoded by whoever made them.
     """
     for asset in item.get("assets", {}).values():
         if is_local_absolute(asset["href"]):

@@ -8,128 +8,36 @@ other threads and processes open their own read-only connections (WAL).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from stacwatchd.errors import StacwatchdError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_SCHEMA = (Path(__file__).with_name("schema.sql")).read_text(encoding="utf-8")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-
-CREATE TABLE IF NOT EXISTS sources (
-    path TEXT PRIMARY KEY,
-    watch TEXT NOT NULL,
-    collection TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    device INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('cataloged', 'rejected')),
-    role TEXT NOT NULL DEFAULT 'data' CHECK (role IN ('data', 'metadata')),
-    item_id TEXT,
-    error_kind TEXT,
-    error TEXT,
-    changed_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sources_item ON sources (collection, item_id);
-CREATE INDEX IF NOT EXISTS sources_watch ON sources (watch, path);
-CREATE INDEX IF NOT EXISTS sources_status ON sources (status, changed_at);
-
-CREATE TABLE IF NOT EXISTS collections (
-    id TEXT PRIMARY KEY,
-    settings TEXT NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS items (
-    collection TEXT NOT NULL,
-    id TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    partition TEXT NOT NULL,
-    xkind TEXT NOT NULL CHECK (xkind IN ('e', 'w', 'c', 'u')),
-    west REAL, south REAL, east REAL, north REAL,
-    start_us INTEGER NOT NULL,
-    end_us INTEGER NOT NULL,
-    gsd REAL,
-    resolution REAL,
-    created TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    doc BLOB NOT NULL,
-    thumbnail BLOB,
-    PRIMARY KEY (collection, id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS items_partition ON items (collection, partition, id);
-CREATE INDEX IF NOT EXISTS items_west ON items (collection, xkind, west);
-CREATE INDEX IF NOT EXISTS items_east ON items (collection, xkind, east);
-CREATE INDEX IF NOT EXISTS items_south ON items (collection, south);
-CREATE INDEX IF NOT EXISTS items_north ON items (collection, north);
-CREATE INDEX IF NOT EXISTS items_start ON items (collection, start_us);
-CREATE INDEX IF NOT EXISTS items_end ON items (collection, end_us);
-CREATE INDEX IF NOT EXISTS items_gsd ON items (collection, gsd);
-CREATE INDEX IF NOT EXISTS items_resolution ON items (collection, resolution);
-
-CREATE TABLE IF NOT EXISTS item_values (
-    collection TEXT NOT NULL,
-    field TEXT NOT NULL,
-    value TEXT NOT NULL,
-    id TEXT NOT NULL,
-    PRIMARY KEY (collection, id, field, value)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS value_counts (
-    collection TEXT NOT NULL,
-    field TEXT NOT NULL,
-    value TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (collection, field, value)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS partitions (
-    collection TEXT NOT NULL,
-    partition TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (collection, partition)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY,
-    hash TEXT NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL CHECK (kind IN ('item', 'partition', 'collection', 'root', 'delete_item')),
-    collection TEXT,
-    key TEXT
-);
-
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL CHECK (kind IN ('collection', 'item', 'delete_item', 'delete_collection')),
-    collection TEXT NOT NULL,
-    key TEXT,
-    queued_at REAL NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-"""
+#: The outbox streams: item-level changes (PgSTAC, notifications) and catalog files
+#: in the order the writer wrote them (object-store mirrors).
+Stream = Literal["changes", "files"]
 
 
 class StateError(StacwatchdError):
     """The state file cannot be opened or is from an incompatible version."""
+
+
+class StateUnwritable(StateError):
+    """A change to the state failed for a reason outside it (disk full, read-only, I/O):
+    nothing was changed, and the same change can be tried again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +80,11 @@ _SOURCE_COLUMNS = (
 
 
 class State:
-    """One connection to the state file; not shared between threads."""
+    """One connection to the state file; not shared between threads without its lock.
+
+    Every SQL statement of the project lives in this module: reads here, writes in
+    :class:`Tx` (one transaction of the writer), outbox cursors in the sink methods.
+    """
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
@@ -187,35 +99,72 @@ class State:
                 self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(_SCHEMA)
-                self._check_version()
+                self._migrate()
             self.db.execute("PRAGMA foreign_keys=OFF")
             self.db.execute("PRAGMA cache_size=-16000")
         except sqlite3.DatabaseError as exc:
             raise StateError(path, f"cannot open state file: {exc}") from None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    def _check_version(self) -> None:
-        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise StateError(self.path, f"state schema version {row[0]} is not {SCHEMA_VERSION}")
+    def _migrate(self) -> None:
+        """Create the schema, or bring an older state file up to this version."""
+        row = None
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        found = int(row[0]) if row else None
+        if found is not None and found > SCHEMA_VERSION:
+            raise StateError(self.path, f"state schema version {found} is newer than this stacwatchd ({SCHEMA_VERSION})")
+        if found == SCHEMA_VERSION:
+            return  # nothing to write: a start on a full disk must not fail here
+        # Each step is idempotent, so a migration killed half-way is finished next time.
+        if found == 1:
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(outbox)")}
+            for name, kind in (("event", "TEXT"), ("doc", "BLOB")):
+                if name not in columns:
+                    self.db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+        self.db.executescript(_SCHEMA)
+        if found == 1 and self.db.execute("SELECT 1 FROM outbox LIMIT 1").fetchone():
+            # Version 1 had one consumer of the outbox: PgSTAC.
+            self.db.execute("INSERT OR IGNORE INTO sink_cursors (name, stream, seq) VALUES ('pgstac', 'changes', 0)")
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Tx]:
         """One atomic change: everything inside commits together or not at all."""
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
             try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Tx(self.db)
+                except BaseException:
+                    if self.db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self.db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
+                raise StateUnwritable(self.path, f"cannot change the state: {exc}") from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[State]:
+        """Reads that see one consistent state (a read transaction)."""
+        with self._lock:
+            self.db.execute("BEGIN")
+            try:
+                yield self
+            finally:
+                self.db.execute("COMMIT")
+
+    def check_integrity(self) -> str | None:
+        """None when SQLite's quick check passes, else what it reported."""
+        rows = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+        return None if rows == ["ok"] else "; ".join(rows[:5])
 
     # -- sources -------------------------------------------------------------------
 
@@ -324,6 +273,10 @@ class State:
         """Collections holding at least one Item, sorted."""
         return [row[0] for row in self.db.execute("SELECT DISTINCT collection FROM partitions ORDER BY collection")]
 
+    def items_with_partitions(self, collection: str) -> list[tuple[str, str]]:
+        """(id, partition) of every Item of a collection."""
+        return list(self.db.execute("SELECT id, partition FROM items WHERE collection = ? ORDER BY id", (collection,)))
+
     def all_items(self) -> Iterator[tuple[str, str, str]]:
         yield from self.db.execute("SELECT collection, id, partition FROM items ORDER BY collection, id")
 
@@ -387,6 +340,347 @@ class State:
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def set_meta(self, values: dict[str, str], drop: Iterable[str] = ()) -> None:
+        """Status values (heartbeats, sink status) in a short transaction of their own."""
+        with self.transaction() as tx:
+            tx.set_meta(values, drop)
+
+    # -- more reads of the writer and reconcile --------------------------------------------
+
+    def rejected_paths(self, watch: str) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT path FROM sources WHERE watch = ? AND status = 'rejected'", (watch,))}
+
+    def clash_waiters(self, collection: str, item_id: str) -> list[str]:
+        """Files refused because ``item_id`` was taken: built again once it is free."""
+        rows = self.db.execute(
+            "SELECT path FROM sources INDEXED BY sources_item WHERE collection = ? AND item_id = ? "
+            "AND status = 'rejected' AND error_kind = 'id_clash' ORDER BY path",
+            (collection, item_id),
+        )
+        return [row[0] for row in rows]
+
+    def item_files_row(self, collection: str, item_id: str) -> tuple[str, bytes, bytes | None] | None:
+        """(partition, JSON bytes, thumbnail) of an Item, for writing its files."""
+        row = self.db.execute(
+            "SELECT partition, doc, thumbnail FROM items WHERE collection = ? AND id = ?", (collection, item_id)
+        ).fetchone()
+        return None if row is None else (row[0], decompress(row[1]), row[2])
+
+    def item_publish_row(self, collection: str, item_id: str) -> tuple[str, bytes, str, int] | None:
+        """(partition, compressed JSON, extent kind, start) of an Item, for publishers."""
+        return self.db.execute(
+            "SELECT partition, doc, xkind, start_us FROM items WHERE collection = ? AND id = ?", (collection, item_id)
+        ).fetchone()
+
+    def items_after(
+        self, after: tuple[str, int, str], limit: int
+    ) -> list[tuple[str, int, str, str, bytes, str]]:
+        """(collection, start_us, id, partition, compressed JSON, extent kind) in time order."""
+        return self.db.execute(
+            "SELECT collection, start_us, id, partition, doc, xkind FROM items "
+            "WHERE (collection, start_us, id) > (?, ?, ?) ORDER BY collection, start_us, id LIMIT ?",
+            (*after, limit),
+        ).fetchall()
+
+    def item_ids(self, collection: str, *, with_bbox: bool = False) -> set[str]:
+        sql = "SELECT id FROM items WHERE collection = ?" + (" AND xkind != 'u'" if with_bbox else "")
+        return {row[0] for row in self.db.execute(sql, (collection,))}
+
+    def known_collections(self) -> list[str]:
+        """Every collection the state has settings for, with or without Items."""
+        return [row[0] for row in self.db.execute("SELECT id FROM collections ORDER BY id")]
+
+    def file_paths(self) -> set[str]:
+        """Relative paths of every catalog file the state says exists."""
+        return {row[0] for row in self.db.execute("SELECT path FROM files")}
+
+    def files(self) -> Iterator[tuple[str, str]]:
+        """(relative path, sha256) of every catalog file the state says exists."""
+        yield from self.db.execute("SELECT path, hash FROM files ORDER BY path")
+
+    # -- the outbox and the sinks' cursors ------------------------------------------------
+
+    def register_sinks(self, sinks: dict[str, Stream]) -> list[str]:
+        """Make the cursors match the configured sinks; returns the names dropped.
+
+        A new sink starts at the end of its stream (``publish --all`` fills it); a sink
+        no longer configured loses its cursor, and with it its backlog.
+        """
+        with self.transaction() as tx:
+            return tx.register_sinks(sinks)
+
+    def cursor(self, name: str) -> int | None:
+        row = self.db.execute("SELECT seq FROM sink_cursors WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def sink_status(self, name: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT status FROM sink_cursors WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def sinks(self) -> list[tuple[str, str, int, dict[str, Any]]]:
+        """(name, stream, cursor, status) of every registered sink."""
+        return [(n, st, seq, json.loads(status)) for n, st, seq, status in self.db.execute(
+            "SELECT name, stream, seq, status FROM sink_cursors ORDER BY name"
+        )]
+
+    def stream_end(self, stream: Stream) -> int:
+        table = _STREAM_TABLES[stream]
+        row = self.db.execute(f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'").fetchone()
+        return row[0] if row else 0
+
+    def backlog(self, name: str) -> int:
+        """Rows of its stream a sink has not yet delivered."""
+        row = self.db.execute("SELECT stream, seq FROM sink_cursors WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return 0
+        table = _STREAM_TABLES[row[0]]
+        return self.db.execute(f"SELECT count(*) FROM {table} WHERE seq > ?", (row[1],)).fetchone()[0]
+
+    def changes_after(self, seq: int, limit: int, until: int | None = None) -> list[Change]:
+        rows = self.db.execute(
+            "SELECT seq, kind, event, collection, key, queued_at, doc FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (seq, until if until is not None else 2**62, limit),
+        )
+        return [Change(*row) for row in rows]
+
+    def file_changes_after(self, seq: int, limit: int, until: int | None = None) -> list[FileChange]:
+        rows = self.db.execute(
+            "SELECT seq, path, data, queued_at FROM file_outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (seq, until if until is not None else 2**62, limit),
+        )
+        return [FileChange(*row) for row in rows]
+
+    def advance(self, name: str, seq: int, status: dict[str, Any] | None = None) -> None:
+        """Move a sink's cursor forward (never back) and drop rows every sink has."""
+        with self.transaction() as tx:
+            tx.advance(name, seq, status)
+
+    def put_sink_status(self, name: str, status: dict[str, Any]) -> None:
+        with self.transaction() as tx:
+            tx.db.execute("UPDATE sink_cursors SET status = ? WHERE name = ?", (json.dumps(status), name))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row of the change stream: an Item or collection added, updated or removed."""
+
+    seq: int
+    kind: str  # collection | item | delete_item | delete_collection
+    event: str | None  # item.added, item.updated, item.removed, collection.created, ...
+    collection: str
+    key: str | None  # the Item id
+    queued_at: float
+    doc: bytes | None  # compressed JSON as written (for removals: the last known)
+
+    @property
+    def document(self) -> bytes | None:
+        return None if self.doc is None else decompress(self.doc)
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """One row of the file stream: a catalog file written (its bytes) or deleted (None)."""
+
+    seq: int
+    path: str
+    data: bytes | None
+    queued_at: float
+
+
+_STREAM_TABLES: dict[str, str] = {"changes": "outbox", "files": "file_outbox"}
+
+
+class Tx:
+    """The writes of one transaction; only obtained from :meth:`State.transaction`."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self._savepoints = 0
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an operation that fails is undone alone."""
+        self._savepoints += 1
+        name = f"op{self._savepoints}"
+        self.db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except sqlite3.Error:
+            raise  # the state itself failed: the whole transaction goes
+        except BaseException:
+            self.db.execute(f"ROLLBACK TO {name}")
+            self.db.execute(f"RELEASE {name}")
+            raise
+        self.db.execute(f"RELEASE {name}")
+
+    # -- sources ------------------------------------------------------------------------
+
+    def put_source(
+        self,
+        path: str,
+        watch: str,
+        collection: str,
+        signature: tuple[int, int, int, int] | None,
+        status: str,
+        role: str,
+        item_id: str | None,
+        error_kind: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        size, mtime_ns, inode, device = signature or (0, 0, 0, 0)
+        self.db.execute(
+            "INSERT OR REPLACE INTO sources (path, watch, collection, size, mtime_ns, inode, device, status, role, "
+            "item_id, error_kind, error, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, watch, collection, size, mtime_ns, inode, device, status, role, item_id, error_kind, error, time.time()),
+        )
+
+    def delete_source(self, path: str) -> None:
+        self.db.execute("DELETE FROM sources WHERE path = ?", (path,))
+
+    def delete_item_sources(self, collection: str, item_id: str) -> None:
+        self.db.execute(
+            "DELETE FROM sources WHERE collection = ? AND item_id = ? AND status = 'cataloged'", (collection, item_id)
+        )
+
+    # -- items ---------------------------------------------------------------------------
+
+    def put_item(
+        self,
+        collection: str,
+        item_id: str,
+        origin: str,
+        partition: str,
+        index: Any,
+        created: str,
+        data: bytes,
+        thumbnail: bytes | None,
+    ) -> None:
+        west, south, east, north = index.bbox or (None, None, None, None)
+        self.db.execute(
+            "INSERT OR REPLACE INTO items (collection, id, origin, partition, xkind, west, south, east, north, "
+            "start_us, end_us, gsd, resolution, created, hash, doc, thumbnail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                collection, item_id, origin, partition, index.xkind, west, south, east, north,
+                index.start_us, index.end_us, index.gsd, index.resolution,
+                created, sha256(data).hexdigest(), compress(data), thumbnail,
+            ),
+        )  # fmt: skip
+        self._add_values(collection, item_id, index.values)
+
+    def set_item_doc(self, collection: str, item_id: str, data: bytes) -> None:
+        self.db.execute(
+            "UPDATE items SET doc = ?, hash = ? WHERE collection = ? AND id = ?",
+            (compress(data), sha256(data).hexdigest(), collection, item_id),
+        )
+
+    def delete_item(self, collection: str, item_id: str) -> None:
+        self.drop_values(collection, item_id)
+        self.db.execute("DELETE FROM items WHERE collection = ? AND id = ?", (collection, item_id))
+
+    def _add_values(self, collection: str, item_id: str, values: dict[str, list[str]]) -> None:
+        rows = value_rows(collection, item_id, values)
+        self.db.executemany("INSERT OR IGNORE INTO item_values (collection, field, value, id) VALUES (?, ?, ?, ?)", rows)
+        self.db.executemany(
+            "INSERT INTO value_counts (collection, field, value, count) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT (collection, field, value) DO UPDATE SET count = count + 1",
+            [(c, f, v) for c, f, v, _ in rows],
+        )
+
+    def drop_values(self, collection: str, item_id: str) -> None:
+        rows = list(
+            self.db.execute("SELECT field, value FROM item_values WHERE collection = ? AND id = ?", (collection, item_id))
+        )
+        self.db.execute("DELETE FROM item_values WHERE collection = ? AND id = ?", (collection, item_id))
+        self.db.executemany(
+            "UPDATE value_counts SET count = count - 1 WHERE collection = ? AND field = ? AND value = ?",
+            [(collection, f, v) for f, v in rows],
+        )
+        self.db.execute("DELETE FROM value_counts WHERE collection = ? AND count <= 0", (collection,))
+
+    def count_partition(self, collection: str, partition: str, delta: int) -> None:
+        self.db.execute(
+            "INSERT INTO partitions (collection, partition, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (collection, partition) DO UPDATE SET count = count + excluded.count",
+            (collection, partition, delta),
+        )
+        self.db.execute("DELETE FROM partitions WHERE collection = ? AND partition = ? AND count <= 0", (collection, partition))
+
+    # -- collections, meta -----------------------------------------------------------------
+
+    def put_collection_settings(self, collection: str, settings: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO collections (id, settings) VALUES (?, ?)", (collection, json.dumps(settings)))
+
+    def set_meta(self, values: dict[str, str], drop: Iterable[str] = ()) -> None:
+        self.db.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in drop])
+        self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
+
+    # -- journal and files -------------------------------------------------------------------
+
+    def append_journal(self, rows: Iterable[tuple[str, str | None, str | None]]) -> None:
+        self.db.executemany("INSERT INTO journal (kind, collection, key) VALUES (?, ?, ?)", rows)
+
+    def finish_journal(self, upto: int, written: Iterable[tuple[str, str]], deleted: Iterable[str]) -> None:
+        """Record the files now on disk (path, sha256) and those gone; drop the entries done."""
+        self.db.executemany(
+            "INSERT INTO files (path, hash) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET hash = excluded.hash",
+            list(written),
+        )
+        self.db.executemany("DELETE FROM files WHERE path = ?", [(rel,) for rel in deleted])
+        self.db.execute("DELETE FROM journal WHERE seq <= ?", (upto,))
+
+    def drop_journal_entry(self, seq: int) -> None:
+        self.db.execute("DELETE FROM journal WHERE seq = ?", (seq,))
+
+    def forget_files(self) -> set[str]:
+        """Empty the table of files on disk (``rebuild``); returns what it held."""
+        previous = {row[0] for row in self.db.execute("SELECT path FROM files")}
+        self.db.execute("DELETE FROM files")
+        return previous
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    def append_changes(self, rows: Iterable[tuple[str, str | None, str, str | None, bytes | None]]) -> None:
+        """(kind, event, collection, key, compressed JSON) in commit order."""
+        now = time.time()
+        self.db.executemany(
+            "INSERT INTO outbox (kind, event, collection, key, doc, queued_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(*row, now) for row in rows],
+        )
+
+    def append_files(self, rows: Iterable[tuple[str, bytes | None]]) -> None:
+        """Catalog files in the order they were written (bytes) or deleted (None)."""
+        now = time.time()
+        self.db.executemany("INSERT INTO file_outbox (path, data, queued_at) VALUES (?, ?, ?)", [(*row, now) for row in rows])
+
+    def register_sinks(self, sinks: dict[str, Stream]) -> list[str]:
+        known = {name: stream for name, stream in self.db.execute("SELECT name, stream FROM sink_cursors")}
+        dropped = [name for name, stream in known.items() if sinks.get(name) != stream]
+        self.db.executemany("DELETE FROM sink_cursors WHERE name = ?", [(n,) for n in dropped])
+        for name, stream in sinks.items():
+            if known.get(name) != stream:
+                end = self.db.execute(
+                    f"SELECT coalesce(max(seq), 0) FROM {_STREAM_TABLES[stream]}"
+                ).fetchone()[0]
+                self.db.execute("INSERT INTO sink_cursors (name, stream, seq) VALUES (?, ?, ?)", (name, stream, end))
+        self.collect_garbage()
+        return dropped
+
+    def advance(self, name: str, seq: int, status: dict[str, Any] | None = None) -> None:
+        self.db.execute("UPDATE sink_cursors SET seq = max(seq, ?) WHERE name = ?", (seq, name))
+        if status is not None:
+            self.db.execute("UPDATE sink_cursors SET status = ? WHERE name = ?", (json.dumps(status), name))
+        self.collect_garbage()
+
+    def collect_garbage(self) -> None:
+        """Drop stream rows every sink of the stream has delivered (all of them if none)."""
+        for stream, table in _STREAM_TABLES.items():
+            low = self.db.execute("SELECT min(seq) FROM sink_cursors WHERE stream = ?", (stream,)).fetchone()[0]
+            if low is None:
+                self.db.execute(f"DELETE FROM {table}")
+            else:
+                self.db.execute(f"DELETE FROM {table} WHERE seq <= ?", (low,))
 
 
 def value_rows(collection: str, item_id: str, values: dict[str, Iterable[str]]) -> list[tuple[str, str, str, str]]:

@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urldefrag, urljoin, urlsplit
-from urllib.request import url2pathname
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 import referencing.exceptions
 from jsonschema import FormatChecker, ValidationError
@@ -35,6 +34,8 @@ from jsonschema.validators import Draft7Validator, validator_for
 from jsonschema_specifications import REGISTRY as METASCHEMAS
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
+
+from stacwatchd.stac.layout import href_to_path
 
 try:
     import jsonschema_rs as _jsonschema_rs
@@ -731,8 +732,6 @@ class _CatalogChecker:
     def resolve_link(self, source: str, href: str, pointer: str) -> str | None:
         """Target path of a relative link if it is an existing catalog file, else report it."""
         target = self.local_target(source, href)
-        if target not in self.known_files and "%" in href:
-            target = self.local_target(source, unquote(href))
         if not target.startswith(self.root_prefix):
             self.problem(source, pointer, f"link points outside the catalog root: {href}")
             return None
@@ -743,8 +742,8 @@ class _CatalogChecker:
 
     @staticmethod
     def local_target(source: str, href: str) -> str:
-        path = href.split("#", 1)[0].split("?", 1)[0]
-        return os.path.normpath(os.path.join(os.path.dirname(source), path))
+        """A relative href is a URI reference: resolved after percent-decoding (RFC 3986)."""
+        return os.path.normpath(os.path.join(os.path.dirname(source), href_to_path(href)))
 
     def read_assets(self, path: str, assets: object) -> None:
         if not isinstance(assets, dict):
@@ -765,7 +764,7 @@ class _CatalogChecker:
     def asset_path(self, source: str, href: str) -> str | None:
         """Local filesystem path of an asset href, or None for remote assets."""
         if href.startswith("file:"):
-            return os.path.normpath(url2pathname(urlsplit(href).path))
+            return os.path.normpath(href_to_path(href))
         if _SCHEME_RE.match(href):
             return None
         return self.local_target(source, href)

@@ -1,0 +1,492 @@
+"""The engine shared by ``run`` and ``scan``: decisions → build workers → one writer.
+
+Intake (the watcher and settler of ``run``, the walk of ``scan``) submits
+:class:`~stacwatchd.engine.settle.Ready` decisions. A bounded queue deduplicates them by
+path; ``workers`` threads turn each into a writer operation (building Items through the
+injected ``build``); one writer thread commits whatever is ready as one batch and then
+projects the journal onto files.
+
+The writer thread never dies and never gives up: a failure of the environment (disk
+full, read-only, permissions, I/O) keeps the work — operations not yet committed stay in
+memory, committed ones in the journal — and is retried with capped backoff, without
+waiting for another event, while ``status`` shows the backlog and the last error.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stacwatchd.backoff import Backoff
+from stacwatchd.engine.queue import WorkQueue
+from stacwatchd.engine.reconcile import data_for_sidecar
+from stacwatchd.engine.settle import Ready
+from stacwatchd.engine.writer import (
+    BatchResult,
+    CatalogUnwritable,
+    CatalogWriter,
+    Op,
+    Reject,
+    Remove,
+    RemoveTree,
+    op_for,
+)
+from stacwatchd.log import get_logger
+from stacwatchd.model.items import BuiltItem, Rejection, Rules
+from stacwatchd.model.sources import signature_of
+from stacwatchd.state.store import State, StateUnwritable
+
+__all__ = ["Counters", "Engine"]
+
+Build = Callable[[Path, Rules], "BuiltItem | Rejection"]
+
+#: How many paths a failure log line names (the rest are counted).
+_PATHS_IN_LOG = 10
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the engine did: the daemon's status and metrics, ``scan``'s summary."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    batches: int = 0
+    timeouts: int = 0
+    files_written: int = 0
+    seconds: float = 0.0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def wrote_nothing(self) -> bool:
+        return self.files_written == 0
+
+    def absorb(self, result: BatchResult) -> None:
+        self.added += result.added
+        self.updated += result.updated
+        self.removed += result.removed
+        self.unchanged += result.unchanged
+        self.rejected += result.rejected
+        self.files_written += len(result.written)
+        self.rejections = (list(reversed(result.rejections)) + self.rejections)[:1000]
+
+    def summary(self) -> dict[str, int]:
+        return {"added": self.added, "updated": self.updated, "removed": self.removed, "rejected": self.rejected}
+
+
+@dataclass(slots=True)
+class _Busy:
+    path: Path
+    since: float
+
+
+@dataclass(slots=True)
+class _Work:
+    op: Op
+    started: float
+    path: Path
+
+
+class Engine:
+    """Workers and the writer thread around one :class:`CatalogWriter`."""
+
+    def __init__(
+        self,
+        writer: CatalogWriter,
+        rules_for: Callable[[Path], Rules | None],
+        *,
+        build: Build,
+        workers: int,
+        queue_size: int,
+        item_timeout: float,
+        keep_deleted: Callable[[Path], bool] = lambda watch: False,
+        max_batch: int = 1000,
+        linger: float = 0.05,
+        on_batch: Callable[[BatchResult], None] | None = None,
+        retry: tuple[float, float] = (0.5, 30.0),
+    ) -> None:
+        self.writer = writer
+        self.rules_for = rules_for
+        self.build = build
+        self.queue = WorkQueue(queue_size)
+        self.counters = Counters()
+        self.log = get_logger()
+        self.n_workers = workers
+        self.item_timeout = item_timeout
+        self.keep_deleted = keep_deleted
+        self.max_batch = max_batch
+        self.linger = linger
+        self.on_batch = on_batch
+        self.status_extra: Callable[[], Mapping[str, Any]] = dict
+        self.commit_retry = Backoff(*retry)
+        self.flush_retry = Backoff(*retry)
+        self._inbox: queue.Queue[_Work] = queue.Queue(maxsize=max(queue_size, max_batch) * 2)
+        self._pending: list[_Work] = []
+        self._journal = writer.pending()
+        self._failing_paths: list[str] = []
+        self._busy: dict[int, _Busy] = {}
+        self._busy_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._writer_thread: threading.Thread | None = None
+        self._reader = State(writer.state.path, readonly=True)
+        self._reader_lock = threading.Lock()
+        self._abandoned: set[Path] = set()
+        self._worker_seq = 0
+        self._idle = threading.Condition()
+        self._outstanding = 0
+        self._meta: dict[str, str] = {}
+        self._meta_lock = threading.Lock()
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        for _ in range(self.n_workers):
+            self._spawn_worker()
+        self._writer_thread = threading.Thread(target=self._write_loop, name="stacwatchd-writer", daemon=True)
+        self._writer_thread.start()
+
+    def submit(self, ready: Ready, timeout: float | None = None) -> bool:
+        """Hand a decision to the workers; blocks while the queue is full."""
+        with self._idle:
+            self._outstanding += 1
+        queued = self.queue.put(ready, timeout)
+        if queued is True:
+            return True
+        self._done()
+        return queued is None
+
+    def drain(self, timeout: float | None) -> bool:
+        """Wait until everything submitted so far is in the state (or refused)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._outstanding <= 0, timeout)
+
+    def wait_written(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted is in the state *and* on disk."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            if self.drain(remaining if remaining is None else min(remaining, 0.5)) and self._journal == 0 and not self._pending:
+                return True
+            with self._idle:
+                self._idle.wait(0.05)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Finish in-flight work and flush the writer, within ``timeout``."""
+        drained = self.drain(timeout)
+        self._stop.set()
+        self.queue.close()
+        deadline = time.monotonic() + max(1.0, timeout / 4)
+        for thread in [*self._threads, self._writer_thread]:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self._reader.close()
+        return drained
+
+    @property
+    def healthy(self) -> bool:
+        return self._writer_thread is not None and self._writer_thread.is_alive()
+
+    def depth(self) -> int:
+        return len(self.queue) + self._inbox.qsize() + len(self._pending)
+
+    def status(self) -> dict[str, Any]:
+        c = self.counters
+        report: dict[str, Any] = {
+            "queue": len(self.queue),
+            "building": len(self._busy),
+            "pending_commit": len(self._pending) + self._inbox.qsize(),
+            "journal": self._journal,
+            "added": c.added,
+            "updated": c.updated,
+            "removed": c.removed,
+            "rejected": c.rejected,
+            "timeouts": c.timeouts,
+            "last_errors": [str(r) for r in c.rejections[:5]],
+            **self.status_extra(),
+        }
+        failing = self.commit_retry if self.commit_retry.failing else self.flush_retry
+        if failing.failing:
+            report["writer_error"] = {
+                "error": failing.last_error,
+                "paths": self._failing_paths[:_PATHS_IN_LOG],
+                "attempts": failing.attempts,
+                "failing_for_s": round(time.monotonic() - (failing.since or time.monotonic()), 1),
+                "retry_in_s": round(failing.wait_seconds(), 1),
+            }
+        return report
+
+    # -- workers -------------------------------------------------------------------------
+
+    def _spawn_worker(self) -> None:
+        self._worker_seq += 1
+        thread = threading.Thread(target=self._work_loop, name=f"stacwatchd-worker-{self._worker_seq}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _work_loop(self) -> None:
+        me = threading.get_ident()
+        while not self._stop.is_set():
+            ready = self.queue.take(timeout=0.5)
+            if ready is None:
+                continue
+            with self._busy_lock:
+                self._busy[me] = _Busy(ready.path, time.monotonic())
+            try:
+                self._handle(ready)
+            except Exception as exc:  # a bug must not kill the worker: log and move on
+                self.log.exception("worker_error", path=str(ready.path), error=type(exc).__name__)
+                self._done()
+            finally:
+                with self._busy_lock:
+                    self._busy.pop(me, None)
+                    abandoned = me not in self._live_workers()
+            if abandoned:
+                return
+
+    def _live_workers(self) -> set[int]:
+        return {t.ident for t in self._threads if t.ident is not None}
+
+    def _handle(self, ready: Ready) -> None:
+        started = time.monotonic()
+        if ready.op in ("delete", "delete_tree"):
+            if self.keep_deleted(ready.watch):
+                self._done()
+                return
+            op: Op = RemoveTree(ready.path) if ready.op == "delete_tree" else Remove(ready.path)
+            self._to_writer(_Work(op, started, ready.path))
+            return
+        rules = self.rules_for(ready.watch)
+        if rules is None:
+            self._done()
+            return
+        targets = [ready.path] if rules.is_data(ready.path) else data_for_sidecar(ready.path, rules)
+        if not targets:
+            self._done()
+            return
+        with self._idle:
+            self._outstanding += len(targets) - 1
+        for target in targets:
+            if self._unchanged_since_refused(target):
+                self.counters.skipped += 1
+                self._done()
+                continue
+            try:
+                result = self.build(target, rules)
+            except Exception as exc:  # noqa: BLE001 - refused once, with the path, never retried in a loop
+                self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
+                result = Rejection(target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target))
+            if target in self._abandoned:
+                self._abandoned.discard(target)  # already refused with a timeout
+                continue
+            self._to_writer(_Work(op_for(result, rules), started, target))
+
+    def _unchanged_since_refused(self, path: Path) -> bool:
+        """A refused file is not retried until it changes (size, mtime or inode)."""
+        signature = signature_of(path)
+        if signature is None:
+            return False
+        with self._reader_lock:
+            record = self._reader.source(str(path))
+        return (
+            record is not None
+            and record.status == "rejected"
+            and (record.size, record.mtime_ns, record.inode) == (signature.size, signature.mtime_ns, signature.inode)
+        )
+
+    def _to_writer(self, work: _Work) -> None:
+        while True:
+            try:
+                self._inbox.put(work, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stop.is_set() and not self.healthy:
+                    self._done()
+                    return
+
+    def check_stuck(self) -> list[Path]:
+        """Replace workers stuck on one file longer than the item timeout.
+
+        Python cannot interrupt a hung read; the stuck thread is left behind (it is a
+        daemon thread) and a fresh worker takes its place, so the rest keeps moving.
+        The file is refused with a timeout so it is not retried until it changes.
+        """
+        now = time.monotonic()
+        stuck: list[Path] = []
+        with self._busy_lock:
+            for ident, busy in list(self._busy.items()):
+                if now - busy.since > self.item_timeout:
+                    stuck.append(busy.path)
+                    self._busy.pop(ident)
+                    self._threads = [t for t in self._threads if t.ident != ident]
+                    self._abandoned.add(busy.path)
+        for path in stuck:
+            self.counters.timeouts += 1
+            self.log.error("item_timeout", path=str(path), error="timeout", timeout_s=self.item_timeout)
+            self._spawn_worker()
+            rules = self._rules_containing(path)
+            if rules is not None:
+                rejection = Rejection(path, f"reading the file took longer than {self.item_timeout:g} s", "timeout", signature_of(path))
+                self._to_writer(_Work(Reject(rejection, rules.root, rules.collection_id), now, path))
+            else:
+                self._done()
+        return stuck
+
+    def _rules_containing(self, path: Path) -> Rules | None:
+        for parent in path.parents:
+            rules = self.rules_for(parent)
+            if rules is not None:
+                return rules
+        return None
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def post_meta(self, key: str, value: str) -> None:
+        """Record a status value in the state; written by the writer thread (the only writer)."""
+        with self._meta_lock:
+            self._meta[key] = value
+        if not self.healthy:
+            self._flush_meta()
+
+    def _flush_meta(self) -> None:
+        with self._meta_lock:
+            pending, self._meta = self._meta, {}
+        if not pending:
+            return
+        try:
+            self.writer.state.set_meta(pending)
+        except StateUnwritable:
+            with self._meta_lock:  # keep the newest values for the next try
+                self._meta = {**pending, **self._meta}
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                if self._write_step():
+                    return
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any bug
+                self.log.exception("writer_error", error=type(exc).__name__, reason=str(exc))
+                self._stop.wait(1.0)
+
+    def _write_step(self) -> bool:
+        """Gather, commit, flush once; True when stopped with nothing left to do."""
+        self._gather()
+        if self._pending and self.commit_retry.due():
+            self._commit(self._pending[: self.max_batch])
+        if self._journal and self.flush_retry.due():
+            self._flush()
+        self._flush_meta()
+        stopping = self._stop.is_set() and self._inbox.empty()
+        blocked = self.commit_retry.failing or self.flush_retry.failing
+        return stopping and (blocked or (not self._pending and not self._journal))
+
+    def _gather(self) -> None:
+        """Take what is ready: wait for the first operation, then linger for more."""
+        if self._pending and self.commit_retry.due() or self._journal and self.flush_retry.due():
+            timeout = 0.0
+        else:
+            waits = [0.5]
+            if self._pending:
+                waits.append(self.commit_retry.wait_seconds())
+            if self._journal:
+                waits.append(self.flush_retry.wait_seconds())
+            timeout = min(waits)
+        try:
+            self._pending.append(self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait())
+        except queue.Empty:
+            return
+        deadline = time.monotonic() + self.linger
+        while len(self._pending) < self.max_batch:
+            try:
+                self._pending.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+
+    def _commit(self, batch: list[_Work]) -> None:
+        started = time.monotonic()
+        try:
+            result = self.writer.commit([work.op for work in batch])
+        except StateUnwritable as error:
+            self._failed(self.commit_retry, "state_write_failed", error, [str(w.path) for w in batch])
+            return
+        del self._pending[: len(batch)]
+        self._recovered(self.commit_retry, "state_write_recovered")
+        self._journal = self.writer.pending()
+        self.counters.batches += 1
+        self.counters.absorb(result)
+        self._log_result(result, batch, started)
+        for path in result.requeue:
+            rules = self._rules_containing(path)
+            self.submit(Ready("upsert", path, rules.root if rules else path.parent), timeout=0)
+        for _ in batch:
+            self._done()
+
+    def _flush(self) -> None:
+        try:
+            result = self.writer.flush()
+        except (CatalogUnwritable, StateUnwritable) as error:
+            self._journal = max(1, self._journal)
+            self._failed(self.flush_retry, "catalog_write_failed", error, [str(error.path)])
+            return
+        self._journal = 0
+        self._recovered(self.flush_retry, "catalog_write_recovered")
+        self.counters.files_written += len(result.written)
+        if self.on_batch is not None:
+            self.on_batch(result)
+        with self._idle:
+            self._idle.notify_all()
+
+    def _failed(self, backoff: Backoff, event: str, error: Exception, paths: list[str]) -> None:
+        reason = getattr(error, "reason", str(error))
+        first = not backoff.failing
+        delay = backoff.failed(reason)
+        self._failing_paths = paths
+        log = self.log.error if first else self.log.warning
+        log(
+            event,
+            error=getattr(error, "errno_name", None) or type(error).__name__,
+            reason=reason,
+            paths=paths[:_PATHS_IN_LOG],
+            more_paths=max(0, len(paths) - _PATHS_IN_LOG),
+            pending=len(self._pending),
+            journal=self._journal,
+            attempt=backoff.attempts,
+            retry_in_s=round(delay, 2),
+        )
+
+    def _recovered(self, backoff: Backoff, event: str) -> None:
+        attempts = backoff.attempts
+        after = backoff.succeeded()
+        if after is not None:
+            self._failing_paths = []
+            self.log.info(event, after_s=round(after, 2), attempts=attempts)
+
+    def _done(self) -> None:
+        with self._idle:
+            self._outstanding -= 1
+            if self._outstanding <= 0:
+                self._idle.notify_all()
+
+    def _log_result(self, result: BatchResult, batch: list[_Work], started: float) -> None:
+        now = time.monotonic()
+        began = {str(work.path): work.started for work in batch}
+        for kind, collection, item_id, path in result.changes:
+            self.log.info(
+                f"item_{kind}",
+                path=path,
+                collection=collection,
+                item_id=item_id,
+                duration_ms=round((now - began.get(path or "", started)) * 1000, 1),
+            )
+        for rejection in result.rejections:
+            self.log.warning("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
