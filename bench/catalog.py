@@ -24,7 +24,8 @@ versions (git HEAD and a source hash are recorded).
                 run first and last, the ratio uses their mean.
    scan         PARALLEL: stacwatchd.engine.scan.scan(workers=--workers) into an empty
                 catalog, builds in that many child processes, one writer.
-   scan_threads (smallest N) the same with the builds in threads of one process.
+   scan_threads (smallest N) the same with no Builder: the engine's threads call build
+                themselves, in one process (threads only, as before the Builder).
    scan_chunked (smallest N) the same files hard-linked into sub-folders of --chunk files:
                 isolates the cost that grows with the size of the folder a file sits in.
    pystac       (smallest N, ≤ 10,000) rio_stac.create_stac_item(with_proj) per file,
@@ -590,8 +591,8 @@ def _backfill_n(n: int, every: list[Path], pool: Path, args: argparse.Namespace,
            src=str(src), root=str(root), workers=args.workers)
     shutil.rmtree(root, ignore_errors=True)
     if smallest and not args.no_thread_mode:
-        method("scan_threads", f"stacwatchd scan, {args.workers} build threads", f"{args.workers} threads, 1 process", "scan",
-               src=str(src), root=str(root), workers=args.workers, mode="thread")
+        method("scan_threads", f"stacwatchd scan, {args.workers} engine threads calling build", f"{args.workers} threads, 1 process",
+               "scan", src=str(src), root=str(root), workers=args.workers, mode="inline")
         shutil.rmtree(root, ignore_errors=True)
     if smallest:
         chunked = workdir / f"rasters-{n}-chunked"

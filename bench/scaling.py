@@ -14,7 +14,8 @@ floor           ONE thread: rasterio.open, transform_bounds, a ~3 KB JSON writte
 scan            ``stacwatchd.engine.scan.scan(workers=W)`` into an empty catalog, builds in
                 W child processes (``Builder(mode="process")``) behind W threads, one writer:
                 the PARALLEL side. Its seconds include starting the build processes.
-scan_threads    the same with ``Builder(mode="thread")``: W threads in one process.
+scan_threads    the same with no Builder: the engine's W threads call ``build`` themselves,
+                in one process (threads only, as before the Builder).
 floor_threads   the floor's work spread over T threads (on the first --floor-threads-n
                 files): what threads can gain at best, whatever the Item builder does.
 writer          ``CatalogWriter.apply`` alone over prebuilt Items in batches of 256, timed,
@@ -375,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         def scan(mode: str, workers: int) -> dict[str, Any]:
             root = workdir / "catalog"
             shutil.rmtree(root, ignore_errors=True)
-            side = f"parallel ({workers} processes + writer)" if mode == "process" else f"{workers} threads, one process"
+            side = f"parallel ({workers} processes + writer)" if mode == "process" else f"{workers} threads, 1 process"
             row = measure("scan" if mode == "process" else "scan_threads", side, workers, "scan", src=str(src), root=str(root),
                           workers=workers, mode=mode, n=args.n)
             shutil.rmtree(root, ignore_errors=True)
@@ -398,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for w in args.thread_workers:
             if within_budget(f"scan_threads W={w}"):
                 log(f"scan, {w} build threads …")
-                scan("thread", w)
+                scan("inline", w)
         for t in args.floor_threads:
             if within_budget(f"floor_threads T={t}"):
                 log(f"floor in {t} threads over {args.floor_threads_n:,} files …")
