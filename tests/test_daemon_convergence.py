@@ -324,3 +324,20 @@ def test_kill_9_during_the_retry_loop_and_during_journal_replay_loses_nothing(da
     assert daemon.stop() == 0
     assert not temp_files(daemon.catalog)
     assert_catalog_ok(daemon.catalog, schema_store)
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_once_and_the_rest_goes_on(tmp_path):
+    daemon = DaemonProcess(tmp_path, reconcile=1)
+    try:
+        daemon.start()
+        bad = os.fsencode(daemon.watched) + b"/caf\xe9_20240517.tif"
+        good = testing.utm(tmp_path / "made.tif")
+        shutil.copy(good, bad)
+        testing.utm(daemon.watched / "fine_20240517.tif")
+        daemon.wait_items({"fine_20240517"})
+        refused = daemon.wait_events("item_rejected")
+        assert refused[0]["error"] == "bad_file_name" and "caf" in refused[0]["path"]
+        daemon.wait_events("reconciled", 3)
+        assert len(daemon.events("item_rejected")) == 1 and daemon.process.poll() is None
+    finally:
+        daemon.close()

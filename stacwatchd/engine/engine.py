@@ -140,6 +140,7 @@ class Engine:
         self._reader = State(writer.state.path, readonly=True)
         self._reader_lock = threading.Lock()
         self._abandoned: set[Path] = set()
+        self._bad_names: set[Path] = set()
         self._worker_seq = 0
         self._idle = threading.Condition()
         self._outstanding = 0
@@ -259,6 +260,9 @@ class Engine:
 
     def _handle(self, ready: Ready) -> None:
         started = time.monotonic()
+        if not _is_utf8(ready.path):
+            self._refuse_name(ready.path)
+            return
         if ready.op in ("delete", "delete_tree"):
             if self.keep_deleted(ready.watch):
                 self._done()
@@ -290,6 +294,18 @@ class Engine:
                 self._abandoned.discard(target)  # already refused with a timeout
                 continue
             self._to_writer(_Work(op_for(result, rules), started, target))
+
+    def _refuse_name(self, path: Path) -> None:
+        """A name that is not UTF-8 cannot be an href or a key in the state: refused, logged
+        once per run (it cannot be recorded, so every reconcile finds it again)."""
+        if path not in self._bad_names:
+            self._bad_names.add(path)
+            self.counters.rejected += 1
+            self.log.warning(
+                "item_rejected", path=str(path).encode("utf-8", "backslashreplace").decode(), error="bad_file_name",
+                reason="the file name is not valid UTF-8: rename it",
+            )  # fmt: skip
+        self._done()
 
     def _unchanged_since_refused(self, path: Path) -> bool:
         """A refused file is not retried until it changes (size, mtime or inode)."""
@@ -490,3 +506,11 @@ class Engine:
             )
         for rejection in result.rejections:
             self.log.warning("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
+
+
+def _is_utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

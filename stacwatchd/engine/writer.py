@@ -21,7 +21,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Literal
 
-from stacwatchd.config import STATE_DIRNAME, CatalogSettings, CollectionSettings
+from stacwatchd.config import CatalogSettings, CollectionSettings
 from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.errors import IdClash, StacwatchdError
 from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
@@ -29,12 +29,12 @@ from stacwatchd.stac.layout import Layout, partition_of
 from stacwatchd.log import get_logger
 from stacwatchd.model.sources import Signature
 from stacwatchd.stac.json import dumps, loads
+from stacwatchd.stac.names import THUMBNAIL_FILE
 from stacwatchd.state.store import State, StateUnwritable, Tx, compress
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
 
 Durability = Literal["batch", "file", "none"]
-THUMBNAIL = "thumbnail.png"
 
 
 class OutsideRoot(StacwatchdError):
@@ -164,7 +164,7 @@ class CatalogWriter:
         self.collections = dict(collections or {})
         self.durability = durability
         self.summary_fields = tuple(summaries)
-        self.state = State(settings.state_file or self.root / STATE_DIRNAME / "state.db")
+        self.state = State(settings.state_path)
         self.outbox = outbox
         self.file_outbox = file_outbox
         self.render = Renderer(self.state, self.layout, settings, self.collections, tuple(summaries))
@@ -420,7 +420,7 @@ class CatalogWriter:
             path = self.layout.item_file(collection, _parts(partition), key or "")
             files: list[tuple[str, bytes | None]] = [(self._rel(path), doc)]
             if thumbnail is not None:
-                files.append((self._rel(path.parent / THUMBNAIL), thumbnail))
+                files.append((self._rel(path.parent / THUMBNAIL_FILE), thumbnail))
             return files
         assert kind == "delete_item" and key is not None
         partition, item_id = json.loads(key)
@@ -428,7 +428,7 @@ class CatalogWriter:
         if current is not None and current.partition == partition:
             return []
         path = self.layout.item_file(collection, _parts(partition), item_id)
-        return [(self._rel(path.parent / THUMBNAIL), None), (self._rel(path), None)]
+        return [(self._rel(path.parent / THUMBNAIL_FILE), None), (self._rel(path), None)]
 
     # -- files ----------------------------------------------------------------------------
 

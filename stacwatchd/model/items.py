@@ -42,15 +42,9 @@ from stacwatchd.model.raster import (
     simplified_geojson,
 )
 from stacwatchd.stac.layout import path_to_href
+from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2, THUMBNAIL_FILE
 from stacwatchd.model.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
 
-PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
-PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-RASTER_V1 = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-RASTER_V2 = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
-FILE_V2 = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
-
-THUMBNAIL_NAME = "thumbnail.png"
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -188,9 +182,9 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         thumbnail = render_thumbnail(primary.path)
         item.add_asset(
             "thumbnail",
-            pystac.Asset(href=f"./{THUMBNAIL_NAME}", media_type="image/png", roles=["thumbnail"], title="Thumbnail"),
+            pystac.Asset(href=f"./{THUMBNAIL_FILE}", media_type="image/png", roles=["thumbnail"], title="Thumbnail"),
         )
-        item.add_link(pystac.Link("preview", f"./{THUMBNAIL_NAME}", media_type="image/png", title="Thumbnail"))
+        item.add_link(pystac.Link("preview", f"./{THUMBNAIL_FILE}", media_type="image/png", title="Thumbnail"))
     item.add_link(
         pystac.Link(
             "via",

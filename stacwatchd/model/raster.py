@@ -35,15 +35,8 @@ from shapely.geometry.polygon import orient
 
 from stacwatchd.errors import UnreadableRaster
 
-# stacwatchd reports missing georeferencing itself, as a fact or a rejection.
-warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
-
+#: Listing a folder of 10,000 files on each open is what this avoids.
 GDAL_OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
-# GDAL falls back to the process environment for config options, so setting it once
-# here spares every open a rasterio.Env (which costs a noticeable share of an open).
-# Listing a folder of 10,000 files on each open is what this avoids.
-for _key, _value in GDAL_OPEN_OPTIONS.items():
-    os.environ.setdefault(_key, _value)
 
 GEOTIFF = "image/tiff; application=geotiff"
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -181,7 +174,9 @@ def _enter_thread_env() -> None:
     """One GDAL environment per thread, kept open: rasterio would otherwise set one up
     and tear it down around every single open."""
     if not getattr(_THREAD, "env", None):
-        _THREAD.env = rasterio.Env()
+        # stacwatchd reports missing georeferencing itself, as a fact or a refusal.
+        warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
+        _THREAD.env = rasterio.Env(**GDAL_OPEN_OPTIONS)
         _THREAD.env.__enter__()
 
 

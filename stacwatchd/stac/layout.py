@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 Partitioning = Literal["none", "year", "year/month", "year/month/day"]
 
 _PARTITION_DEPTH = {"none": 0, "year": 1, "year/month": 2, "year/month/day": 3}
-_RESERVED_NAMES = {"catalog.json", "collection.json"}
+_RESERVED_NAMES = {CATALOG_FILE, COLLECTION_FILE}
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
@@ -71,16 +72,16 @@ class Layout:
 
     @property
     def root_catalog(self) -> Path:
-        return self.root / "catalog.json"
+        return self.root / CATALOG_FILE
 
     def collection_file(self, collection: str) -> Path:
-        return self.root / collection / "collection.json"
+        return self.root / collection / COLLECTION_FILE
 
     def partition_file(self, collection: str, parts: tuple[str, ...]) -> Path:
         """A partition catalog; with no parts this is the collection itself."""
         if not parts:
             return self.collection_file(collection)
-        return self.root.joinpath(collection, *parts, "catalog.json")
+        return self.root.joinpath(collection, *parts, CATALOG_FILE)
 
     def item_file(self, collection: str, parts: tuple[str, ...], item_id: str) -> Path:
         name = item_file_stem(item_id)
