@@ -290,8 +290,8 @@ def distinct_rasters(
     reader sees the same file twice. Deterministic for a given ``seed``; written by
     ``processes`` forked workers (default: every CPU).
     """
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     folder.mkdir(parents=True, exist_ok=True)
     step = span_days * 86400.0 / max(n, 1)

@@ -134,8 +134,8 @@ def _watch(src: Path) -> Any:
 
 
 def _writer(root: Path) -> Any:
-    from stacwatchd.engine.writer import CatalogWriter
     from stacwatchd.config import CatalogSettings, CollectionSettings
+    from stacwatchd.engine.writer import CatalogWriter
 
     return CatalogWriter(CatalogSettings(root=root), {COLLECTION: CollectionSettings(id=COLLECTION)})
 
@@ -368,7 +368,6 @@ def task_naive_adds(p: dict[str, Any]) -> dict[str, Any]:
 
 def task_remove(p: dict[str, Any]) -> dict[str, Any]:
     from stacwatchd.engine.writer import Remove
-
     from stacwatchd.model.items import Rules
 
     root, path = Path(p["root"]), Path(p["path"])

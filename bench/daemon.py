@@ -1069,7 +1069,6 @@ def measure_idle(args: argparse.Namespace, workdir: Path, log: Log) -> dict[str,
     idle_pct = 100 * (cpu1 - cpu0) / (t1 - t0)
     reconcile_cpu = cpu_reconciled - cpu_ready
     result = {
-        "repeat": rep + 1,
         "files": n,
         "code": daemon.code,
         "scan_code": scan_code,

@@ -200,8 +200,14 @@ def _pure_steps(built: Sequence[Any], root: Path) -> dict[str, float]:
         t0 = clock()
         item = item_to_dict(b.item)
         t1 = clock()
-        _, doc = item_document(item, layout=layout, collection_id=COLLECTION, parts=partition_of(b.timing.first, "year/month"),
-                               root_title="Catalog", collection_title=COLLECTION)
+        _, doc = item_document(
+            item,
+            layout=layout,
+            collection_id=COLLECTION,
+            parts=partition_of(b.timing.first, "year/month"),
+            root_title="Catalog",
+            collection_title=COLLECTION,
+        )
         t2 = clock()
         data = dumps(doc)
         t3 = clock()
@@ -230,7 +236,9 @@ def _writer_buckets(profiler: cProfile.Profile, n: int) -> tuple[dict[str, float
             cum = sum(v[2] for (file, _, name), v in stats.items() if file.endswith(file_part))
         buckets[label] = cum / n * 1e6
     for label, needles in WRITER_LEAVES:
-        tt = sum(v[2] for (file, line, name), v in stats.items() if any(x in f"{file}:{line}({name})" or x in name for x in needles))
+        tt = sum(
+            v[2] for (file, line, name), v in stats.items() if any(x in f"{file}:{line}({name})" or x in name for x in needles)
+        )
         buckets[label] = tt / n * 1e6
     buckets["total (profiled)"] = total / n * 1e6
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:25]
@@ -269,7 +277,9 @@ def run_child(task: str, workdir: Path, **params: Any) -> dict[str, Any]:
     params["result"] = str(stem.with_suffix(".result.json"))
     stem.with_suffix(".params.json").write_text(json.dumps(params, default=str))
     _common.settle()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", task, str(stem.with_suffix(".params.json"))])
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", task, str(stem.with_suffix(".params.json"))]
+    )
     monitor = _common.TreeMonitor(proc.pid)
     code = proc.wait()
     tree = monitor.stop()
@@ -352,24 +362,43 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             n = res["n"]
             tree = res["tree"]
             row = {
-                "method": method, "side": side, "workers": width, "n": n, "seconds": res["seconds"],
-                "items_per_s": n / res["seconds"], "peak_rss_sum_mib": tree["peak_rss_sum_mib"],
-                "peak_pss_sum_mib": tree["peak_pss_sum_mib"], "processes": tree["peak_processes"],
-                "cpu_main_s": tree["cpu_main_s"], "cpu_others_s": tree["cpu_others_s"],
-                "main_us_per_item": tree["cpu_main_s"] / n * 1e6, "load_after": os.getloadavg()[0],
+                "method": method,
+                "side": side,
+                "workers": width,
+                "n": n,
+                "seconds": res["seconds"],
+                "items_per_s": n / res["seconds"],
+                "peak_rss_sum_mib": tree["peak_rss_sum_mib"],
+                "peak_pss_sum_mib": tree["peak_pss_sum_mib"],
+                "processes": tree["peak_processes"],
+                "cpu_main_s": tree["cpu_main_s"],
+                "cpu_others_s": tree["cpu_others_s"],
+                "main_us_per_item": tree["cpu_main_s"] / n * 1e6,
+                "load_after": os.getloadavg()[0],
             }
             rows.append(row)
-            log(f"  {method:<13} W={width:<3} {row['items_per_s']:8,.0f} items/s  {res['seconds']:7.2f} s  "
+            log(
+                f"  {method:<13} W={width:<3} {row['items_per_s']:8,.0f} items/s  {res['seconds']:7.2f} s  "
                 f"RSS Σ {row['peak_rss_sum_mib']:5.0f} MiB  PSS Σ {row['peak_pss_sum_mib']:5.0f} MiB  "
-                f"CPU main {row['cpu_main_s']:.1f} s, children {row['cpu_others_s']:.1f} s")
+                f"CPU main {row['cpu_main_s']:.1f} s, children {row['cpu_others_s']:.1f} s"
+            )
             return row
 
         def floor(threads: int, limit: int | None = None) -> dict[str, Any]:
             out = workdir / "floor-out"
             shutil.rmtree(out, ignore_errors=True)
             side = "serial (1 thread)" if threads == 1 else f"parallel ({threads} threads)"
-            row = measure("floor" if threads == 1 else "floor_threads", side, threads, "floor", src=str(src), out=str(out),
-                          threads=threads, floor_bytes=args.floor_bytes, limit=limit)
+            row = measure(
+                "floor" if threads == 1 else "floor_threads",
+                side,
+                threads,
+                "floor",
+                src=str(src),
+                out=str(out),
+                threads=threads,
+                floor_bytes=args.floor_bytes,
+                limit=limit,
+            )
             shutil.rmtree(out, ignore_errors=True)
             return row
 
@@ -377,8 +406,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             root = workdir / "catalog"
             shutil.rmtree(root, ignore_errors=True)
             side = f"parallel ({workers} processes + writer)" if mode == "process" else f"{workers} threads, 1 process"
-            row = measure("scan" if mode == "process" else "scan_threads", side, workers, "scan", src=str(src), root=str(root),
-                          workers=workers, mode=mode, n=args.n)
+            row = measure(
+                "scan" if mode == "process" else "scan_threads",
+                side,
+                workers,
+                "scan",
+                src=str(src),
+                root=str(root),
+                workers=workers,
+                mode=mode,
+                n=args.n,
+            )
             shutil.rmtree(root, ignore_errors=True)
             return row
 
@@ -409,8 +447,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             _common.warm_page_cache(paths)
             prof = args.out.with_suffix(".writer.prof")
             prof.parent.mkdir(parents=True, exist_ok=True)
-            writer = run_child("writer", workdir, src=str(src), root=str(workdir / "writer"), limit=args.writer_n,
-                               workers=os.cpu_count() or 2, batch=256, profile_out=str(prof))
+            writer = run_child(
+                "writer",
+                workdir,
+                src=str(src),
+                root=str(workdir / "writer"),
+                limit=args.writer_n,
+                workers=os.cpu_count() or 2,
+                batch=256,
+                profile_out=str(prof),
+            )
             shutil.rmtree(workdir / "writer", ignore_errors=True)
     finally:
         if own and not args.keep:
@@ -429,12 +475,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         row = next((r for r in rows if r["method"] == "scan" and r["workers"] == w), None)
         if row is not None:
             where = "" if cores >= 16 else f" (target set for 16 cores; this machine has {cores})"
-            verdicts.append(f"scan W={w}: {row['ratio_to_floor']:.2f}× floor — {'meets' if row['ratio_to_floor'] >= target else 'MISSES'} ≥ {target}×{where}")
+            verdicts.append(
+                f"scan W={w}: {row['ratio_to_floor']:.2f}× floor — {'meets' if row['ratio_to_floor'] >= target else 'MISSES'} ≥ {target}×{where}"
+            )
     best = max((r for r in rows if r["method"] == "scan"), key=lambda r: r["items_per_s"], default=None)
     if best is not None:
-        verdicts.append(f"best scan: W={best['workers']} {best['items_per_s']:,.0f} items/s = {best['ratio_to_floor']:.2f}× floor; "
-                        f"its main process spent {best['main_us_per_item']:,.0f} µs CPU per Item (caps it near "
-                        f"{1e6 / best['main_us_per_item']:,.0f}/s)")
+        verdicts.append(
+            f"best scan: W={best['workers']} {best['items_per_s']:,.0f} items/s = {best['ratio_to_floor']:.2f}× floor; "
+            f"its main process spent {best['main_us_per_item']:,.0f} µs CPU per Item (caps it near "
+            f"{1e6 / best['main_us_per_item']:,.0f}/s)"
+        )
     notes += [
         f"one set of {args.n:,} distinct rasters (file set {digest}, {size / 1e6:,.0f} MB, written in {made_s:.0f} s) in one folder; "
         "every row read the same files, page cache warm",
@@ -461,12 +511,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(_common.format_table(rows, COLUMNS))
     if writer is not None:
         n = writer["n"]
-        print(f"\nwriter alone: {n:,} new Items in batches of {writer['batch']}: {writer['plain_s'] / n * 1e6:,.0f} µs/Item "
-              f"({n / writer['plain_s']:,.0f} Items/s).")
+        print(
+            f"\nwriter alone: {n:,} new Items in batches of {writer['batch']}: {writer['plain_s'] / n * 1e6:,.0f} µs/Item "
+            f"({n / writer['plain_s']:,.0f} Items/s)."
+        )
         print("  pure per-Item steps, each timed alone (no profiler):")
         for label, us in writer["steps_us"].items():
             print(f"  {us:8.1f} µs  {label}")
-        print(f"  under cProfile ({writer['profiled_s'] / n * 1e6:,.0f} µs/Item; built-in calls are timed fairly, Python code is inflated):")
+        print(
+            f"  under cProfile ({writer['profiled_s'] / n * 1e6:,.0f} µs/Item; built-in calls are timed fairly, Python code is inflated):"
+        )
         for label, us in writer["buckets_us"].items():
             print(f"  {us:8.1f} µs  {label}")
         print("  top functions by own time:")

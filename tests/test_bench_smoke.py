@@ -42,8 +42,22 @@ def test_distinct_rasters_are_not_copies_of_one_template(tmp_path: Path):
 
 @pytest.mark.slow
 def test_scaling_benchmark_measures_floor_scan_and_threads_on_one_file_set():
-    argv = ["--n", "200", "--workers", "2", "--thread-workers", "2", "--floor-threads", "2", "--floor-threads-n", "100",
-            "--writer-n", "100", "--no-out", "--quiet"]
+    argv = [
+        "--n",
+        "200",
+        "--workers",
+        "2",
+        "--thread-workers",
+        "2",
+        "--floor-threads",
+        "2",
+        "--floor-threads-n",
+        "100",
+        "--writer-n",
+        "100",
+        "--no-out",
+        "--quiet",
+    ]
     results = bench("scaling").main(argv)
     rows = {(r["method"], r["workers"]) for r in results["results"]}
     assert {("floor", 1), ("scan", 2), ("scan_threads", 2), ("floor_threads", 2)} <= rows

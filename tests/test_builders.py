@@ -98,8 +98,7 @@ def test_many_threads_share_the_process_slots(files: list[Path]):
     results: dict[int, Any] = {}
     with Builder(2, 60) as builder:
         threads = [
-            threading.Thread(target=lambda i=i: results.__setitem__(i, builder.build(paths[i], rules)))
-            for i in range(len(paths))
+            threading.Thread(target=lambda i=i: results.__setitem__(i, builder.build(paths[i], rules))) for i in range(len(paths))
         ]
         for thread in threads:
             thread.start()

@@ -256,8 +256,12 @@ class Builder:
             self._cond.notify_all()
         if isinstance(result, _ChildError):
             self.log.warning("build_crashed", path=str(request.path), error="crashed", cause=result.cause, slot=slot.n)
-            result = _rejection(request.path, f"the build of {request.path.name} failed ({result.cause}); "
-                                "it is not retried until the file changes", "crashed", channel.signature(request.id))
+            result = _rejection(
+                request.path,
+                f"the build of {request.path.name} failed ({result.cause}); it is not retried until the file changes",
+                "crashed",
+                channel.signature(request.id),
+            )
         _deliver(request, result)
 
     def _expired(self, slot: _Slot, channel: _Channel, request: _Request) -> None:
@@ -274,14 +278,19 @@ class Builder:
             self.timeouts += 1
             self._dispatch()
             self._cond.notify_all()
-        self.log.warning("build_abandoned", path=str(request.path), error="timeout", timeout_s=self.item_timeout,
-                         slot=slot.n, pid=pid)
-        _deliver(request, _rejection(
-            request.path,
-            f"building {request.path.name} took longer than item_timeout_seconds = {self.item_timeout:g} s "
-            "(a hung read, such as a dead network mount); the build was abandoned",
-            "timeout", signature,
-        ))
+        self.log.warning(
+            "build_abandoned", path=str(request.path), error="timeout", timeout_s=self.item_timeout, slot=slot.n, pid=pid
+        )
+        _deliver(
+            request,
+            _rejection(
+                request.path,
+                f"building {request.path.name} took longer than item_timeout_seconds = {self.item_timeout:g} s "
+                "(a hung read, such as a dead network mount); the build was abandoned",
+                "timeout",
+                signature,
+            ),
+        )
 
     def _died(self, slot: _Slot, channel: _Channel) -> None:
         cause = channel.death()
@@ -309,10 +318,15 @@ class Builder:
             self._cond.notify_all()
         if crashed is not None:
             self.log.warning("build_crashed", path=str(crashed.path), error="crashed", cause=cause, slot=slot.n)
-            _deliver(crashed, _rejection(
-                crashed.path, f"the build of {crashed.path.name} crashed ({cause}); it is not retried until the file changes",
-                "crashed", signature,
-            ))
+            _deliver(
+                crashed,
+                _rejection(
+                    crashed.path,
+                    f"the build of {crashed.path.name} crashed ({cause}); it is not retried until the file changes",
+                    "crashed",
+                    signature,
+                ),
+            )
 
     def _start_failed(self, slot: _Slot, cause: str) -> None:
         slot.starts_failed += 1

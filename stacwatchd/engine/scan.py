@@ -15,9 +15,9 @@ from stacwatchd.engine.engine import Build, Counters, Engine
 from stacwatchd.engine.reconcile import diff
 from stacwatchd.engine.settle import Ready
 from stacwatchd.engine.writer import open_writer
-from stacwatchd.sinks.base import Sink, deliver_once
 from stacwatchd.log import get_logger
 from stacwatchd.model.items import Rules
+from stacwatchd.sinks.base import Sink, deliver_once
 
 
 class Progress:
