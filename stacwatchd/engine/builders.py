@@ -61,6 +61,7 @@ _MAX_RULES = 256
 _START_S = 120.0
 _JOIN_S = 2.0
 _RESENDS = 2  # a file whose child died before beginning it is sent again this often
+_CHILD_CACHE_MB = "64"  # GDAL_CACHEMAX of a build process, unless the environment sets one
 
 
 class BuilderClosed(RuntimeError):
@@ -609,6 +610,9 @@ def _serve(conn: Connection, stat: Any) -> None:
     # group must not kill a build the parent is still waiting for.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    # GDAL's block cache defaults to 5 % of the machine's memory in every process; one
+    # file's thumbnail or statistics need far less, and there is a child per worker.
+    os.environ.setdefault("GDAL_CACHEMAX", _CHILD_CACHE_MB)
     try:
         conn.send("ready")
     except OSError:
