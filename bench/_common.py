@@ -372,6 +372,15 @@ def _kb(path: str, key: str) -> int | None:
     return None
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
 def _cpu_s(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -400,31 +409,50 @@ class TreeMonitor:
         self.peak_processes = 0
         self.samples = 0
         self.cpu: dict[int, float] = {}
-        self.names: dict[int, str] = {}
+        self.roles: dict[int, str] = {}
+        self.peak_breakdown: dict[str, dict[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
         self._thread.start()
 
+    def _role(self, pid: int) -> str:
+        if pid == self.pid:
+            return "main"
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return "other"
+        if b"resource_tracker" in cmdline:
+            return "resource tracker"
+        if b"forkserver" in cmdline:  # the fork server and the children it forked share its command line
+            return "fork server" if _ppid(pid) == self.pid else "build process"
+        return "other"
+
     def sample(self) -> None:
         rss = pss = alive = 0
+        seen: dict[str, dict[str, float]] = {}
         for p in descendants(self.pid):
             r = _kb(f"/proc/{p}/status", "VmRSS:")
             if r is None:
                 continue
             alive += 1
+            q = _kb(f"/proc/{p}/smaps_rollup", "Pss:") or 0
             rss += r
-            pss += _kb(f"/proc/{p}/smaps_rollup", "Pss:") or 0
+            pss += q
             cpu = _cpu_s(p)
             if cpu is not None:
                 self.cpu[p] = cpu
-            if p not in self.names:
-                try:
-                    self.names[p] = Path(f"/proc/{p}/comm").read_text().strip()
-                except OSError:
-                    pass
+            if p not in self.roles:
+                self.roles[p] = self._role(p)
+            role = seen.setdefault(self.roles[p], {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0})
+            role["processes"] += 1
+            role["rss_mib"] += r / 1024
+            role["pss_mib"] += q / 1024
         self.samples += 1
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
-        self.peak_pss_kb = max(self.peak_pss_kb, pss)
+        if pss > self.peak_pss_kb:
+            self.peak_pss_kb = pss
+            self.peak_breakdown = seen
         self.peak_processes = max(self.peak_processes, alive)
 
     def _run(self, interval: float) -> None:
@@ -442,4 +470,5 @@ class TreeMonitor:
             "samples": self.samples,
             "cpu_main_s": main_cpu,
             "cpu_others_s": sum(v for p, v in self.cpu.items() if p != self.pid),
+            "at_peak_pss": {k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in self.peak_breakdown.items()},
         }

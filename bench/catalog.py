@@ -577,7 +577,7 @@ def _backfill_n(n: int, every: list[Path], pool: Path, args: argparse.Namespace,
                "items_per_s": rate, "peak_rss_mb": tree["peak_rss_sum_mib"], "peak_pss_mb": tree["peak_pss_sum_mib"],
                "processes": tree["peak_processes"], "cpu_main_s": tree["cpu_main_s"], "cpu_children_s": tree["cpu_others_s"],
                "cpu_us_per_item": (tree["cpu_main_s"] + tree["cpu_others_s"]) / n * 1e6, "files_written": res.get("files_written"),
-               "fileset": digest, "load_after": os.getloadavg()[0]}
+               "fileset": digest, "load_after": os.getloadavg()[0], "pss_by_role": tree["at_peak_pss"]}
         rows.append(row)
         return res
 

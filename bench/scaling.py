@@ -375,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "cpu_others_s": tree["cpu_others_s"],
                 "main_us_per_item": tree["cpu_main_s"] / n * 1e6,
                 "load_after": os.getloadavg()[0],
+                "pss_by_role": tree["at_peak_pss"],
             }
             rows.append(row)
             log(
@@ -382,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"RSS Σ {row['peak_rss_sum_mib']:5.0f} MiB  PSS Σ {row['peak_pss_sum_mib']:5.0f} MiB  "
                 f"CPU main {row['cpu_main_s']:.1f} s, children {row['cpu_others_s']:.1f} s"
             )
+            if len(row["pss_by_role"]) > 1:
+                parts = ", ".join(
+                    f"{k} {v['pss_mib']:.0f}" + (f" ({v['processes']:.0f})" if v["processes"] > 1 else "")
+                    for k, v in row["pss_by_role"].items()
+                )
+                log(f"      PSS MiB at the peak: {parts}")
             return row
 
         def floor(threads: int, limit: int | None = None) -> dict[str, Any]:
