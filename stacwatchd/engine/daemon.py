@@ -10,31 +10,23 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from stacwatchd import __version__
-from stacwatchd.engine.writer import BatchResult, CatalogWriter, open_writer
-from stacwatchd.config import Settings, WatchSettings, load_settings
-from stacwatchd.errors import ConfigError, StacwatchdError
-from stacwatchd.model.items import Rules, build
-from stacwatchd.log import configure, get_logger
+from stacwatchd.config import Settings, WatchSettings, load_settings, require_watches
 from stacwatchd.engine.engine import Engine
-from stacwatchd.sinks import configured_sinks
-from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.settle import Settler
+from stacwatchd.engine.watch import FileEvent, Watcher
+from stacwatchd.engine.writer import BatchResult, open_writer
+from stacwatchd.errors import StacwatchdError
+from stacwatchd.log import configure, get_logger
+from stacwatchd.metrics import Metrics
+from stacwatchd.model.items import Rules, build
+from stacwatchd.sinks import configured_sinks
+from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
-from stacwatchd.engine.watch import FileEvent, Watcher
-
-
-class Sink(Protocol):
-    """A publisher fed after every writer batch (PgSTAC, later others)."""
-
-    def start(self) -> None: ...
-    def stop(self, timeout: float) -> None: ...
-    def wake(self) -> None: ...
-    def depth(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +39,7 @@ class Daemon:
     """One running instance: watcher → settler → pipeline → writer (→ sinks)."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None, *, stop_timeout: float = 60.0) -> None:
-        if not settings.watch:
-            raise ConfigError(config_path or Path("<environment>"), "no [[watch]] folders configured")
+        require_watches(settings, config_path)
         self.settings = settings
         self.config_path = config_path
         self.stop_timeout = stop_timeout
@@ -60,7 +51,8 @@ class Daemon:
         self._reconcile_roots: set[Path] = set()
         self._reconcile_lock = threading.Lock()
         self.started = time.time()
-        self.sinks: list[Sink] = []
+        self.sinks: list[SinkRunner] = []
+        self.metrics = Metrics()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -68,7 +60,7 @@ class Daemon:
         s = self.settings
         collections = {w.collection_id: w.collection for w in s.watch}
         sinks = configured_sinks(s)
-        self.writer = open_writer(s.catalog, collections, [*sinks, *_legacy_pgstac(s)])
+        self.writer = open_writer(s.catalog, collections, sinks)
         try:
             self.writer.sync_collections(collections)
         except StateUnwritable as error:
@@ -83,15 +75,22 @@ class Daemon:
             item_timeout=s.item_timeout_seconds,
             keep_deleted=lambda root: (w := self.watches.get(root)) is not None and w.settings.on_delete == "keep",
             on_batch=self._after_batch,
+            metrics=self.metrics,
         )
         self.engine.status_extra = self._sink_status
-        self.settler = Settler(self._settled, s.settle_seconds)
-        self.watcher = Watcher(self.settler.feed, observer=s.observer, on_overflow=self._overflowed)
-        if s.pgstac is not None:
-            from stacwatchd.sinks.pgstac import PgstacPublisher
-
-            self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path, collections=collections))
-        self.sinks += [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
+        self.settler = Settler(
+            self._settled,
+            s.settle_seconds,
+            root_intact=lambda root: self.watcher.intact(root),
+            rescan=self._root_changed,
+        )
+        self.watcher = Watcher(
+            self.settler.feed, observer=s.observer, on_overflow=self._overflowed, on_root_changed=self._root_changed
+        )
+        self.sinks = [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
+        self.metrics.watch(queue_depth=self.engine.depth, settle_backlog=self.settler.pending, writer_alive=lambda: self.engine.healthy)
+        for runner in self.sinks:
+            self.metrics.sink(runner.name, backlog=runner.depth, last_success=lambda runner=runner: runner.last_success)
         for watch in s.watch:
             self._add_watch(watch)
 
@@ -125,6 +124,7 @@ class Daemon:
         self.engine.start()
         self.settler.start()
         self.watcher.start()
+        self.metrics.serve(self.settings.metrics.listen)
         notify("READY=1", f"STATUS=watching {len(self.watches)} folders")
         self.log.info(
             "daemon_started",
@@ -149,9 +149,9 @@ class Daemon:
                 status = 1
                 break
             self.engine.check_stuck()
+            self.metrics.tick()
             for sink in self.sinks:
-                if isinstance(sink, SinkRunner):
-                    sink.check_stall()
+                sink.check_stall()
             notify("WATCHDOG=1", f"STATUS={self._status_line()}")
             if time.monotonic() - last_heartbeat >= 2.0:
                 last_heartbeat = time.monotonic()
@@ -168,6 +168,7 @@ class Daemon:
             sink.stop(timeout=10.0)
         self._heartbeat(stopped=True)
         self.writer.close()
+        self.metrics.close()
         self.log.info("daemon_stopped", drained=drained, **self.engine.counters.summary())
         return status
 
@@ -211,6 +212,10 @@ class Daemon:
 
     def _overflowed(self, root: Path) -> None:
         self.log.warning("events_lost", path=str(root), reason="inotify queue overflow; reconciling")
+        self._request_reconcile([root])
+
+    def _root_changed(self, root: Path) -> None:
+        """A root came back, was replaced or remounted, or a folder in it came back."""
         self._request_reconcile([root])
 
     def _request_reconcile(self, roots: list[Path]) -> None:
@@ -268,9 +273,8 @@ class Daemon:
 
     def _sink_status(self) -> dict[str, Any]:
         report: dict[str, Any] = {"outbox": sum(sink.depth() for sink in self.sinks)}
-        runners = [sink for sink in self.sinks if isinstance(sink, SinkRunner)]
-        if runners:
-            report["sinks"] = {runner.name: runner.status() for runner in runners}
+        if self.sinks:
+            report["sinks"] = {runner.name: runner.status() for runner in self.sinks}
         return report
 
     def _status_line(self) -> str:
@@ -291,16 +295,6 @@ class Daemon:
             **self.engine.status(),
         }
         self.engine.post_meta("daemon", json.dumps(report))
-
-
-@dataclass(frozen=True, slots=True)
-class _LegacyPgstac:
-    name: str = "pgstac"
-    stream: str = "changes"
-
-
-def _legacy_pgstac(settings: Settings) -> list[_LegacyPgstac]:
-    return [_LegacyPgstac()] if settings.pgstac is not None else []
 
 
 def run(config_path: Path | None) -> int:

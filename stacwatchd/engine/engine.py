@@ -37,6 +37,7 @@ from stacwatchd.engine.writer import (
     op_for,
 )
 from stacwatchd.log import get_logger
+from stacwatchd.metrics import Metrics
 from stacwatchd.model.items import BuiltItem, Rejection, Rules
 from stacwatchd.model.sources import signature_of
 from stacwatchd.state.store import State, StateUnwritable
@@ -112,6 +113,7 @@ class Engine:
         linger: float = 0.05,
         on_batch: Callable[[BatchResult], None] | None = None,
         retry: tuple[float, float] = (0.5, 30.0),
+        metrics: Metrics | None = None,
     ) -> None:
         self.writer = writer
         self.rules_for = rules_for
@@ -125,6 +127,7 @@ class Engine:
         self.max_batch = max_batch
         self.linger = linger
         self.on_batch = on_batch
+        self.metrics = metrics or Metrics()
         self.status_extra: Callable[[], Mapping[str, Any]] = dict
         self.commit_retry = Backoff(*retry)
         self.flush_retry = Backoff(*retry)
@@ -141,6 +144,7 @@ class Engine:
         self._reader_lock = threading.Lock()
         self._abandoned: set[Path] = set()
         self._bad_names: set[Path] = set()
+        self._unannounced: list[tuple[list[tuple[str, str, str, str | None]], dict[str, float], float]] = []
         self._worker_seq = 0
         self._idle = threading.Condition()
         self._outstanding = 0
@@ -285,11 +289,13 @@ class Engine:
                 self.counters.skipped += 1
                 self._done()
                 continue
+            built_at = time.monotonic()
             try:
                 result = self.build(target, rules)
             except Exception as exc:  # noqa: BLE001 - refused once, with the path, never retried in a loop
                 self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
                 result = Rejection(target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target))
+            self.metrics.build_time(time.monotonic() - built_at)
             if target in self._abandoned:
                 self._abandoned.discard(target)  # already refused with a timeout
                 continue
@@ -436,11 +442,16 @@ class Engine:
             self._failed(self.commit_retry, "state_write_failed", error, [str(w.path) for w in batch])
             return
         del self._pending[: len(batch)]
+        self.metrics.committed(time.monotonic() - started)
         self._recovered(self.commit_retry, "state_write_recovered")
         self._journal = self.writer.pending()
         self.counters.batches += 1
         self.counters.absorb(result)
-        self._log_result(result, batch, started)
+        self._log_rejections(result)
+        began = {str(work.path): work.started for work in batch}
+        self._unannounced.append((result.changes, began, started))
+        if not self._journal:
+            self._announce()
         for path in result.requeue:
             rules = self._rules_containing(path)
             self.submit(Ready("upsert", path, rules.root if rules else path.parent), timeout=0)
@@ -448,6 +459,7 @@ class Engine:
             self._done()
 
     def _flush(self) -> None:
+        started = time.monotonic()
         try:
             result = self.writer.flush()
         except (CatalogUnwritable, StateUnwritable) as error:
@@ -455,8 +467,10 @@ class Engine:
             self._failed(self.flush_retry, "catalog_write_failed", error, [str(error.path)])
             return
         self._journal = 0
+        self.metrics.flushed(time.monotonic() - started)
         self._recovered(self.flush_retry, "catalog_write_recovered")
         self.counters.files_written += len(result.written)
+        self._announce()
         if self.on_batch is not None:
             self.on_batch(result)
         with self._idle:
@@ -493,19 +507,26 @@ class Engine:
             if self._outstanding <= 0:
                 self._idle.notify_all()
 
-    def _log_result(self, result: BatchResult, batch: list[_Work], started: float) -> None:
-        now = time.monotonic()
-        began = {str(work.path): work.started for work in batch}
-        for kind, collection, item_id, path in result.changes:
-            self.log.info(
-                f"item_{kind}",
-                path=path,
-                collection=collection,
-                item_id=item_id,
-                duration_ms=round((now - began.get(path or "", started)) * 1000, 1),
-            )
+    def _log_rejections(self, result: BatchResult) -> None:
         for rejection in result.rejections:
+            self.metrics.refused(rejection.kind)
             self.log.warning("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
+
+    def _announce(self) -> None:
+        """Log the changes whose files are now on disk: a user who reads the catalog after
+        an ``item_added`` line finds the Item there."""
+        now = time.monotonic()
+        for changes, began, started in self._unannounced:
+            for kind, collection, item_id, path in changes:
+                self.metrics.item_changed(kind)
+                self.log.info(
+                    f"item_{kind}",
+                    path=path,
+                    collection=collection,
+                    item_id=item_id,
+                    duration_ms=round((now - began.get(path or "", started)) * 1000, 1),
+                )
+        self._unannounced.clear()
 
 
 def _is_utf8(path: Path) -> bool:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import PurePath
 
-from stacwatchd.config import DatetimeRule
+from stacwatchd.config import DEFAULT_FILENAME_PATTERNS, DatetimeRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,23 @@ def _apply(
     if mtime_ns is None:
         return None
     return Timing(datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).replace(microsecond=0), source="mtime")
+
+
+def describe_rules(rules: Sequence[DatetimeRule]) -> str:
+    """The rules tried, in order, as a refusal names them (defaults by what they recognise)."""
+    names: list[str] = []
+    for rule in rules:
+        if rule.source == "filename" and rule.pattern in DEFAULT_FILENAME_PATTERNS:
+            name = "default date stamps in the name (e.g. 20240517, 2024-05-17T10:30:00Z)"
+        elif rule.source == "filename":
+            name = f"file {rule.match} pattern {rule.pattern!r}"
+        elif rule.source == "gdal":
+            name = f"GDAL tags {'/'.join(rule.tags)}"
+        else:
+            name = "file modification time"
+        if name not in names:
+            names.append(name)
+    return "; ".join(names) or "no rules"
 
 
 @lru_cache(maxsize=256)

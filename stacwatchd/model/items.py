@@ -29,7 +29,7 @@ from stacwatchd.config import (
     WatchSettings,
     collection_id_for,
 )
-from stacwatchd.model.datetimes import Timing, find_timing
+from stacwatchd.model.datetimes import Timing, describe_rules, find_timing
 from stacwatchd.errors import BadId, NoDatetime, StacwatchdError, UnlocatedRaster, UnreadableRaster
 from stacwatchd.model.raster import (
     Band,
@@ -152,11 +152,7 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         mtime_ns=primary.mtime_ns,
     )
     if timing is None:
-        raise NoDatetime(
-            primary.path,
-            "no datetime rule matched (no date stamp in the file name and no "
-            "ACQUISITIONDATETIME/TIFFTAG_DATETIME tag)",
-        )
+        raise NoDatetime(primary.path, f"no datetime rule matched; tried: {describe_rules(rules.items.datetime)}")
     item_id = make_id(sources, rules)
     geometry, bbox = _union_footprint(facts, rules.items.precision) if located else (None, None)
     item = pystac.Item(

@@ -20,10 +20,6 @@ Partitioning = Literal["none", "year", "year/month", "year/month/day"]
 
 _PARTITION_DEPTH = {"none": 0, "year": 1, "year/month": 2, "year/month/day": 3}
 _RESERVED_NAMES = {CATALOG_FILE, COLLECTION_FILE}
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
 
 
 def partition_of(when: datetime, scheme: Partitioning) -> tuple[str, ...]:
@@ -33,12 +29,11 @@ def partition_of(when: datetime, scheme: Partitioning) -> tuple[str, ...]:
 
 
 def partition_title(collection_title: str, parts: tuple[str, ...]) -> str:
-    """Human title of a partition catalog, shown by browsers without opening it."""
-    if len(parts) == 1:
-        return f"{collection_title}: {parts[0]}"
-    if len(parts) == 2:
-        return f"{collection_title}: {_MONTHS[int(parts[1]) - 1]} {parts[0]}"
-    return f"{collection_title}: {parts[0]}-{parts[1]}-{parts[2]}"
+    """Human title of a partition catalog (``ndvi 2024-05``), shown by browsers without opening it.
+
+    Numeric dates, so that clients sorting children by title sort them in time.
+    """
+    return f"{collection_title} {'-'.join(parts)}"
 
 
 #: Longest Item folder/file stem, in bytes: ``<stem>.json`` and the writer's temp names
