@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(check)
     check.set_defaults(func=_cmd_config_check)
 
+    notify = sub.add_parser("notify", help="change notifications (webhooks, SNS)")
+    notify_sub = notify.add_subparsers(metavar="ACTION")
+    notify_test = notify_sub.add_parser("test", help="send a signed test event to every target, or to one")
+    _config_option(notify_test)
+    notify_test.add_argument("--target", metavar="NAME", help="the target's name, as 'status' shows it (default: all)")
+    notify_test.set_defaults(func=_cmd_notify_test)
+
     demo = sub.add_parser("demo", help="catalog a folder of sample rasters and show the result")
     demo.add_argument("--dir", type=Path, default=Path("stacwatchd-demo"), help="where the demo writes (default ./stacwatchd-demo)")
     demo.set_defaults(func=_cmd_demo)
@@ -287,6 +294,29 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
     return EXIT_OK
+
+
+def _cmd_notify_test(args: argparse.Namespace) -> int:
+    from stacwatchd.sinks.base import SinkError
+    from stacwatchd.sinks.notify import notify_sinks
+
+    settings = _settings(args)
+    sinks = notify_sinks(settings)
+    if not sinks:
+        raise StacwatchdError(args.config, "no [[notify.webhook]] or [[notify.sns]] targets configured")
+    if args.target is not None:
+        sinks = [sink for sink in sinks if sink.name == args.target]
+        if not sinks:
+            known = ", ".join(settings.notify.target_names())
+            raise StacwatchdError(args.config, f"no notification target named {args.target!r} (configured: {known})")
+    failed = 0
+    for sink in sinks:
+        try:
+            print(f"{sink.name}: delivered ({sink.send_test()})")
+        except SinkError as error:
+            failed += 1
+            print(f"{sink.name}: failed: {error.reason.removeprefix(sink.name + ': ')}")
+    return EXIT_OK if not failed else EXIT_REJECTED
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

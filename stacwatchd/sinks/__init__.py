@@ -19,4 +19,8 @@ __all__ = ["configured_sinks"]
 def configured_sinks(settings: Settings) -> list[Sink]:
     """One :class:`~stacwatchd.sinks.base.Sink` per configured destination."""
     sinks: list[Sink] = []
+    if settings.notify.webhook or settings.notify.sns:
+        from stacwatchd.sinks.notify import notify_sinks
+
+        sinks += notify_sinks(settings)
     return sinks

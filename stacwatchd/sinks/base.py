@@ -69,6 +69,8 @@ class Sink(ABC):
     stream: Stream
     #: Rows handed to one ``deliver`` call at most.
     batch_size: int = 500
+    #: (first, longest) wait between failed deliveries, in seconds.
+    retry: tuple[float, float] = (0.5, 60.0)
 
     @abstractmethod
     def deliver(self, rows: Sequence[Row], state: State) -> None:
@@ -78,6 +80,10 @@ class Sink(ABC):
     def describe(self) -> str:
         """Where it delivers, safe to log (no secrets)."""
         return self.name
+
+    def report(self) -> dict[str, Any]:
+        """What this sink adds to its status (e.g. messages it had to drop); JSON-able."""
+        return {}
 
     def close(self) -> None:
         """Release connections; called once the runner stopped."""
@@ -92,13 +98,13 @@ class SinkRunner:
         state_path: Path,
         *,
         poll_seconds: float = 5.0,
-        retry: tuple[float, float] = (0.5, 60.0),
+        retry: tuple[float, float] | None = None,
         stall_seconds: float = 60.0,
     ) -> None:
         self.sink = sink
         self.state = State(state_path)
         self.poll_seconds = poll_seconds
-        self.backoff = Backoff(*retry)
+        self.backoff = Backoff(*(retry or sink.retry))
         self.stall_seconds = stall_seconds
         self.log = get_logger()
         self.delivered = 0
@@ -160,6 +166,7 @@ class SinkRunner:
             "backlog": self.depth(),
             "delivered": self.delivered,
             "last_success": _iso(self.last_success),
+            **self.sink.report(),
         }
         if self.backoff.failing:
             report["last_error"] = self.backoff.last_error
@@ -223,7 +230,7 @@ class SinkRunner:
         if self.stalled:
             self.stalled = False
             self.log.info("sink_moving_again", sink=self.name)
-        status = {"last_success": _iso(self.last_success), "delivered": self.delivered}
+        status = {"last_success": _iso(self.last_success), "delivered": self.delivered, **self.sink.report()}
         with self._lock:
             self.state.advance(self.name, seq, status)
 
@@ -246,7 +253,9 @@ class SinkRunner:
             if after is not None:
                 self.log.info("sink_recovered", sink=self.name, after_s=round(after, 2), attempts=attempts, backlog=self.depth())
                 with contextlib.suppress(StateUnwritable), self._lock:
-                    self.state.put_sink_status(self.name, {"last_success": _iso(self.last_success), "delivered": self.delivered})
+                    self.state.put_sink_status(
+                        self.name, {"last_success": _iso(self.last_success), "delivered": self.delivered, **self.sink.report()}
+                    )
             self._wake.wait(self.poll_seconds)
 
     def _note_failure(self, error: StacwatchdError) -> None:
@@ -267,6 +276,7 @@ class SinkRunner:
             "delivered": self.delivered,
             "last_error": error.reason,
             "last_error_at": _iso(time.time()),
+            **self.sink.report(),
         }
         with contextlib.suppress(StateUnwritable), self._lock:
             self.state.put_sink_status(self.name, status)

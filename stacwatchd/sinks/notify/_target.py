@@ -1,0 +1,100 @@
+"""What every notification target shares: its filters, its drops, its secret."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from stacwatchd.config import WebhookSettings, NotifyTarget
+from stacwatchd.errors import ConfigError
+from stacwatchd.log import get_logger
+from stacwatchd.sinks.base import Sink
+from stacwatchd.sinks.notify._message import Composer, Message
+from stacwatchd.state.store import Change, State
+
+__all__ = ["NotifySink", "read_secret"]
+
+
+class NotifySink(Sink):
+    """A target fed from the change stream: one message per change it wants, in order.
+
+    A message the target refuses for good (see each target) is retried
+    ``max_attempts`` times in a row, then logged, counted in the status and skipped;
+    every other failure is retried until it heals.
+    """
+
+    stream = "changes"
+    batch_size = 200
+
+    def __init__(self, name: str, settings: NotifyTarget, composer: Composer) -> None:
+        self.name = name
+        self.settings = settings
+        self.composer = composer
+        self.retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
+        self.events = frozenset(settings.events)
+        self.collections = frozenset(settings.collections)
+        self.max_attempts = settings.max_attempts
+        self.log = get_logger()
+        self.dropped = 0
+        self.last_dropped: dict[str, Any] | None = None
+        self._loaded = False
+        self._refusals: tuple[int, int] = (0, 0)  # (seq, consecutive refusals)
+
+    def wants(self, change: Change) -> bool:
+        if self.collections and change.collection not in self.collections:
+            return False
+        return (change.event or "") in self.events
+
+    def messages(self, rows: list[Change], state: State) -> list[tuple[Change, Message | None]]:
+        """Each row with its message (None: this target does not want it)."""
+        if not self._loaded:
+            previous = state.sink_status(self.name)
+            self.dropped = int(previous.get("dropped", 0))
+            self.last_dropped = previous.get("last_dropped")
+            self._loaded = True
+        return [(row, self.composer.message(row, state) if self.wants(row) else None) for row in rows]
+
+    def give_up(self, message: Message, reason: str) -> bool:
+        """Count one refusal of ``message``; True when it is dropped now (logged, recorded)."""
+        seq, count = self._refusals
+        count = count + 1 if seq == message.seq else 1
+        self._refusals = (message.seq, count)
+        if count < self.max_attempts:
+            return False
+        self.dropped += 1
+        self.last_dropped = {
+            "id": message.id, "seq": message.seq, "event": message.event, "collection": message.collection,
+            "item_id": message.item_id, "reason": reason, "attempts": count,
+        }  # fmt: skip
+        self.log.error("notify_dropped", sink=self.name, target=self.describe(), **self.last_dropped)
+        return True
+
+    def report(self) -> dict[str, Any]:
+        if not self.dropped:
+            return {}
+        return {"dropped": self.dropped, "last_dropped": self.last_dropped}
+
+    def send_test(self) -> str:
+        """Send a test message now; returns what the target answered, or raises SinkError."""
+        raise NotImplementedError
+
+
+def read_secret(settings: WebhookSettings, where: str) -> bytes:
+    """The signing secret, from the environment variable or the file named; ``where``
+    names the key in errors. The secret itself never appears in any message."""
+    if settings.secret_env:
+        value = os.environ.get(settings.secret_env)
+        if not value:
+            raise ConfigError(None, f"{where}.secret_env: environment variable {settings.secret_env} is not set or empty")
+        return value.encode()
+    assert settings.secret_file is not None
+    path = Path(settings.secret_file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, f"{where}.secret_file: cannot read: {exc.strerror}") from None
+    data = data.rstrip(b"\r\n")
+    if not data:
+        raise ConfigError(path, f"{where}.secret_file: the file is empty")
+    return data
