@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -316,6 +317,13 @@ class WebhookSettings(NotifyTarget):
         if parts.password:
             raise ValueError("the url must not contain a password: use secret_env or secret_file")
         return value
+
+    @field_serializer("url", when_used="json")
+    def _masked_url(self, value: str) -> str:
+        """Shown (``config check``) without its path and query: either may hold a token."""
+        parts = urlsplit(value)
+        hidden = (parts.path not in ("", "/")) or parts.query
+        return f"{parts.scheme}://{parts.netloc}" + ("/***" if hidden else parts.path)
 
     @model_validator(mode="after")
     def _one_secret(self) -> WebhookSettings:

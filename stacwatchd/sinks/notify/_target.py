@@ -67,7 +67,8 @@ class NotifySink(Sink):
             "id": message.id, "seq": message.seq, "event": message.event, "collection": message.collection,
             "item_id": message.item_id, "reason": reason, "attempts": count,
         }  # fmt: skip
-        self.log.error("notify_dropped", sink=self.name, target=self.describe(), **self.last_dropped)
+        fields = {("change" if key == "event" else key): value for key, value in self.last_dropped.items()}
+        self.log.error("notify_dropped", sink=self.name, target=self.describe(), **fields)
         return True
 
     def report(self) -> dict[str, Any]:
