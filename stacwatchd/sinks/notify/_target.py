@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from stacwatchd.config import WebhookSettings, NotifyTarget
 from stacwatchd.errors import ConfigError
 from stacwatchd.log import get_logger
-from stacwatchd.sinks.base import Sink
+from stacwatchd.sinks.base import Row, Sink
 from stacwatchd.sinks.notify._message import Composer, Message
 from stacwatchd.state.store import Change, State
 
@@ -46,14 +47,17 @@ class NotifySink(Sink):
             return False
         return (change.event or "") in self.events
 
-    def messages(self, rows: list[Change], state: State) -> list[tuple[Change, Message | None]]:
-        """Each row with its message (None: this target does not want it)."""
+    def messages(self, rows: Iterable[Row], state: State) -> Iterator[tuple[Change, Message | None]]:
+        """Each row with its message (None: this target does not want it), composed only
+        when it is reached: a target failing on the first message composes no other."""
         if not self._loaded:
             previous = state.sink_status(self.name)
             self.dropped = int(previous.get("dropped", 0))
             self.last_dropped = previous.get("last_dropped")
             self._loaded = True
-        return [(row, self.composer.message(row, state) if self.wants(row) else None) for row in rows]
+        for row in rows:
+            if isinstance(row, Change):
+                yield row, (self.composer.message(row, state) if self.wants(row) else None)
 
     def give_up(self, message: Message, reason: str) -> bool:
         """Count one refusal of ``message``; True when it is dropped now (logged, recorded)."""

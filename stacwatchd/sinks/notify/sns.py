@@ -58,7 +58,7 @@ class SnsSink(NotifySink):
         delivered: int | None = None
         group: list[tuple[Change, dict[str, Any] | None, Message | None]] = []
         size = 0
-        for change, message in self.messages([r for r in rows if isinstance(r, Change)], state):
+        for change, message in self.messages(rows, state):
             entry = self._entry(message) if message is not None else None
             cost = _entry_bytes(entry) if entry is not None else 0
             entries = sum(1 for _, e, _ in group if e is not None)

@@ -23,7 +23,7 @@ from stacwatchd.config import WebhookSettings
 from stacwatchd.sinks.base import Row, SinkError
 from stacwatchd.sinks.notify._message import SIGNATURE_HEADER, Composer, Message, sign
 from stacwatchd.sinks.notify._target import NotifySink
-from stacwatchd.state.store import Change, State
+from stacwatchd.state.store import State
 
 __all__ = ["WebhookSink"]
 
@@ -61,7 +61,7 @@ class WebhookSink(NotifySink):
     def deliver(self, rows: Sequence[Row], state: State) -> None:
         delivered: int | None = None
         sent = 0
-        for change, message in self.messages([r for r in rows if isinstance(r, Change)], state):
+        for change, message in self.messages(rows, state):
             if message is not None:
                 try:
                     self._deliver_one(message)
