@@ -12,6 +12,7 @@ import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +41,7 @@ def verify(body: bytes, signature: str | None, secret: bytes) -> bool:
     return signature is not None and hmac.compare_digest(sign(body, secret), signature)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Message:
     """A change as listeners see it."""
 
@@ -51,32 +52,43 @@ class Message:
     item_id: str | None
     time: str
     #: The Item JSON as written (for removals the last known Item), hrefs absolute when
-    #: a public base URL is configured.
-    item: dict[str, Any] | None = None
+    #: a public base URL is configured; kept as bytes, parsed only when asked.
+    item_json: bytes | None = None
     #: The collection as it is now, for ``collection.created`` and ``collection.changed``.
     collection_document: dict[str, Any] | None = None
     #: Where the Item (or collection) JSON is published.
     href: str | None = None
 
+    @cached_property
+    def item(self) -> dict[str, Any] | None:
+        return None if self.item_json is None else loads(self.item_json)
+
     def payload(self) -> dict[str, Any]:
         """The webhook body's fields."""
-        body: dict[str, Any] = {
+        body = self._head()
+        body["item"] = self.item
+        return body
+
+    def body(self) -> bytes:
+        """:meth:`payload` as JSON, the Item's bytes spliced in as they are (not re-encoded)."""
+        head = dumps(self._head())
+        item = self.item_json.rstrip(b"\n") if self.item_json is not None else b"null"
+        return head[:-2] + b',"item":' + item + b"}\n"
+
+    def _head(self) -> dict[str, Any]:
+        head: dict[str, Any] = {
             "id": self.id,
             "seq": self.seq,
             "event": self.event,
             "collection": self.collection,
             "item_id": self.item_id,
             "time": self.time,
-            "item": self.item,
         }
         if self.collection_document is not None:
-            body["collection_document"] = self.collection_document
+            head["collection_document"] = self.collection_document
         if self.href is not None:
-            body["href"] = self.href
-        return body
-
-    def body(self) -> bytes:
-        return dumps(self.payload())
+            head["href"] = self.href
+        return head
 
     @property
     def datetime(self) -> str | None:
@@ -121,14 +133,14 @@ class Composer:
         }
         if change.kind in ("item", "delete_item"):
             data = change.document
-            item = loads(data) if data is not None else None
             href = None
-            if item is not None:
+            if data is not None:
+                item = loads(data)
                 scheme = self._partitioning(change.collection, state)
                 href = self.urls.item_url(change.collection, item_parts(item, scheme), item.get("id") or change.key or "")
                 if self.absolute:
-                    item = self.urls.resolve(item, href, "application/geo+json")
-            return Message(**common, item=item, href=href)
+                    data = dumps(self.urls.resolve(item, href, "application/geo+json"))
+            return Message(**common, item_json=data, href=href)
         href = self.urls.collection_url(change.collection)
         if change.kind == "delete_collection":
             return Message(**common, href=href)

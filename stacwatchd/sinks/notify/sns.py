@@ -113,7 +113,7 @@ class SnsSink(NotifySink):
         attributes = _attributes(message)
         body, content = _body(message)
         attributes["content"] = _string(content)
-        if len(body) + _attributes_bytes(attributes) > MAX_MESSAGE_BYTES and message.item is not None:
+        if len(body) + _attributes_bytes(attributes) > MAX_MESSAGE_BYTES and message.item_json is not None:
             body = dumps({"id": message.item_id, "collection": message.collection, "event": message.event,
                           "links": [{"rel": "item", "href": message.href, "type": "application/geo+json"}]})  # fmt: skip
             attributes["content"] = _string("link")
@@ -146,8 +146,8 @@ class SnsSink(NotifySink):
 
 def _body(message: Message) -> tuple[bytes, str]:
     """The message body and what it holds: the Item, the collection, or a reference."""
-    if message.item is not None:
-        return dumps(message.item), "item"
+    if message.item_json is not None:
+        return message.item_json.rstrip(b"\n"), "item"
     if message.collection_document is not None:
         return dumps(message.collection_document), "collection"
     return dumps({k: v for k, v in message.payload().items() if v is not None}), "reference"
