@@ -303,3 +303,28 @@ def test_dead_webhook_delays_nothing_else_and_removing_it_drops_its_backlog_with
         assert state.backlog("dead") == 0
     finally:
         state.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('url = "http://h/x"\n', "set secret_env or secret_file (exactly one)"),
+        ('url = "http://h/x"\nsecret_env = "A"\nsecret_file = "/s"\n', "set secret_env or secret_file (exactly one)"),
+        ('url = "ftp://h/x"\nsecret_env = "A"\n', "notify.webhook.0.url: Value error, must be an http:// or https:// URL"),
+        ('url = "http://user:pw@h/x"\nsecret_env = "A"\n', "the url must not contain a password"),
+        ('url = "http://h/x"\nsecret_env = "A"\nevents = ["item.moved"]\n', "notify.webhook.0.events.0"),
+    ],
+)
+def test_configuration_refuses_unsigned_ambiguous_or_unknown_webhooks(tmp_path, table, message):
+    config = tmp_path / "config.toml"
+    config.write_text("[[notify.webhook]]\n" + table)
+    result = stacwatchd("config", "check", "--config", str(config))
+    assert result.returncode == 2 and message in result.stderr and str(config) in result.stderr
+    assert "pw" not in result.stderr
+
+
+def test_two_targets_with_one_name_are_refused(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(hook("http://h/a", name="x") + hook("http://h/b", name="x"))
+    result = stacwatchd("config", "check", "--config", str(config))
+    assert result.returncode == 2 and "two targets are named x" in result.stderr
