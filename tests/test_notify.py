@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from daemon_support import DaemonProcess
+from support.receivers import WebhookReceiver
+
 from stacwatchd import testing
 from stacwatchd.state.store import State
 from stacwatchd.testing import wait_until
-from support.receivers import WebhookReceiver
 
 SECRET = "hunter2-" + uuid.uuid4().hex
 TOKEN = "abc"  # in every receiver URL's query: a token, never logged
@@ -47,7 +47,7 @@ def stacwatchd(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "stacwatchd", *args], check=False, capture_output=True, text=True, timeout=120,
         env=dict(os.environ, **(env or {})),
     )  # fmt: skip
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from daemon_support import DaemonProcess
+from support.receivers import Receipt, WebhookReceiver
+from test_notify import SECRET, hook, notifying_daemon
+
 from stacwatchd import testing
 from stacwatchd.state.store import State
 from stacwatchd.testing import wait_until
-from support.receivers import Receipt, WebhookReceiver
-from test_notify import SECRET, hook, notifying_daemon
 
 pytestmark = pytest.mark.slow
 

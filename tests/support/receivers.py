@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from stacwatchd.sinks.notify import SIGNATURE_HEADER, verify
 
@@ -69,11 +69,11 @@ class WebhookReceiver:
                 with receiver._lock:
                     receiver.connections += 1
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver._handle(self, body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -84,7 +84,7 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/stac?token=abc"
 
-    def __enter__(self) -> WebhookReceiver:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -135,7 +135,7 @@ class WebhookReceiver:
 class MotoServer:
     """moto in server mode on 127.0.0.1 (a thread of the test process)."""
 
-    env = {
+    env: ClassVar[dict[str, str]] = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing-secret-not-real",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -148,7 +148,7 @@ class MotoServer:
 
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 
-    def __enter__(self) -> MotoServer:
+    def __enter__(self) -> Self:
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"

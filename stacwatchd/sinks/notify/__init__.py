@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stacwatchd.sinks.notify._message import SIGNATURE_HEADER, TEST_EVENT, Composer, Message, sign, verify
+from stacwatchd.sinks.notify._message import (
+    SIGNATURE_HEADER,
+    TEST_EVENT,
+    Composer,
+    Message,
+    sign,
+    verify,
+)
 from stacwatchd.sinks.notify._target import NotifySink, read_secret
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from stacwatchd.config import CatalogSettings, CollectionSettings

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from stacwatchd.config import WebhookSettings, NotifyTarget
+from stacwatchd.config import NotifyTarget, WebhookSettings
 from stacwatchd.errors import ConfigError
 from stacwatchd.log import get_logger
 from stacwatchd.sinks.base import Row, Sink
