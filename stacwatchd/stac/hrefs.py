@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from stacwatchd.stac.layout import Layout, Partitioning, partition_of
+from stacwatchd.stac.layout import Layout, Partitioning, partition_of, path_to_href
 
 __all__ = ["PublishedUrls", "absolute", "item_parts"]
 
@@ -22,12 +22,16 @@ __all__ = ["PublishedUrls", "absolute", "item_parts"]
 def absolute(href: str, base_url: str) -> str:
     """``href`` resolved against ``base_url``; URLs with a scheme are left alone.
 
-    Relative hrefs of the static catalog are file paths, so they are percent-encoded
-    first (a ``#`` or a space in a file name is part of the name, not a fragment).
+    Relative hrefs of the static catalog are percent-encoded URI references already;
+    characters no URI may hold (spaces, quotes, non-ASCII, as catalogs written before
+    hrefs were encoded have them) are escaped, everything else is kept as it is.
     """
     if len(urlsplit(href).scheme) > 1:
         return href
-    return urljoin(base_url, quote(href, safe="/"))
+    return urljoin(base_url, quote(href, safe=_URI_CHARACTERS))
+
+
+_URI_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
 
 
 def item_parts(item: dict[str, Any], scheme: Partitioning) -> tuple[str, ...]:
@@ -50,7 +54,7 @@ class PublishedUrls:
         """The URL of a file under the catalog root (``file://`` without a base URL)."""
         if self.base is None:
             return path.as_uri()
-        return self.base + quote(path.relative_to(self.layout.root).as_posix())
+        return self.base + path_to_href(path.relative_to(self.layout.root).as_posix())
 
     def item_url(self, collection: str, parts: tuple[str, ...], item_id: str) -> str:
         return self.url(self.layout.item_file(collection, parts, item_id))
