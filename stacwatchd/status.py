@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from stacwatchd.sinks.base import refused_key
 from stacwatchd.state.store import SourceRecord, State
 
 __all__ = ["HEARTBEAT_STALE_SECONDS", "ago", "read_status", "refused_under", "render_status"]
@@ -18,7 +19,8 @@ HEARTBEAT_STALE_SECONDS = 30.0
 
 
 def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:
-    """Counts, the daemon's last heartbeat, the outbox and the most recent failures."""
+    """Counts, the daemon's last heartbeat, each sink's backlog and last success or
+    error, and the most recent failures."""
     state = State(state_path, readonly=True)
     try:
         counts = state.counts()
@@ -32,13 +34,16 @@ def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:
         daemon = state.meta("daemon")
         if daemon:
             report["daemon"] = json.loads(daemon)
-        for key, label in (("publish_ok", "last_publish"), ("publish_error", "last_publish_error"), ("publish_refused", "last_publish_refused")):
-            value = state.meta(key)
-            if value:
-                report[label] = _json_or_text(value)
-        report["recent_failures"] = [
-            f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)
-        ]
+        sinks = {}
+        for name, stream, _, status in state.sinks():
+            entry: dict[str, Any] = {"stream": stream, "backlog": state.backlog(name), **status}
+            refused = state.meta(refused_key(name))
+            if refused:
+                entry["last_refused"] = _json_or_text(refused)
+            sinks[name] = entry
+        if sinks:
+            report["sinks"] = sinks
+        report["recent_failures"] = [f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)]
         return report
     finally:
         state.close()
@@ -84,7 +89,7 @@ def render_status(report: dict[str, Any], *, catalog: Path, state: Path, now: fl
     lines += _daemon_lines(report.get("daemon"), now)
     if report["journal_pending"]:
         lines.append(f"journal:  {report['journal_pending']} files still to write (finished at the next start)")
-    lines += _publish_lines(report, now)
+    lines += _sink_lines(report, now)
     failures = report.get("recent_failures") or []
     if failures:
         lines.append("recent refusals:")
@@ -135,9 +140,6 @@ def _sink_state(sink: dict[str, Any], now: float) -> str:
         text += f"; FAILING for {ago(float(sink.get('failing_for_s', 0)))}: {sink['last_error']}"
     if sink.get("stalled_for_s"):
         text += f"; no progress for {ago(float(sink['stalled_for_s']))}"
-    if sink.get("dropped"):
-        last = sink.get("last_dropped") or {}
-        text += f"; DROPPED {sink['dropped']} (last: {last.get('event')} {last.get('item_id') or last.get('collection')}: {last.get('reason')})"
     return text
 
 
@@ -147,19 +149,23 @@ def _watch_state(how: str) -> str:
     return f"watched ({how})"
 
 
-def _publish_lines(report: dict[str, Any], now: float) -> list[str]:
+def _sink_lines(report: dict[str, Any], now: float) -> list[str]:
+    """Each sink's backlog and last outcome as recorded in the state (daemon running or not)."""
     lines = []
-    if report["outbox_depth"] or "last_publish" in report or "last_publish_error" in report:
-        lines.append(f"pgstac:   {report['outbox_depth']:,} changes waiting in the outbox")
-    ok = report.get("last_publish")
-    if isinstance(ok, dict) and ok.get("at"):
-        lines.append(f"          last published {_relative(ok['at'], now)}")
-    error = report.get("last_publish_error")
-    if error:
-        lines.append(f"          last error: {error}")
-    refused = report.get("last_publish_refused")
-    if refused:
-        lines.append(f"          last refused by PgSTAC: {refused}")
+    for name, sink in (report.get("sinks") or {}).items():
+        what = "changes" if sink.get("stream") == "changes" else "files"
+        lines.append(f"{name + ':':<10}{sink.get('backlog', 0):,} {what} waiting")
+        if sink.get("last_success"):
+            lines.append(f"          last delivered {_relative(sink['last_success'], now)}")
+        if sink.get("last_error"):
+            when = f", {_relative(sink['last_error_at'], now)}" if sink.get("last_error_at") else ""
+            lines.append(f"          last error ({sink.get('last_error_kind', 'error')}{when}): {sink['last_error']}")
+        refused = sink.get("last_refused")
+        if isinstance(refused, dict):
+            lines.append(
+                f"          last refused: {refused.get('collection')}/{refused.get('id')} "
+                f"{_relative(str(refused.get('at', '')), now)}: {refused.get('error')}"
+            )
     return lines
 
 

@@ -255,7 +255,15 @@ def test_the_refused_file_takes_the_id_once_its_holder_is_deleted(daemon):
 # -- changes the way tools make them -------------------------------------------------------
 
 
-def test_a_gdal_overwrite_is_an_update_that_keeps_created(daemon):
+def test_a_gdal_overwrite_is_an_update_that_keeps_created(tmp_path):
+    daemon = DaemonProcess(tmp_path, settle=1.0)  # the window in which a vanished file may come back
+    try:
+        _overwrite_keeps_created(daemon)
+    finally:
+        daemon.close()
+
+
+def _overwrite_keeps_created(daemon: DaemonProcess) -> None:
     daemon.start()
     path = testing.utm(daemon.watched / "o_20240517.tif")
     before = daemon.wait_items({"o_20240517"})["o_20240517"]

@@ -16,6 +16,7 @@ its own runner, so a dead sink delays neither the local catalog nor another sink
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -29,7 +30,7 @@ from stacwatchd.errors import StacwatchdError
 from stacwatchd.log import get_logger
 from stacwatchd.state.store import Change, FileChange, State, StateUnwritable, Stream
 
-__all__ = ["Sink", "SinkError", "SinkRunner"]
+__all__ = ["Row", "Sink", "SinkError", "SinkRunner", "deliver_once", "note_refused", "refused_key"]
 
 Row = Change | FileChange
 
@@ -69,23 +70,24 @@ class Sink(ABC):
     stream: Stream
     #: Rows handed to one ``deliver`` call at most.
     batch_size: int = 500
-    #: (first, longest) wait between failed deliveries, in seconds.
+    #: Backoff after failures (first delay, cap), unless the runner is given its own.
     retry: tuple[float, float] = (0.5, 60.0)
 
     @abstractmethod
     def deliver(self, rows: Sequence[Row], state: State) -> None:
         """Deliver ``rows`` in order or raise :class:`SinkError`. ``state`` is this sink's
-        own connection, for reading what the rows refer to (never for writing)."""
+        own connection, for reading what the rows refer to; it writes nothing there but
+        a note of a row it refused (:func:`note_refused`)."""
 
     def describe(self) -> str:
         """Where it delivers, safe to log (no secrets)."""
         return self.name
 
-    def report(self) -> dict[str, Any]:
-        """What this sink adds to its status (e.g. messages it had to drop); JSON-able."""
-        return {}
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
+        """Abort a delivery in flight (called from another thread when ``stop`` runs out
+        of patience); the rows are delivered again later."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once the runner stopped."""
 
 
@@ -138,6 +140,10 @@ class SinkRunner:
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+            if thread.is_alive():
+                with contextlib.suppress(Exception):
+                    self.sink.interrupt()
+                thread.join(2.0)
         stopped = thread is None or not thread.is_alive()
         if stopped:
             self._thread = None
@@ -170,7 +176,6 @@ class SinkRunner:
             "backlog": self.depth(),
             "delivered": self.delivered,
             "last_success": _iso(self.last_success),
-            **self.sink.report(),
         }
         if self.backoff.failing:
             report["last_error"] = self.backoff.last_error
@@ -196,6 +201,15 @@ class SinkRunner:
         return self.stalled
 
     # -- delivery -----------------------------------------------------------------------
+
+    def acknowledge(self, seq: int) -> int:
+        """Move the cursor to ``seq`` for rows whose effect reached the target another way
+        (``publish --all`` pushed the whole state); returns how many rows that was."""
+        with self._drain_lock:
+            with self._lock:
+                count = self.state.backlog(self.name, until=seq)
+            self._advance(seq, count)
+        return count
 
     def drain(self, until: int | None = None) -> int:
         """Deliver every row up to ``until`` (default: what is queued now), synchronously.
@@ -234,7 +248,7 @@ class SinkRunner:
         if self.stalled:
             self.stalled = False
             self.log.info("sink_moving_again", sink=self.name)
-        status = {"last_success": _iso(self.last_success), "delivered": self.delivered, **self.sink.report()}
+        status = {"last_success": _iso(self.last_success), "delivered": self.delivered}
         with self._lock:
             self.state.advance(self.name, seq, status)
 
@@ -244,6 +258,8 @@ class SinkRunner:
             try:
                 self.drain(None)
             except (SinkError, StateUnwritable) as error:
+                if self._stop.is_set():
+                    break  # interrupted by stop(): not a failure of the target
                 self._note_failure(error)
                 self._stop.wait(self.backoff.wait_seconds())
                 continue
@@ -257,9 +273,7 @@ class SinkRunner:
             if after is not None:
                 self.log.info("sink_recovered", sink=self.name, after_s=round(after, 2), attempts=attempts, backlog=self.depth())
                 with contextlib.suppress(StateUnwritable), self._lock:
-                    self.state.put_sink_status(
-                        self.name, {"last_success": _iso(self.last_success), "delivered": self.delivered, **self.sink.report()}
-                    )
+                    self.state.put_sink_status(self.name, {"last_success": _iso(self.last_success), "delivered": self.delivered})
             self._wake.wait(self.poll_seconds)
 
     def _note_failure(self, error: StacwatchdError) -> None:
@@ -279,8 +293,8 @@ class SinkRunner:
             "last_success": _iso(self.last_success),
             "delivered": self.delivered,
             "last_error": error.reason,
+            "last_error_kind": error.kind,
             "last_error_at": _iso(time.time()),
-            **self.sink.report(),
         }
         with contextlib.suppress(StateUnwritable), self._lock:
             self.state.put_sink_status(self.name, status)
@@ -290,6 +304,21 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def refused_key(sink: str) -> str:
+    """The meta key holding the last row a sink refused (see :func:`note_refused`)."""
+    return f"sink.{sink}.refused"
+
+
+def note_refused(state: State, sink: str, record: dict[str, Any]) -> None:
+    """Remember the last row a sink refused as bad data and skipped, for ``status``.
+
+    Best effort: a state that cannot be written now must not turn a refusal into a
+    failure of the whole batch.
+    """
+    with contextlib.suppress(StateUnwritable):
+        state.set_meta({refused_key(sink): json.dumps(record)})
 
 
 def deliver_once(sink: Sink, state_path: Path) -> int:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from stacwatchd.config import NotifyTarget, WebhookSettings
 from stacwatchd.errors import ConfigError
 from stacwatchd.log import get_logger
-from stacwatchd.sinks.base import Row, Sink
-from stacwatchd.sinks.notify._message import Composer, Message
+from stacwatchd.sinks.base import Row, Sink, note_refused, refused_key
+from stacwatchd.sinks.notify._message import Composer, Message, iso
 from stacwatchd.state.store import Change, State
 
 __all__ = ["NotifySink", "read_secret"]
@@ -21,7 +22,7 @@ class NotifySink(Sink):
     """A target fed from the change stream: one message per change it wants, in order.
 
     A message the target refuses for good (see each target) is retried
-    ``max_attempts`` times in a row, then logged, counted in the status and skipped;
+    ``max_attempts`` times in a row, then logged, noted for ``status`` and skipped;
     every other failure is retried until it heals.
     """
 
@@ -37,9 +38,7 @@ class NotifySink(Sink):
         self.collections = frozenset(settings.collections)
         self.max_attempts = settings.max_attempts
         self.log = get_logger()
-        self.dropped = 0
-        self.last_dropped: dict[str, Any] | None = None
-        self._loaded = False
+        self.dropped: int | None = None  # read from the state at the first drop
         self._refusals: tuple[int, int] = (0, 0)  # (seq, consecutive refusals)
 
     def wants(self, change: Change) -> bool:
@@ -50,35 +49,35 @@ class NotifySink(Sink):
     def messages(self, rows: Iterable[Row], state: State) -> Iterator[tuple[Change, Message | None]]:
         """Each row with its message (None: this target does not want it), composed only
         when it is reached: a target failing on the first message composes no other."""
-        if not self._loaded:
-            previous = state.sink_status(self.name)
-            self.dropped = int(previous.get("dropped", 0))
-            self.last_dropped = previous.get("last_dropped")
-            self._loaded = True
         for row in rows:
             if isinstance(row, Change):
                 yield row, (self.composer.message(row, state) if self.wants(row) else None)
 
-    def give_up(self, message: Message, reason: str) -> bool:
-        """Count one refusal of ``message``; True when it is dropped now (logged, recorded)."""
+    def give_up(self, message: Message, reason: str, state: State) -> bool:
+        """Count one refusal of ``message``; True when it is dropped now: logged, and
+        noted in the state as this sink's last refused row (``status`` shows it, with
+        how many were dropped so far)."""
         seq, count = self._refusals
         count = count + 1 if seq == message.seq else 1
         self._refusals = (message.seq, count)
         if count < self.max_attempts:
             return False
+        if self.dropped is None:
+            previous = state.meta(refused_key(self.name))
+            self.dropped = int(json.loads(previous).get("dropped", 0)) if previous else 0
         self.dropped += 1
-        self.last_dropped = {
-            "id": message.id, "seq": message.seq, "event": message.event, "collection": message.collection,
-            "item_id": message.item_id, "reason": reason, "attempts": count,
+        record = {
+            "collection": message.collection, "id": message.item_id or message.event, "at": iso(time.time()),
+            "error": reason, "event": message.event, "message_id": message.id, "seq": message.seq,
+            "attempts": count, "dropped": self.dropped,
         }  # fmt: skip
-        fields = {("change" if key == "event" else key): value for key, value in self.last_dropped.items()}
-        self.log.error("notify_dropped", sink=self.name, target=self.describe(), **fields)
+        note_refused(state, self.name, record)
+        self.log.error(
+            "notify_dropped", sink=self.name, target=self.describe(), collection=message.collection,
+            item_id=message.item_id, change=message.event, id=message.id, seq=message.seq, reason=reason,
+            attempts=count, dropped=self.dropped,
+        )  # fmt: skip
         return True
-
-    def report(self) -> dict[str, Any]:
-        if not self.dropped:
-            return {}
-        return {"dropped": self.dropped, "last_dropped": self.last_dropped}
 
     def send_test(self) -> str:
         """Send a test message now; returns what the target answered, or raises SinkError."""

@@ -63,12 +63,12 @@ class SnsSink(NotifySink):
             cost = _entry_bytes(entry) if entry is not None else 0
             entries = sum(1 for _, e, _ in group if e is not None)
             if entry is not None and (entries == _MAX_BATCH or size + cost > MAX_MESSAGE_BYTES):
-                delivered = self._publish(group, delivered)
+                delivered = self._publish(group, delivered, state)
                 group, size = [], 0
             group.append((change, entry, message))
             size += cost
         if group:
-            delivered = self._publish(group, delivered)
+            delivered = self._publish(group, delivered, state)
 
     def send_test(self) -> str:
         started = time.monotonic()
@@ -85,7 +85,7 @@ class SnsSink(NotifySink):
     # -- publishing -------------------------------------------------------------------------
 
     def _publish(
-        self, group: list[tuple[Change, dict[str, Any] | None, Message | None]], delivered: int | None
+        self, group: list[tuple[Change, dict[str, Any] | None, Message | None]], delivered: int | None, state: State
     ) -> int | None:
         """Publish one batch; returns the seq delivered up to, or raises SinkError."""
         entries = [entry for _, entry, _ in group if entry is not None]
@@ -101,7 +101,7 @@ class SnsSink(NotifySink):
                 failure = failed[entry["Id"]]
                 why = f"{failure.get('Code')}: {failure.get('Message') or ''}".strip()
                 refused = failure.get("SenderFault") and failure.get("Code") in _REFUSALS
-                if not (refused and self.give_up(message, why)):
+                if not (refused and self.give_up(message, why, state)):
                     raise SinkError(self.name, why, delivered=delivered)
             delivered = change.seq
         if entries:

@@ -64,7 +64,7 @@ class WebhookSink(NotifySink):
         for change, message in self.messages(rows, state):
             if message is not None:
                 try:
-                    self._deliver_one(message)
+                    self._deliver_one(message, state)
                 except _Undelivered as failure:
                     raise SinkError(self.name, failure.reason, delivered=delivered, retry_after=failure.retry_after) from None
                 sent += 1
@@ -75,7 +75,7 @@ class WebhookSink(NotifySink):
     def send_test(self) -> str:
         started = time.monotonic()
         try:
-            status = self._deliver_one(self.composer.test_message(), test=True)
+            status = self._deliver_one(self.composer.test_message())
         except _Undelivered as failure:
             raise SinkError(self.name, failure.reason) from None
         finally:
@@ -89,7 +89,7 @@ class WebhookSink(NotifySink):
 
     # -- one message ------------------------------------------------------------------------
 
-    def _deliver_one(self, message: Message, *, test: bool = False) -> int:
+    def _deliver_one(self, message: Message, state: State | None = None) -> int:
         body = message.body()
         headers = {
             "Content-Type": "application/json",
@@ -103,7 +103,8 @@ class WebhookSink(NotifySink):
         if 200 <= status < 300:
             return status
         why = f"HTTP {status} {reason}".strip()
-        if 400 <= status < 500 and status not in (408, 429) and not test and self.give_up(message, why):
+        refusal = 400 <= status < 500 and status not in (408, 429)
+        if refusal and state is not None and self.give_up(message, why, state):
             return status
         raise _Undelivered(why, _retry_after(retry_after))
 
