@@ -150,8 +150,9 @@ class SinkRunner:
             with contextlib.suppress(Exception):
                 self.sink.close()
             with self._lock:
-                self._final_depth = self.state.backlog(self.name)
-                self.state.close()
+                if self._final_depth is None:  # not stopped before
+                    self._final_depth = self.state.backlog(self.name)
+                    self.state.close()
         self.log.info("sink_stopped", sink=self.name, clean=stopped)
         return stopped
 
