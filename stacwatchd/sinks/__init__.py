@@ -28,4 +28,8 @@ def configured_sinks(settings: Settings) -> list[Sink]:
 
         collections = {w.collection_id: w.collection for w in settings.watch}
         sinks.append(PgstacSink(settings.pgstac, settings.catalog, collections=collections))
+    if settings.notify.webhook or settings.notify.sns:
+        from stacwatchd.sinks.notify import notify_sinks
+
+        sinks += notify_sinks(settings)
     return sinks
