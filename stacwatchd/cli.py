@@ -231,6 +231,22 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(check)
     check.set_defaults(func=_cmd_config_check)
 
+    notify = _command(
+        sub, "notify", "change notifications (webhooks, SNS)",
+        "stacwatchd notify test --config FILE sends a test event to the configured targets.",
+    )  # fmt: skip
+    notify_sub = notify.add_subparsers(metavar="ACTION")
+    notify_test = _command(
+        notify_sub, "test", "send a signed test event to every notification target, or to one",
+        "Sends one 'notify.test' event, signed like every message, to each [[notify.webhook]]\n"
+        "and [[notify.sns]] target (or to the one --target names) and prints each answer.",
+        "exit status: 0 every target accepted it; 1 one or more did not; 2 no such target, or\n"
+        "an invalid configuration (a secret that cannot be read)",
+    )  # fmt: skip
+    _config_option(notify_test)
+    notify_test.add_argument("--target", metavar="NAME", help="the target's name, as 'status' shows it (default: all)")
+    notify_test.set_defaults(func=_cmd_notify_test)
+
     demo = _command(
         sub, "demo", "run the daemon on sample rasters and show what it does",
         "Starts the daemon on ./stacwatchd-demo/incoming and drops sample rasters in the ways\n"
@@ -478,6 +494,29 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         print(f"stacwatchd: warning: watched folder {folder} does not exist (yet); `run` waits for it", file=sys.stderr)
     print(json.dumps(display_settings(settings), indent=2))
     return EXIT_OK
+
+
+def _cmd_notify_test(args: argparse.Namespace) -> int:
+    from stacwatchd.sinks.base import SinkError
+    from stacwatchd.sinks.notify import notify_sinks
+
+    settings = _settings(args)
+    sinks = notify_sinks(settings)
+    if not sinks:
+        raise StacwatchdError(args.config, "no [[notify.webhook]] or [[notify.sns]] targets configured")
+    if args.target is not None:
+        sinks = [sink for sink in sinks if sink.name == args.target]
+        if not sinks:
+            known = ", ".join(settings.notify.target_names())
+            raise StacwatchdError(args.config, f"no notification target named {args.target!r} (configured: {known})")
+    failed = 0
+    for sink in sinks:
+        try:
+            print(f"{sink.name}: delivered ({sink.send_test()})")
+        except SinkError as error:
+            failed += 1
+            print(f"{sink.name}: failed: {error.reason.removeprefix(sink.name + ': ')}")
+    return EXIT_OK if not failed else EXIT_REJECTED
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

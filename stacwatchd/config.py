@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -381,6 +382,131 @@ class ObjectStoreSettings(_Model):
             raise ValueError("the URL must not carry credentials")
         return value
 
+#: Every change event a notification target can receive (the default: all of them).
+NOTIFY_EVENTS: tuple[str, ...] = (
+    "item.added",
+    "item.updated",
+    "item.removed",
+    "collection.created",
+    "collection.changed",
+    "collection.removed",
+)
+NotifyEvent = Literal[
+    "item.added", "item.updated", "item.removed", "collection.created", "collection.changed", "collection.removed"
+]
+_SINK_NAME = r"^[A-Za-z0-9_.:/@-]{1,120}$"
+
+
+class NotifyTarget(_Model):
+    """What every notification target shares: which changes it wants, and retries."""
+
+    name: str | None = Field(default=None, pattern=_SINK_NAME, description="keeps its cursor when targets are reordered")
+    events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+    collections: tuple[str, ...] = ()  # empty: every collection
+    timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    #: A message the target refuses for good (a webhook's 4xx other than 408 and 429, an
+    #: SNS invalid parameter) this many times in a row is dropped, logged and counted.
+    max_attempts: int = Field(default=5, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _retry_range(self) -> NotifyTarget:
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("retry_max_seconds must be at least retry_initial_seconds")
+        if not self.events:
+            raise ValueError("events must name at least one event (leave it out for all)")
+        return self
+
+
+class WebhookSettings(NotifyTarget):
+    """One HTTP(S) endpoint that receives a signed ``POST`` per change."""
+
+    url: str
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.password:
+            raise ValueError("the url must not contain a password: use secret_env or secret_file")
+        return value
+
+    @field_serializer("url", when_used="json")
+    def _masked_url(self, value: str) -> str:
+        """Shown (``config check``) without its path and query: either may hold a token."""
+        parts = urlsplit(value)
+        hidden = (parts.path not in ("", "/")) or parts.query
+        return f"{parts.scheme}://{parts.netloc}" + ("/***" if hidden else parts.path)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        if bool(self.secret_env) == bool(self.secret_file):
+            raise ValueError("set secret_env or secret_file (exactly one): every message is signed")
+        return self
+
+
+class SnsSettings(NotifyTarget):
+    """One SNS topic (or a compatible service) that receives a message per change."""
+
+    topic_arn: str = Field(pattern=r"^arn:[a-z-]+:sns:[a-z0-9-]*:[0-9]*:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+    region: str | None = None  # default: the ARN's
+    endpoint: str | None = None  # e.g. a local test server; default: AWS
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL")
+            if parts.password:
+                raise ValueError("the endpoint must not contain credentials: use the AWS credential chain")
+        return value
+
+    @property
+    def topic_region(self) -> str | None:
+        return self.region or self.topic_arn.split(":")[3] or None
+
+
+class NotifySettings(_Model):
+    """Change notifications: each target is its own sink with its own cursor."""
+
+    #: Where the catalog root is published; Item hrefs in messages are made absolute under it.
+    public_base_url: str | None = None
+    webhook: tuple[WebhookSettings, ...] = ()
+    sns: tuple[SnsSettings, ...] = ()
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not urlsplit(value).scheme:
+            raise ValueError("must be an absolute URL (https://example.org/stac/)")
+        return value
+
+    def target_names(self) -> list[str]:
+        """Sink names in configuration order: ``webhook:<host>/<n>``, ``sns:<topic>``."""
+        names: list[str] = []
+        per_host: dict[str, int] = {}
+        for hook in self.webhook:
+            netloc = urlsplit(hook.url).netloc.rpartition("@")[2]
+            per_host[netloc] = per_host.get(netloc, 0) + 1
+            names.append(hook.name or f"webhook:{netloc}/{per_host[netloc]}")
+        names += [topic.name or f"sns:{topic.topic_arn.rsplit(':', 1)[1]}" for topic in self.sns]
+        return names
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotifySettings:
+        names = self.target_names()
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two targets are named {', '.join(twice)}: give one a 'name'")
+        return self
+
 
 class Settings(BaseSettings):
     """The whole configuration of one stacwatchd instance."""
@@ -405,6 +531,7 @@ class Settings(BaseSettings):
     pgstac: PgstacSettings | None = None
     metrics: MetricsSettings = MetricsSettings()
     object_store: ObjectStoreSettings | None = None
+    notify: NotifySettings = NotifySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -818,8 +818,10 @@ class _Batch:
         rows: list[tuple[str, str | None, str, str | None, bytes | None]] = []
         emptied = []
         for collection in sorted(self.collections | set(self.had_items)):
-            had = self.had_items.get(collection, True)
-            if self.state.has_items(collection):
+            has = self.state.has_items(collection)
+            # Untouched by Items (only its metadata changed): it had what it has.
+            had = self.had_items.get(collection, has)
+            if has:
                 event = "collection.changed" if had else "collection.created"
                 rows.append(("collection", event, collection, None, None))
             elif had:

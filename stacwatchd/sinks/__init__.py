@@ -32,4 +32,8 @@ def configured_sinks(settings: Settings) -> list[Sink]:
         from stacwatchd.sinks.object_store import ObjectStoreSink
 
         sinks.append(ObjectStoreSink(settings.object_store, settings))
+    if settings.notify.webhook or settings.notify.sns:
+        from stacwatchd.sinks.notify import notify_sinks
+
+        sinks += notify_sinks(settings)
     return sinks
