@@ -31,7 +31,6 @@ from stacwatchd.engine.writer import (
     CatalogUnwritable,
     CatalogWriter,
     Op,
-    Reject,
     Remove,
     RemoveTree,
     op_for,
@@ -76,6 +75,7 @@ class Counters:
         self.removed += result.removed
         self.unchanged += result.unchanged
         self.rejected += result.rejected
+        self.timeouts += sum(1 for r in result.rejections if r.kind == "timeout")
         self.files_written += len(result.written)
         self.rejections = (list(reversed(result.rejections)) + self.rejections)[:1000]
 
@@ -107,7 +107,6 @@ class Engine:
         build: Build,
         workers: int,
         queue_size: int,
-        item_timeout: float,
         keep_deleted: Callable[[Path], bool] = lambda watch: False,
         max_batch: int = 1000,
         linger: float = 0.05,
@@ -122,7 +121,6 @@ class Engine:
         self.counters = Counters()
         self.log = get_logger()
         self.n_workers = workers
-        self.item_timeout = item_timeout
         self.keep_deleted = keep_deleted
         self.max_batch = max_batch
         self.linger = linger
@@ -142,7 +140,6 @@ class Engine:
         self._writer_thread: threading.Thread | None = None
         self._reader = State(writer.state.path, readonly=True)
         self._reader_lock = threading.Lock()
-        self._abandoned: set[Path] = set()
         self._bad_names: set[Path] = set()
         self._unannounced: list[tuple[list[tuple[str, str, str, str | None]], dict[str, float], float]] = []
         self._worker_seq = 0
@@ -255,12 +252,6 @@ class Engine:
             finally:
                 with self._busy_lock:
                     self._busy.pop(me, None)
-                    abandoned = me not in self._live_workers()
-            if abandoned:
-                return
-
-    def _live_workers(self) -> set[int]:
-        return {t.ident for t in self._threads if t.ident is not None}
 
     def _handle(self, ready: Ready) -> None:
         started = time.monotonic()
@@ -296,9 +287,6 @@ class Engine:
                 self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
                 result = Rejection(target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target))
             self.metrics.build_time(time.monotonic() - built_at)
-            if target in self._abandoned:
-                self._abandoned.discard(target)  # already refused with a timeout
-                continue
             self._to_writer(_Work(op_for(result, rules), started, target))
 
     def _refuse_name(self, path: Path) -> None:
@@ -335,34 +323,6 @@ class Engine:
                 if self._stop.is_set() and not self.healthy:
                     self._done()
                     return
-
-    def check_stuck(self) -> list[Path]:
-        """Replace workers stuck on one file longer than the item timeout.
-
-        Python cannot interrupt a hung read; the stuck thread is left behind (it is a
-        daemon thread) and a fresh worker takes its place, so the rest keeps moving.
-        The file is refused with a timeout so it is not retried until it changes.
-        """
-        now = time.monotonic()
-        stuck: list[Path] = []
-        with self._busy_lock:
-            for ident, busy in list(self._busy.items()):
-                if now - busy.since > self.item_timeout:
-                    stuck.append(busy.path)
-                    self._busy.pop(ident)
-                    self._threads = [t for t in self._threads if t.ident != ident]
-                    self._abandoned.add(busy.path)
-        for path in stuck:
-            self.counters.timeouts += 1
-            self.log.error("item_timeout", path=str(path), error="timeout", timeout_s=self.item_timeout)
-            self._spawn_worker()
-            rules = self._rules_containing(path)
-            if rules is not None:
-                rejection = Rejection(path, f"reading the file took longer than {self.item_timeout:g} s", "timeout", signature_of(path))
-                self._to_writer(_Work(Reject(rejection, rules.root, rules.collection_id), now, path))
-            else:
-                self._done()
-        return stuck
 
     def _rules_containing(self, path: Path) -> Rules | None:
         for parent in path.parents:

@@ -86,7 +86,6 @@ def scan(
             build=build or builder.build,  # type: ignore[union-attr]
             workers=workers * (builder.depth if builder else 1),
             queue_size=max(batch_size, workers * 4),
-            item_timeout=item_timeout,
             keep_deleted=lambda root: root in rules and rules[root][1].on_delete == "keep",
             max_batch=batch_size,
         )
