@@ -37,6 +37,8 @@ from jsonschema_specifications import REGISTRY as METASCHEMAS
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from stacwatchd.errors import StacwatchdError
+from stacwatchd.stac.names import CATALOG_FILE, STRUCTURAL_RELS
 from stacwatchd.stac.layout import href_to_path
 
 try:
@@ -64,9 +66,8 @@ __all__ = [
 ]
 
 STAC_SCHEMA_HOST = "https://schemas.stacspec.org"
-ROOT_CATALOG_NAME = "catalog.json"
+ROOT_CATALOG_NAME = CATALOG_FILE
 TEMP_FILE_PATTERN = ".*.tmp*"
-STRUCTURAL_RELS = frozenset({"root", "parent", "child", "item", "collection", "self"})
 
 _CORE_SCHEMA_NAMES = {"Feature": "item", "Catalog": "catalog", "Collection": "collection"}
 _CONTAINER_TYPES = frozenset({"Catalog", "Collection"})
@@ -89,8 +90,11 @@ _LOOKUP_ERRORS = (
 # --------------------------------------------------------------------------- errors
 
 
-class ValidateError(Exception):
+class ValidateError(StacwatchdError):
     """Base class for failures of the validator itself (as opposed to invalid data)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
 
 
 class SchemaUnavailableError(ValidateError):

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote
 
-from stacwatchd.stac.layout import Layout
+from stacwatchd.stac.hrefs import absolute
+from stacwatchd.stac.layout import Layout, item_file_stem
+from stacwatchd.stac.names import STRUCTURAL_RELS
 
 __all__ = ["STRUCTURAL_RELS", "Hrefs", "absolute"]
 
 #: Links of the static catalog that only make sense next to its files.
-STRUCTURAL_RELS = frozenset({"root", "parent", "collection", "self", "child", "item"})
 
 
 class Hrefs:
@@ -46,7 +47,8 @@ class Hrefs:
             if len(self._folders) > 4096:
                 self._folders.clear()
             folder = self._folders[(collection, partition)] = self.url(path.parent.parent)
-        return f"{folder}/{quote(item_id)}/{quote(item_id)}.json"
+        name = quote(item_file_stem(item_id))
+        return f"{folder}/{name}/{name}.json"
 
     def collection_url(self, collection: str) -> str:
         return self.url(self.layout.collection_file(collection))
@@ -79,16 +81,4 @@ class Hrefs:
         return doc
 
 
-def absolute(href: str, base_url: str) -> str:
-    """``href`` resolved against ``base_url``; URLs with a scheme are left alone.
 
-    Relative hrefs of the static catalog are percent-encoded URI references already;
-    characters no URI may hold (spaces, quotes, non-ASCII, as catalogs written before
-    hrefs were encoded have them) are escaped, everything else is kept as it is.
-    """
-    if len(urlsplit(href).scheme) > 1:
-        return href
-    return urljoin(base_url, quote(href, safe=_URI_CHARACTERS))
-
-
-_URI_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
