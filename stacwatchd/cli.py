@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     _catalog_option(rebuild)
     rebuild.set_defaults(func=_cmd_rebuild)
 
+    scrub = sub.add_parser("scrub", help="check every catalog file against the state index; --repair puts them right")
+    _config_option(scrub)
+    _catalog_option(scrub)
+    scrub.add_argument("--repair", action="store_true", help="rewrite missing or damaged files from the state, remove stray files of ours")
+    scrub.add_argument("--quick", action="store_true", help="stat every file, hash only those whose mtime moved since last found right")
+    scrub.set_defaults(func=_cmd_scrub)
+
     status = sub.add_parser("status", help="counts, queue, outbox and recent failures from the state file")
     _config_option(status)
     _catalog_option(status)
@@ -189,6 +196,14 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_scrub(args: argparse.Namespace) -> int:
+    from stacwatchd.engine.scrub import scrub_command
+
+    settings = _settings(args)
+    watched = [w.path for w in settings.watch]
+    return scrub_command(settings.catalog, watched, fix=args.repair, full=not args.quick, out=sys.stdout)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from stacwatchd.status import read_status
 
@@ -251,7 +266,8 @@ def _reject(rejection: object, args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from stacwatchd.validate.schemas import SchemaStore, validate_catalog, validate_object
+    from stacwatchd.engine.scrub import repair_hint
+    from stacwatchd.validate.schemas import CatalogNotFoundError, SchemaStore, validate_catalog, validate_object
     from stacwatchd.stac.json import loads
 
     settings = _settings(args)
@@ -268,7 +284,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         problems, unchecked = report.problems, report.unchecked
         summary = f"{root}: 1 object"
     else:
-        catalog_report = validate_catalog(root, store, strict=strict, check_assets=args.check_assets)
+        try:
+            catalog_report = validate_catalog(root, store, strict=strict, check_assets=args.check_assets)
+        except CatalogNotFoundError as error:
+            hint = repair_hint(root, settings.catalog)
+            if hint is None:
+                raise
+            print(f"{error}\n{hint}", file=sys.stderr)
+            return EXIT_REJECTED
         problems, unchecked = catalog_report.problems, catalog_report.unchecked
         summary = (
             f"{root}: {catalog_report.catalogs} catalogs, {catalog_report.collections} collections, "
@@ -280,6 +303,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"warning: not checked, schema unavailable: {url}", file=sys.stderr)
     status = "valid" if not problems else f"{len(problems)} problems"
     print(f"{summary}: {status}")
+    if problems and (hint := repair_hint(root, settings.catalog)):
+        print(hint, file=sys.stderr)
     return EXIT_OK if not problems else EXIT_REJECTED
 
 

@@ -22,7 +22,10 @@ from stacwatchd.engine.engine import Engine
 from stacwatchd.sinks import configured_sinks
 from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.engine.reconcile import accepts_for, diff
+from stacwatchd.engine.scan import scan
+from stacwatchd.engine.scrub import Scrubber, ScrubReport, repair
 from stacwatchd.engine.settle import Settler
+from stacwatchd.state.recover import inspect_state
 from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
 from stacwatchd.engine.watch import FileEvent, Watcher
@@ -61,6 +64,8 @@ class Daemon:
         self._reconcile_lock = threading.Lock()
         self.started = time.time()
         self.sinks: list[Sink] = []
+        self.scrubber = Scrubber(settings.scrub_full_every)
+        self._stall_watches: list[_StallWatch] = []
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -92,6 +97,7 @@ class Daemon:
 
             self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path, collections=collections))
         self.sinks += [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
+        self._stall_watches = [_StallWatch(sink, s.stall_warning_seconds) for sink in self.sinks if not isinstance(sink, SinkRunner)]
         for watch in s.watch:
             self._add_watch(watch)
 
@@ -119,6 +125,7 @@ class Daemon:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the process exit status."""
         self._install_signals()
+        self._heal_state()
         self._build()
         for sink in self.sinks:
             sink.start()
@@ -149,9 +156,12 @@ class Daemon:
                 status = 1
                 break
             self.engine.check_stuck()
+            self.engine.check_stall(self.settings.stall_warning_seconds)
             for sink in self.sinks:
                 if isinstance(sink, SinkRunner):
                     sink.check_stall()
+            for watch in self._stall_watches:
+                watch.check()
             notify("WATCHDOG=1", f"STATUS={self._status_line()}")
             if time.monotonic() - last_heartbeat >= 2.0:
                 last_heartbeat = time.monotonic()
@@ -207,6 +217,60 @@ class Daemon:
             self.log.error("reload_failed", error=error.kind, reason=error.reason, path=str(error.path))
         self._request_reconcile(added)
 
+    # -- state and catalog healing -------------------------------------------------------------
+
+    def _heal_state(self) -> None:
+        """A corrupt state (SQLite's quick check), or none beside an existing catalog, is
+        rebuilt before anything else starts: a scan of the sources that keeps the ids and
+        ``created`` times of the Items on disk and removes those whose sources are gone."""
+        s = self.settings
+        damage = inspect_state(s.catalog.state_path, s.catalog.root)
+        if damage is None:
+            return
+        notify(f"STATUS=rebuilding the state ({damage.kind})", "EXTEND_TIMEOUT_USEC=600000000")
+        scan(
+            s.catalog,
+            s.watch,
+            workers=s.workers,
+            item_timeout=s.item_timeout_seconds,
+            progress=None,
+            sinks=[*configured_sinks(s), *_legacy_pgstac(s)],
+            deliver=False,
+            damage=damage,
+        )
+
+    def _scrub(self) -> None:
+        """Check the catalog files against the state; what needs repair goes to the writer."""
+        skip = [root for root in self.watches if root.is_relative_to(self.catalog_root)]
+        try:
+            report = self.scrubber.run(self.catalog_root, self.writer.state.path, skip)
+        except OSError as exc:
+            self.log.error("scrub_failed", path=str(self.catalog_root), reason=exc.strerror or str(exc))
+            return
+        self.log.info("catalog_scrubbed", path=str(self.catalog_root), **report.summary())
+        fresh = self.scrubber.new_foreign(report)
+        if fresh:
+            self.log.warning(
+                "catalog_foreign_files", path=str(self.catalog_root), count=len(fresh), paths=fresh[:10],
+                hint="not written by stacwatchd: left alone",
+            )  # fmt: skip
+        if report.damage or report.verified:
+            self.engine.in_writer(lambda: self._repair(report))
+
+    def _repair(self, report: ScrubReport) -> None:
+        """In the writer thread: confirm and repair; one log line for what was done."""
+        confirmed, done = repair(self.writer, report)
+        count = len(done.rewritten) + len(done.removed) + len(done.forgotten)
+        if not count:
+            return
+        self.scrubber.repaired += len(done.rewritten)
+        self.scrubber.removed += len(done.removed)
+        paths = [*done.rewritten, *done.removed, *done.forgotten]
+        self.log.warning(
+            "catalog_repaired", path=str(self.catalog_root), count=count, paths=paths[:10], more_paths=max(0, len(paths) - 10),
+            missing=len(confirmed.missing), damaged=len(confirmed.damaged), removed=len(done.removed),
+        )  # fmt: skip
+
     # -- reconcile ---------------------------------------------------------------------------
 
     def _overflowed(self, root: Path) -> None:
@@ -232,6 +296,8 @@ class Daemon:
                 watch = self.watches.get(root)
                 if watch is not None:
                     self.reconcile(watch)
+            if roots >= set(self.watches):
+                self._scrub()
 
     def reconcile(self, watch: _Watch) -> None:
         """Folders vs state: changed files go through the settler, vanished ones are removed."""
@@ -269,8 +335,9 @@ class Daemon:
     def _sink_status(self) -> dict[str, Any]:
         report: dict[str, Any] = {"outbox": sum(sink.depth() for sink in self.sinks)}
         runners = [sink for sink in self.sinks if isinstance(sink, SinkRunner)]
-        if runners:
+        if runners or self._stall_watches:
             report["sinks"] = {runner.name: runner.status() for runner in runners}
+            report["sinks"].update({watch.name: watch.status() for watch in self._stall_watches})
         return report
 
     def _status_line(self) -> str:
@@ -289,8 +356,42 @@ class Daemon:
             "running": not stopped,
             "watches": {str(p): state for p, state in self.watcher.status().items()},
             **self.engine.status(),
+            "scrub": self.scrubber.status(),
         }
         self.engine.post_meta("daemon", json.dumps(report))
+
+
+class _StallWatch:
+    """Stall detection for a sink without a runner of its own: a backlog that did not
+    shrink (nor empty) for ``seconds`` is logged once and shown in the status."""
+
+    def __init__(self, sink: Sink, seconds: float) -> None:
+        self.sink = sink
+        self.name = str(getattr(sink, "name", "pgstac"))
+        self.seconds = seconds
+        self.low: int | None = None
+        self.since = time.monotonic()
+        self.stalled = False
+        self.log = get_logger()
+
+    def check(self) -> bool:
+        depth = self.sink.depth()
+        now = time.monotonic()
+        if depth == 0 or self.low is None or depth < self.low:
+            self.low, self.since = depth, now
+            if self.stalled:
+                self.stalled = False
+                self.log.info("sink_moving_again", sink=self.name, backlog=depth)
+        elif not self.stalled and now - self.since >= self.seconds:
+            self.stalled = True
+            self.log.warning("sink_stalled", sink=self.name, backlog=depth, no_progress_for_s=round(now - self.since, 1))
+        return self.stalled
+
+    def status(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"backlog": self.sink.depth()}
+        if self.stalled:
+            report["stalled_for_s"] = round(time.monotonic() - self.since, 1)
+        return report
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,14 @@ from typing import TextIO
 from stacwatchd.config import CatalogSettings, WatchSettings
 from stacwatchd.engine.engine import Build, Counters, Engine
 from stacwatchd.engine.reconcile import diff
+from stacwatchd.engine.recovery import begin_recovery
 from stacwatchd.engine.settle import Ready
 from stacwatchd.engine.writer import open_writer
 from stacwatchd.sinks.base import Sink, deliver_once
 from stacwatchd.log import get_logger
 from stacwatchd.model.items import Rules
 from stacwatchd.model.items import build as build_item
+from stacwatchd.state.recover import StateDamage, inspect_state
 
 
 class Progress:
@@ -64,13 +66,23 @@ def scan(
     progress: Callable[[int], Progress] | None = Progress,
     build: Build | None = None,
     sinks: Sequence[Sink] = (),
+    deliver: bool = True,
+    damage: StateDamage | None = None,
 ) -> Counters:
-    """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk."""
+    """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk.
+
+    A lost state (or ``damage`` found by the caller) is rebuilt on the way, keeping the
+    ids and ``created`` times of the Items already in the catalog. With ``deliver``
+    false the sinks' rows stay in the outbox for the daemon's runners.
+    """
     started = time.monotonic()
     log = get_logger()
     collections = {w.collection_id: w.collection for w in watches}
     rules = {Rules.from_watch(w).root: (Rules.from_watch(w), w) for w in watches}
+    recovery = begin_recovery(catalog, damage or inspect_state(catalog.state_path, catalog.root, quick_check=False))
     with open_writer(catalog, collections, sinks) as writer:
+        if recovery is not None:
+            recovery.attach(writer)
         writer.sync_collections(collections)
         engine = Engine(
             writer,
@@ -101,7 +113,9 @@ def scan(
         engine.stop()
         if bar:
             bar.close()
-        for sink in sinks:
+        if recovery is not None:
+            recovery.finish(writer, skip=list(rules))
+        for sink in sinks if deliver else ():
             deliver_once(sink, writer.state.path)
     engine.counters.seconds = time.monotonic() - started
     return engine.counters
