@@ -65,6 +65,7 @@ class Daemon:
         self.started = time.time()
         self.sinks: list[Sink] = []
         self.scrubber = Scrubber(settings.scrub_full_every)
+        self._repair_queued = threading.Event()
         self._stall_watches: list[_StallWatch] = []
 
     # -- set-up ----------------------------------------------------------------------------
@@ -247,6 +248,9 @@ class Daemon:
         except OSError as exc:
             self.log.error("scrub_failed", path=str(self.catalog_root), reason=exc.strerror or str(exc))
             return
+        except StacwatchdError as error:
+            self.log.error("scrub_failed", path=str(error.path), reason=error.reason)
+            return
         self.log.info("catalog_scrubbed", path=str(self.catalog_root), **report.summary())
         fresh = self.scrubber.new_foreign(report)
         if fresh:
@@ -254,11 +258,13 @@ class Daemon:
                 "catalog_foreign_files", path=str(self.catalog_root), count=len(fresh), paths=fresh[:10],
                 hint="not written by stacwatchd: left alone",
             )  # fmt: skip
-        if report.damage or report.verified:
+        if (report.damage or report.verified) and not self._repair_queued.is_set():
+            self._repair_queued.set()  # one at a time: a repair the writer cannot land yet is not queued again
             self.engine.in_writer(lambda: self._repair(report))
 
     def _repair(self, report: ScrubReport) -> None:
         """In the writer thread: confirm and repair; one log line for what was done."""
+        self._repair_queued.clear()
         confirmed, done = repair(self.writer, report)
         count = len(done.rewritten) + len(done.removed) + len(done.forgotten)
         if not count:

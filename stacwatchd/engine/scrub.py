@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -36,7 +36,7 @@ from stacwatchd.engine.writer import (
 )
 from stacwatchd.errors import StacwatchdError
 from stacwatchd.stac.json import loads
-from stacwatchd.stac.layout import partition_depth
+from stacwatchd.stac.layout import item_file_stem, partition_depth
 from stacwatchd.state.store import FileRecord, State
 
 __all__ = ["REPAIR_COMMAND", "ScrubReport", "Scrubber", "repair", "repair_hint", "scrub_catalog", "scrub_command"]
@@ -45,6 +45,7 @@ __all__ = ["REPAIR_COMMAND", "ScrubReport", "Scrubber", "repair", "repair_hint",
 REPAIR_COMMAND = "stacwatchd scrub --repair"
 
 _PARTITION_NAME = re.compile(r"\d{2,4}")
+_CATALOG_NAMES = frozenset({"catalog.json", "collection.json"})
 _CHUNK = 1 << 20
 
 
@@ -86,20 +87,30 @@ class ScrubReport:
 def scrub_catalog(root: Path, state: State, *, full: bool = False, skip: Iterable[Path] = ()) -> ScrubReport:
     """Compare the files under ``root`` with the state's record of them; change nothing.
 
-    ``full`` hashes every file; otherwise only files whose size is unrecorded or whose
-    mtime moved since a scrub last found them right. ``skip`` names folders inside the
-    root that are not the catalog's (a watched folder below it). Hidden folders (the
-    state's own) are not entered.
+    ``full`` walks every folder and hashes every file. Otherwise every recorded file is
+    stat'ed by its path, hashed only when its size is unrecorded or its mtime moved since
+    a scrub last found it right, and only the catalog folders (root, collections,
+    partitions) are listed for files the state does not know: an Item's own folder is
+    listed on full passes only. ``skip`` names folders inside the root that are not the
+    catalog's (a watched folder below it). Hidden folders (the state's own) are not entered.
     """
     started = time.monotonic()
     report = ScrubReport(full=full)
-    on_disk = _walk(root, {os.fspath(p) for p in skip}, report)
+    skipped = {os.fspath(p) for p in skip}
+    depths = partition_depths(state)
+    top = os.fspath(root)
+    if full:
+        on_disk = _walk(top, len(top) + 1, skipped, report, root=True)
+        look = on_disk.pop
+    else:
+        on_disk = _unlisted(top, state, depths, skipped, report)
+        look = _stat_at(top + os.sep, report)
     unreadable = tuple(f"{rel}/" for rel in report.unreadable)
     for record in state.file_records():
         report.checked += 1
-        seen = on_disk.pop(record.path, None)
-        if seen is None:
-            if not record.path.startswith(unreadable):
+        seen = look(record.path, None)
+        if not seen:
+            if seen is None and not record.path.startswith(unreadable):
                 report.missing.append(record.path)
             continue
         size, mtime_ns = seen
@@ -111,7 +122,6 @@ def scrub_catalog(root: Path, state: State, *, full: bool = False, skip: Iterabl
                 report.damaged.append(record.path)
             elif (record.size, record.mtime_ns) != (size, mtime_ns):
                 report.verified.append((record.path, record.hash, size, mtime_ns))
-    depths = partition_depths(state)
     for rel in sorted(on_disk):
         (report.strays if is_ours(rel, depths, root) else report.foreign).append(rel)
     report.missing.sort()
@@ -162,11 +172,86 @@ def _maybe_item(path: Path) -> bool:
     return isinstance(doc, dict) and doc.get("type") == "Feature"
 
 
-def _walk(root: Path, skip: set[str], report: ScrubReport) -> dict[str, tuple[int, int]]:
-    """relative path → (size, mtime_ns) of every file below ``root``, hidden folders aside."""
+def _stat_at(top: str, report: ScrubReport) -> Callable[[str, None], tuple[int, int] | tuple[()] | None]:
+    """A lookup of (size, mtime_ns) by relative path: None for a file that is not there,
+    () for one that cannot be looked at (its folder is then reported unreadable)."""
+
+    def look(rel: str, _: None) -> tuple[int, int] | tuple[()] | None:
+        try:
+            info = os.stat(top + rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError:
+            folder = os.path.dirname(rel)
+            if folder not in report.unreadable:
+                report.unreadable.append(folder)
+            return ()
+        return (info.st_size, info.st_mtime_ns)
+
+    return look
+
+
+def _unlisted(top: str, state: State, depths: dict[str, int], skip: set[str], report: ScrubReport) -> dict[str, tuple[int, int]]:
+    """Files in the catalog folders (and below folders that should not be there) that the
+    state does not list; the expected Item folders come from the state, one query per leaf."""
+    expected: dict[str, set[str]] = {"": set()}
+    for rel in state.catalog_file_paths():
+        folder, name = _split(rel)
+        expected.setdefault(folder, set()).add(name)
+        while folder:
+            parent, child = _split(folder)
+            expected.setdefault(parent, set()).add(child)
+            folder = parent
+    listed = sorted(folder for folder, names in expected.items() if not folder or names & _CATALOG_NAMES)
+    for folder in listed:
+        parts = folder.split("/") if folder else []
+        if parts and depths.get(parts[0]) == len(parts) - 1:
+            stems = (item_file_stem(i) for i in state.items_in_partition(parts[0], "/".join(parts[1:])))
+            expected[folder].update(stems)
     found: dict[str, tuple[int, int]] = {}
-    top = os.fspath(root)
     cut = len(top) + 1
+    for folder in listed:
+        path = os.path.join(top, folder) if folder else top
+        if path in skip:
+            continue
+        try:
+            with os.scandir(path) as scan:
+                entries = [e for e in scan if e.name not in expected[folder]]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            if not folder:
+                raise
+            report.unreadable.append(folder)
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if not entry.name.startswith(".") and entry.path not in skip:
+                    found.update(_walk(entry.path, cut, skip, report))
+                continue
+            _note_file(entry, cut, found, report)
+    return found
+
+
+def _split(rel: str) -> tuple[str, str]:
+    folder, _, name = rel.rpartition("/")
+    return folder, name
+
+
+def _note_file(entry: os.DirEntry[str], cut: int, found: dict[str, tuple[int, int]], report: ScrubReport) -> None:
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(info.st_mode):
+        found[entry.path[cut:]] = (info.st_size, info.st_mtime_ns)
+    else:
+        report.foreign.append(entry.path[cut:])
+
+
+def _walk(top: str, cut: int, skip: set[str], report: ScrubReport, *, root: bool = False) -> dict[str, tuple[int, int]]:
+    """relative path → (size, mtime_ns) of every file below ``top``, hidden folders aside."""
+    found: dict[str, tuple[int, int]] = {}
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -177,18 +262,11 @@ def _walk(root: Path, skip: set[str], report: ScrubReport) -> dict[str, tuple[in
                         if not entry.name.startswith(".") and entry.path not in skip:
                             stack.append(entry.path)
                         continue
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if stat.S_ISREG(info.st_mode):
-                        found[entry.path[cut:]] = (info.st_size, info.st_mtime_ns)
-                    else:
-                        report.foreign.append(entry.path[cut:])
+                    _note_file(entry, cut, found, report)
         except FileNotFoundError:
             continue
         except OSError:
-            if folder == top:
+            if root and folder == top:
                 raise
             report.unreadable.append(folder[cut:])
     return found

@@ -460,6 +460,15 @@ class State:
         """Every catalog file the state says exists, with what a scrub compares."""
         yield from (FileRecord(*row) for row in self.db.execute("SELECT path, hash, size, mtime_ns FROM files"))
 
+    def catalog_file_paths(self) -> list[str]:
+        """The root, collection and partition catalogs among the files (a few per collection)."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT path FROM files WHERE path = 'catalog.json' OR path LIKE '%/catalog.json' OR path LIKE '%/collection.json'"
+            )
+        ]
+
     def file_record(self, relpath: str) -> FileRecord | None:
         row = self.db.execute("SELECT path, hash, size, mtime_ns FROM files WHERE path = ?", (relpath,)).fetchone()
         return FileRecord(*row) if row else None
