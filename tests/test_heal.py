@@ -192,6 +192,8 @@ def test_scrub_command_reports_damage_exits_1_and_repairs_it_with_repair(tmp_pat
     truncate_half(item_rel(DATES[1]))(catalog)
     (catalog / "index.html").write_text("<html></html>")
 
+    warned = json.loads(stacwatchd("status", "--catalog", str(catalog), "--json").stdout)["warnings"]
+    assert warned == ["1 catalog files missing (e.g. scenes/2024/catalog.json): run 'stacwatchd scrub --repair'"]
     found = stacwatchd("scrub", "--catalog", str(catalog))
     assert found.returncode == 1, found
     assert "missing  scenes/2024/catalog.json" in found.stdout
@@ -348,6 +350,36 @@ def test_corrupt_state_is_set_aside_and_rebuilt_from_sources_and_catalog(tmp_pat
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+def test_scan_after_the_state_was_lost_keeps_created_removes_orphans_and_a_killed_rebuild_resumes(
+    tmp_path, prepared, schema_store
+):
+    source = tmp_path / "scenes"
+    source.mkdir()
+    for path in prepared:
+        shutil.copy(path, source / path.name)
+    catalog = tmp_path / "catalog"
+    assert stacwatchd("scan", str(source), "--catalog", str(catalog)).returncode == 0
+    created = json.loads((catalog / item_rel(DATES[0])).read_bytes())["properties"]["created"]
+    shutil.rmtree(catalog / ".stacwatchd")
+    (source / prepared[1].name).unlink()
+    rebuilt = stacwatchd("--log-level", "info", "--log-format", "json", "scan", str(source), "--catalog", str(catalog))
+    assert rebuilt.returncode == 0, rebuilt
+    assert '"event": "state_missing"' in rebuilt.stderr and '"event": "state_rebuilt"' in rebuilt.stderr
+    assert not (catalog / item_rel(DATES[1])).exists(), "the Item of the source that is gone"
+    assert json.loads((catalog / item_rel(DATES[0])).read_bytes())["properties"]["created"] == created
+    assert_catalog_ok(catalog, schema_store)
+    # a rebuild killed before it finished leaves its mark in the state: the next start finishes it
+    state = State(catalog / ".stacwatchd" / "state.db")
+    state.set_meta({"recovery": "missing"})
+    state.close()
+    orphan = catalog / "scenes/2024/03/scene_gone/scene_gone.json"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes((catalog / item_rel(DATES[0])).read_bytes())
+    resumed = stacwatchd("--log-level", "info", "--log-format", "json", "scan", str(source), "--catalog", str(catalog))
+    assert '"event": "state_rebuild_resumed"' in resumed.stderr and not orphan.exists(), resumed.stderr
+    assert_catalog_ok(catalog, schema_store)
 
 
 # -- stalls ------------------------------------------------------------------------------
