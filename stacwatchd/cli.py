@@ -5,18 +5,35 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stacwatchd import __version__
-from stacwatchd.config import Settings, load_settings
+from stacwatchd.config import Settings, display_settings, load_settings, missing_watch_folders, require_watches
 from stacwatchd.errors import StacwatchdError
 from stacwatchd.log import configure, get_logger
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PIPE_CLOSED", "EXIT_REJECTED", "EXIT_USAGE", "main"]
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141
+
+EXIT_STATUS_HELP = """exit status:
+  0    success
+  1    some files were refused (scan, item) or the catalog has problems (validate)
+  2    usage, configuration or environment error: one line on stderr saying what and where
+  130  interrupted (Ctrl-C)
+  141  the output was closed early (e.g. piped into head)"""
+
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOG_FORMAT = "auto"
+DEFAULT_LOG_LEVEL = "warning"
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -27,35 +44,117 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    configure(args.log_format, args.log_level)
+    configure(_log_format(args), _log_level(args))
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
     except StacwatchdError as error:
-        print(f"stacwatchd: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(error))
+    except BrokenPipeError:
+        return _pipe_closed()
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        return _fail(f"{where}{error.strerror or error}")
+
+
+def _fail(message: str) -> int:
+    print(f"stacwatchd: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _pipe_closed() -> int:
+    """The reader went away (``| head``): stop quietly, without a traceback at exit either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_PIPE_CLOSED
+
+
+def _log_format(args: argparse.Namespace) -> str:
+    return getattr(args, "log_format", None) or DEFAULT_LOG_FORMAT
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    return getattr(args, "log_level", None) or DEFAULT_LOG_LEVEL
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    """Accepted before and after the subcommand; SUPPRESS keeps a later default from hiding an earlier value."""
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS,
+        help=f"log lines as JSON or for a person (default {DEFAULT_LOG_FORMAT}: console on a terminal)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS,
+        help=f"least severe log events shown (default {DEFAULT_LOG_LEVEL}; `run` uses [log] in the configuration)",
+    )  # fmt: skip
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _log_options(parser)
+    return parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stacwatchd", description="Keep a STAC catalog in sync with folders of rasters.")
+    parser = argparse.ArgumentParser(
+        prog="stacwatchd",
+        description="Keep a static STAC catalog in sync with folders of rasters.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"stacwatchd {__version__}")
-    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
+    _log_options(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    item = sub.add_parser("item", help="print the STAC Item for one file, or why it cannot be cataloged")
+    item = _command(
+        sub, "item", "print the STAC Item for one file, or why it cannot be cataloged",
+        "Builds the Item exactly as the daemon would (rules from the watch holding the file, or\n"
+        "defaults for its folder) and prints its JSON with links placed in the catalog. Nothing\n"
+        "is written.",
+        "exit status: 0 the Item is printed; 1 the file cannot be cataloged (one line on stderr);\n"
+        "2 usage or configuration error",
+    )  # fmt: skip
     item.add_argument("path", type=Path)
     _config_option(item)
     item.add_argument("--collection", help="collection id (default: from the watch or the folder name)")
     item.add_argument("--catalog", type=Path, help="catalog root the Item is placed in (default: from the configuration)")
     item.set_defaults(func=_cmd_item)
 
-    run = sub.add_parser("run", help="the long-running service: watch folders and keep the catalog in sync")
+    run = _command(
+        sub, "run", "the long-running service: watch folders and keep the catalog in sync",
+        "Watches every [[watch]] folder, catalogs files once they are completely written, removes\n"
+        "Items of deleted files, reconciles at start and every reconcile_interval seconds, and\n"
+        "publishes to PgSTAC when configured. SIGTERM/SIGINT stop cleanly; SIGHUP re-reads the\n"
+        "configuration. Under systemd it speaks the sd_notify protocol (Type=notify).",
+        "exit status: 0 stopped cleanly; 1 the writer failed; 2 configuration error",
+    )  # fmt: skip
     _config_option(run)
     run.set_defaults(func=_cmd_run)
 
-    scan = sub.add_parser("scan", help="catalog (or catch up on) folders once, in parallel")
+    scan = _command(
+        sub, "scan", "catalog (or catch up on) folders once, in parallel",
+        "Compares the folders with the state index and applies the differences: new and changed\n"
+        "files are cataloged, Items of vanished files removed. Files that cannot be cataloged are\n"
+        "listed with their reason, those refused earlier too (they are not retried until they\n"
+        "change).",
+        "exit status: 0 every file in the folders is cataloged; 1 some files are refused (listed\n"
+        "on stdout); 2 usage or configuration error",
+    )  # fmt: skip
     scan.add_argument("dirs", type=Path, nargs="*", metavar="DIR", help="folders to scan (default: the configured watches)")
     _config_option(scan)
     _catalog_option(scan)
@@ -64,48 +163,95 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--batch-size", type=int, default=256, help="Items per writer batch (default 256)")
     scan.set_defaults(func=_cmd_scan)
 
-    rebuild = sub.add_parser("rebuild", help="regenerate every catalog file from the state index")
+    rebuild = _command(
+        sub, "rebuild", "regenerate every catalog file from the state index",
+        "Rewrites the whole catalog from the state (byte-identical to incremental operation) and\n"
+        "removes stale files; use it after changing titles or partitioning.",
+    )  # fmt: skip
     _config_option(rebuild)
     _catalog_option(rebuild)
     rebuild.set_defaults(func=_cmd_rebuild)
 
-    scrub = sub.add_parser("scrub", help="check every catalog file against the state index; --repair puts them right")
+    scrub = _command(
+        sub, "scrub", "check every catalog file against the state index; --repair puts them right",
+        "Stats every file the state says the writer wrote (present, same size) and hashes it\n"
+        "(every file, or with --quick those whose mtime moved since last found right). Missing\n"
+        "or damaged files, and stray files of ours the state does not list (Item JSON and\n"
+        "catalogs in our layout, our temp files), are listed; --repair rewrites the first from\n"
+        "the state and removes the others. Any other file is listed and left alone. A running\n"
+        "daemon does the same at every reconcile pass; --repair then leaves it to the daemon.",
+        "exit status: 0 the catalog matches the state (or was repaired); 1 damage found and not\n"
+        "repaired; 2 no state file, usage or configuration error",
+    )  # fmt: skip
     _config_option(scrub)
     _catalog_option(scrub)
     scrub.add_argument("--repair", action="store_true", help="rewrite missing or damaged files from the state, remove stray files of ours")
-    scrub.add_argument("--quick", action="store_true", help="stat every file, hash only those whose mtime moved since last found right")
+    scrub.add_argument("--quick", action="store_true", help="hash only files whose mtime moved since they were last found right")
     scrub.set_defaults(func=_cmd_scrub)
 
-    status = sub.add_parser("status", help="counts, queue, outbox and recent failures from the state file")
+    status = _command(
+        sub, "status", "counts, daemon state, outbox and recent failures from the state file",
+        "Reads the state file (safe while the daemon runs): Items and sources, the daemon's last\n"
+        "heartbeat in words, the PgSTAC outbox and the most recent refusals. --json prints the\n"
+        "same facts as a JSON object for scripts.",
+    )  # fmt: skip
     _config_option(status)
     _catalog_option(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_cmd_status)
 
-    publish = sub.add_parser("publish", help="push the catalog to PgSTAC: drain the outbox once, or everything with --all")
+    publish = _command(
+        sub, "publish", "push the catalog to PgSTAC: drain the outbox once, or everything with --all",
+        "Needs a [pgstac] section. Without --all, publishes the changes queued in the outbox (what\n"
+        "the daemon does continuously); with --all, pushes every collection and Item.",
+    )  # fmt: skip
     _config_option(publish)
     _catalog_option(publish)
     publish.add_argument("--all", action="store_true", help="push every collection and Item (first load, after a restore); idempotent")
     publish.add_argument("--no-prune", action="store_true", help="with --all, keep Items PgSTAC has that the state does not")
     publish.set_defaults(func=_cmd_publish)
 
-    validate = sub.add_parser("validate", help="validate a catalog (or one STAC JSON file) offline")
+    validate = _command(
+        sub, "validate", "validate a catalog (or one STAC JSON file) against the STAC schemas",
+        "Checks every file against its core STAC schema (bundled, always available) and every\n"
+        "declared extension schema that can be obtained: from --schemas or $STAC_SCHEMA_ROOT, from\n"
+        "the schema cache, or with --network from the web (saved in the cache for next time).\n"
+        "Links are checked too: every link resolves, every Item is reachable exactly once, no\n"
+        "orphans, no temporary files. Schemas that could not be obtained are named in one line.",
+        "exit status: 0 no problem found (unavailable schemas are named, not fatal, unless\n"
+        "--strict); 1 problems found; 2 no catalog there, or a usage error",
+    )  # fmt: skip
     validate.add_argument("root", type=Path, nargs="?", help="catalog root folder, catalog.json or any STAC JSON file")
     _config_option(validate)
-    validate.add_argument("--schemas", type=Path, help="folder of STAC schemas laid out by URL")
-    validate.add_argument("--schema-cache", type=Path, help="where fetched schemas are cached")
-    validate.add_argument("--network", action="store_true", help="fetch schemas that are not in --schemas")
-    validate.add_argument("--lenient", action="store_true", help="warn instead of fail for schemas that cannot be checked")
+    validate.add_argument("--schemas", type=Path, help="folder of STAC schemas laid out by URL (default: $STAC_SCHEMA_ROOT)")
+    validate.add_argument("--schema-cache", type=Path, help="where fetched schemas are cached (default: ~/.cache/stacwatchd/schemas)")
+    validate.add_argument("--network", action="store_true", help="fetch schemas that are neither bundled, in --schemas nor cached")
+    validate.add_argument("--strict", action="store_true", help="fail (exit 1) when a schema could not be checked")
     validate.add_argument("--check-assets", action="store_true", help="also check that local asset files exist")
     validate.set_defaults(func=_cmd_validate)
 
-    config = sub.add_parser("config", help="configuration tools")
+    config = _command(
+        sub, "config", "configuration tools",
+        "stacwatchd config check --config FILE validates a configuration as `run` would.",
+    )  # fmt: skip
     config_sub = config.add_subparsers(metavar="ACTION")
-    check = config_sub.add_parser("check", help="validate the configuration and print it, secrets masked")
+    check = _command(
+        config_sub, "check", "validate the configuration and print it, secrets masked",
+        "Reads the TOML file and STACWATCHD_* environment variables, refuses what `run` would\n"
+        "refuse (naming the key and whether the file or a variable set it), warns about watched\n"
+        "folders that do not exist, and prints the effective settings as JSON (datetime rules\n"
+        "included; only the password part of a DSN is masked).",
+        "exit status: 0 valid (warnings on stderr); 2 invalid",
+    )  # fmt: skip
     _config_option(check)
     check.set_defaults(func=_cmd_config_check)
 
-    demo = sub.add_parser("demo", help="catalog a folder of sample rasters and show the result")
+    demo = _command(
+        sub, "demo", "run the daemon on sample rasters and show what it does",
+        "Starts the daemon on ./stacwatchd-demo/incoming and drops sample rasters in the ways\n"
+        "pipelines write them (copy, slow write, write-then-rename, burst with broken files,\n"
+        "overwrite, delete), then validates the catalog and says what was checked.",
+    )  # fmt: skip
     demo.add_argument("--dir", type=Path, default=Path("stacwatchd-demo"), help="where the demo writes (default ./stacwatchd-demo)")
     demo.set_defaults(func=_cmd_demo)
     return parser
@@ -127,9 +273,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+# --------------------------------------------------------------------------- commands
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from stacwatchd.engine.daemon import run
 
+    # Options given on the command line beat [log] in the file, as environment variables do.
+    for option, variable in (("log_format", "STACWATCHD_LOG__FORMAT"), ("log_level", "STACWATCHD_LOG__LEVEL")):
+        if getattr(args, option, None):
+            os.environ[variable] = getattr(args, option)
     return run(args.config)
 
 
@@ -168,7 +321,27 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         files_written=summary.files_written,
         duration_ms=round(summary.seconds * 1000),
     )
-    return EXIT_OK if summary.rejected == 0 else EXIT_REJECTED
+    if summary.rejected == 0:
+        return EXIT_OK
+    _print_refused(settings, [w.path for w in watches], {str(r.path) for r in summary.rejections})
+    return EXIT_REJECTED
+
+
+#: How many refused files ``scan`` lists before pointing at ``status``.
+REFUSED_SHOWN = 50
+
+
+def _print_refused(settings: Settings, folders: Sequence[Path], this_run: set[str]) -> None:
+    """Every file under the scanned folders that is refused now: this run's and earlier ones."""
+    from stacwatchd.status import refused_under
+
+    refused = refused_under(settings.catalog.state_path, folders)
+    print(f"refused (not cataloged until they change; exit status 1): {len(refused)}")
+    for record in refused[:REFUSED_SHOWN]:
+        earlier = "" if record.path in this_run else " [refused earlier, unchanged since]"
+        print(f"  {record.path}: {record.error} ({record.error_kind}){earlier}")
+    if len(refused) > REFUSED_SHOWN:
+        print(f"  … and {len(refused) - REFUSED_SHOWN} more")
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -205,28 +378,25 @@ def _cmd_scrub(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from stacwatchd.status import read_status
+    from stacwatchd.status import read_status, render_status
 
     settings = _settings(args)
-    report = read_status(settings.catalog.state_path)
+    state = settings.catalog.state_path
+    if not state.exists():
+        raise StacwatchdError(state, "no state file (nothing cataloged yet, or another --catalog/--config)")
+    report = read_status(state, catalog_root=settings.catalog.root)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        for key, value in report.items():
-            if isinstance(value, list):
-                print(f"{key}:")
-                for entry in value:
-                    print(f"  {entry}")
-            else:
-                print(f"{key}: {value}")
+        print(render_status(report, catalog=settings.catalog.root, state=state))
     return EXIT_OK
 
 
 def _cmd_item(args: argparse.Namespace) -> int:
-    from stacwatchd.stac.documents import item_document
     from stacwatchd.model.items import Rejection, Rules, build, item_to_dict
-    from stacwatchd.stac.layout import Layout, partition_of
+    from stacwatchd.stac.documents import item_document
     from stacwatchd.stac.json import pretty
+    from stacwatchd.stac.layout import Layout, partition_of
 
     settings = _settings(args)
     path: Path = args.path.absolute()
@@ -250,6 +420,7 @@ def _cmd_item(args: argparse.Namespace) -> int:
         collection_title=collection_title,
     )
     sys.stdout.buffer.write(pretty(doc))
+    sys.stdout.buffer.flush()
     return EXIT_OK
 
 
@@ -258,7 +429,7 @@ def _reject(rejection: object, args: argparse.Namespace) -> int:
     from stacwatchd.model.items import Rejection
 
     assert isinstance(rejection, Rejection)
-    if args.log_format == "json":
+    if _log_format(args) == "json":
         get_logger().error("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
     else:
         print(f"stacwatchd: cannot catalog {rejection.path}: {rejection.reason}", file=sys.stderr)
@@ -267,31 +438,32 @@ def _reject(rejection: object, args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from stacwatchd.engine.scrub import repair_hint
-    from stacwatchd.validate.schemas import CatalogNotFoundError, SchemaStore, validate_catalog, validate_object
     from stacwatchd.stac.json import loads
+    from stacwatchd.validate import coverage, default_store, validate_catalog, validate_object
+    from stacwatchd.validate.schemas import ValidateError
 
-    settings = _settings(args)
-    root: Path = args.root or settings.catalog.root
-    store = SchemaStore(directory=args.schemas, cache_dir=args.schema_cache, allow_network=args.network)
-    strict = not args.lenient
+    root: Path = args.root or _settings(args).catalog.root
+    if args.schemas is not None and not args.schemas.is_dir():
+        raise StacwatchdError(args.schemas, "--schemas: not a folder")
+    store = default_store(args.schemas, args.schema_cache, network=args.network)
     if root.is_file() and root.name not in ("catalog.json", "collection.json"):
         try:
             obj = loads(root.read_bytes())
-        except (OSError, ValueError) as exc:
-            print(f"{root}: cannot parse: {exc}", file=sys.stderr)
+        except ValueError as exc:
+            print(f"{root}: not valid JSON: {exc}", file=sys.stderr)
             return EXIT_REJECTED
-        report = validate_object(obj, store, strict=strict, path=root)
+        report = validate_object(obj, store, strict=False, path=root)
         problems, unchecked = report.problems, report.unchecked
         summary = f"{root}: 1 object"
     else:
         try:
-            catalog_report = validate_catalog(root, store, strict=strict, check_assets=args.check_assets)
-        except CatalogNotFoundError as error:
-            hint = repair_hint(root, settings.catalog)
-            if hint is None:
-                raise
-            print(f"{error}\n{hint}", file=sys.stderr)
-            return EXIT_REJECTED
+            catalog_report = validate_catalog(root, store, strict=False, check_assets=args.check_assets)
+        except ValidateError as exc:
+            hint = repair_hint(root, _settings(args).catalog)
+            if hint is not None:  # the catalog lost its root catalog, and the state can write it again
+                print(f"{root}: {exc}\n{hint}", file=sys.stderr)
+                return EXIT_REJECTED
+            raise StacwatchdError(root, f"{exc} (give the folder holding catalog.json, or a STAC JSON file)") from None
         problems, unchecked = catalog_report.problems, catalog_report.unchecked
         summary = (
             f"{root}: {catalog_report.catalogs} catalogs, {catalog_report.collections} collections, "
@@ -299,18 +471,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
     for problem in problems:
         print(problem, file=sys.stderr)
-    for url in unchecked:
-        print(f"warning: not checked, schema unavailable: {url}", file=sys.stderr)
     status = "valid" if not problems else f"{len(problems)} problems"
     print(f"{summary}: {status}")
-    if problems and (hint := repair_hint(root, settings.catalog)):
+    if problems and (hint := repair_hint(root, _settings(args).catalog)):
         print(hint, file=sys.stderr)
-    return EXIT_OK if not problems else EXIT_REJECTED
+    for line in coverage(store, unchecked).lines(network=args.network):
+        print(line)
+    failed = bool(problems) or (args.strict and bool(unchecked))
+    return EXIT_REJECTED if failed else EXIT_OK
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    require_watches(settings, args.config)
+    for folder in missing_watch_folders(settings):
+        print(f"stacwatchd: warning: watched folder {folder} does not exist (yet); `run` waits for it", file=sys.stderr)
+    print(json.dumps(display_settings(settings), indent=2))
     return EXIT_OK
 
 

@@ -11,8 +11,8 @@ import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -96,12 +96,13 @@ class DatetimeRule(_Model):
             usable = (
                 "datetime" in groups
                 or {"start_datetime", "end_datetime"} <= groups
-                or ("year" in groups and ({"month", "day"} <= groups or "doy" in groups))
+                or ("year" in groups and ("day" not in groups or bool(groups & {"month", "doy"})))
             )
             if not usable:
                 raise ValueError(
                     "pattern needs a named group 'datetime', or 'start_datetime' and "
-                    "'end_datetime', or date parts 'year' with 'month'+'day' or 'doy'"
+                    "'end_datetime', or date parts 'year' (with 'month'+'day', 'doy', "
+                    "'month' for a whole month, or alone for a whole year)"
                 )
         elif self.pattern is not None:
             raise ValueError(f"'pattern' only applies to filename rules, not {self.source!r}")
@@ -157,10 +158,16 @@ class CollectionSettings(_Model):
 
 
 class ItemRules(_Model):
-    """How a file (or group of files) becomes an Item."""
+    """How a file (or group of files) becomes an Item.
+
+    Configured ``datetime`` rules are tried first and the defaults after them, so a
+    rule for one product's naming never loses the common date stamps; set
+    ``replace_default_datetime_rules`` to try only the configured rules.
+    """
 
     id_template: str = "{stem}"
     datetime: tuple[DatetimeRule, ...] = Field(default_factory=_default_datetime_rules)
+    replace_default_datetime_rules: bool = False
     unlocated: Literal["reject", "null-geometry"] = "reject"
     precision: int = Field(default=7, ge=0, le=12)
     densify: int = Field(default=21, ge=2, le=1000)
@@ -171,6 +178,17 @@ class ItemRules(_Model):
     asset_href_base: str | None = None
     group_pattern: Regex | None = None
     sidecars: tuple[str, ...] = DEFAULT_SIDECARS
+
+    @model_validator(mode="after")
+    def _defaults_follow_configured_rules(self) -> ItemRules:
+        if self.replace_default_datetime_rules:
+            if not self.datetime:
+                raise ValueError("replace_default_datetime_rules = true needs at least one [[watch.items.datetime]] rule")
+            return self
+        extra = tuple(rule for rule in _default_datetime_rules() if rule not in self.datetime)
+        if extra:
+            object.__setattr__(self, "datetime", self.datetime + extra)
+        return self
 
     @field_validator("group_pattern")
     @classmethod
@@ -233,6 +251,27 @@ class CatalogSettings(_Model):
         return self.state_file or self.root / STATE_DIRNAME / "state.db"
 
 
+def _listen_address(value: str | None) -> str | None:
+    if value is not None:
+        listen_address(value)
+    return value
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9108`` for IPv6) as a (host, port) pair; ValueError otherwise."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError('expected "host:port", e.g. "127.0.0.1:9108" (port 0 picks a free one)')
+    return host, int(port)
+
+
+class MetricsSettings(_Model):
+    """The Prometheus endpoint (``/metrics`` and ``/healthz``); off unless ``listen`` is set."""
+
+    listen: Annotated[str | None, AfterValidator(_listen_address)] = None
+
+
 class LogSettings(_Model):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -285,6 +324,7 @@ class Settings(BaseSettings):
     observer: Literal["auto", "inotify", "polling"] = "auto"
     log: LogSettings = LogSettings()
     pgstac: PgstacSettings | None = None
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -319,7 +359,10 @@ _TOML_PATH: ContextVar[Path | None] = ContextVar("stacwatchd_toml_path", default
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read and validate the configuration, raising ConfigError that names key and file."""
+    """Read and validate the configuration, raising ConfigError that names the key and its source.
+
+    A problem set by a ``STACWATCHD_*`` variable names the variable, not the file.
+    """
     if path is not None:
         if not path.is_file():
             raise ConfigError(path, "configuration file not found")
@@ -334,18 +377,86 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(path or Path("<environment>"), describe_validation_error(exc)) from None
+        env = _environment_keys()
+        blamed_on_file = any(_variable_for(err["loc"], env) is None for err in exc.errors())
+        source = path if blamed_on_file else None
+        raise ConfigError(source, describe_validation_error(exc, env)) from None
     finally:
         _TOML_PATH.reset(token)
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem, each naming the dotted key, as users write it in TOML."""
+def require_watches(settings: Settings, path: Path | None) -> None:
+    """``run`` needs something to watch; ``config check`` refuses the same configuration."""
+    if not settings.watch:
+        raise ConfigError(path or Path("<environment>"), "no [[watch]] folders configured")
+
+
+def missing_watch_folders(settings: Settings) -> list[Path]:
+    """Watched folders that do not exist now (``run`` waits for them; a typo waits forever)."""
+    return [watch.path for watch in settings.watch if not watch.path.is_dir()]
+
+
+def masked_dsn(dsn: str) -> str:
+    """The DSN as written, with only a password (if any slipped in) replaced by ``***``."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password is None:
+            return dsn
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+    return re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
+
+
+def display_settings(settings: Settings) -> dict[str, Any]:
+    """The effective settings as JSON-ready data for ``config check``: secrets masked, nothing else."""
+    data = settings.model_dump(mode="json")
+    if settings.pgstac is not None and settings.pgstac.dsn is not None:
+        data["pgstac"]["dsn"] = masked_dsn(settings.pgstac.dsn.get_secret_value())
+    return data
+
+
+def _environment_keys() -> dict[str, str]:
+    """``STACWATCHD_*`` variables set now, upper-cased name → name as set."""
+    return {name.upper(): name for name in os.environ if name.upper().startswith(ENV_PREFIX)}
+
+
+def _variable_for(loc: tuple[int | str, ...], env: dict[str, str]) -> str | None:
+    """The environment variable that set the value at ``loc``, or None when the file did."""
+    keys = [str(part).upper() for part in loc if not isinstance(part, int)]
+    for depth in range(len(keys), 0, -1):
+        name = ENV_PREFIX + "__".join(keys[:depth])
+        if name in env:
+            return env[name]
+    prefix = ENV_PREFIX + "__".join(keys) + "__"
+    return next((env[name] for name in sorted(env) if keys and name.startswith(prefix)), None)
+
+
+def _toml_key(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc if not isinstance(part, int))
+
+
+def _hint(err: Any) -> str:
+    """A pointer to the usual TOML slip behind an error: a table where an array of tables goes."""
+    key = _toml_key(err["loc"])
+    if err["type"] in ("tuple_type", "list_type") and isinstance(err.get("input"), dict):
+        return f" (write [[{key}]], an array of tables, not [{key}])"
+    if err["type"] in ("model_type", "dict_type", "model_attributes_type") and isinstance(err.get("input"), list):
+        return f" (write [{key}], a table, not [[{key}]])"
+    return ""
+
+
+def describe_validation_error(exc: ValidationError, env: dict[str, str] | None = None) -> str:
+    """One line per problem, each naming the dotted key as users write it in TOML,
+    and the environment variable when one set it."""
+    env = {} if env is None else env
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"{key}: {message}")
+        variable = _variable_for(err["loc"], env)
+        where = f"environment variable {variable} ({key})" if variable else key
+        lines.append(f"{where}: {message}{_hint(err)}")
     return "; ".join(lines)

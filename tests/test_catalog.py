@@ -21,7 +21,7 @@ from stacwatchd.model.items import Rules, build
 from stacwatchd.stac.summaries import aggregate, extent_document, index_item
 from stacwatchd.validate.schemas import validate_catalog
 
-from conftest import SCHEMAS
+from conftest import schema_option
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -404,12 +404,12 @@ def test_rebuild_takes_new_titles_from_the_configuration(tmp_path, data, rules):
 def test_validate_command_reports_a_broken_catalog(tmp_path, data, rules):
     writer = writer_for(tmp_path)
     add(writer, rules, scene(data, "a_20240517.tif"), scene(data, "b_20240517.tif", x=510_000))
-    ok = cli("validate", str(writer.root), "--schemas", str(SCHEMAS))
+    ok = cli("validate", str(writer.root), *schema_option())
     assert ok.returncode == 0 and "valid" in ok.stdout
     (writer.root / "c" / "2024" / "05" / "a_20240517" / "a_20240517.json").unlink()
     (writer.root / "c" / "2024" / "05" / ".catalog.json.x1.tmp").write_text("{}")
     (writer.root / "stray.json").write_text(json.dumps({"type": "Feature"}))
-    bad = cli("validate", str(writer.root), "--schemas", str(SCHEMAS))
+    bad = cli("validate", str(writer.root), *schema_option())
     assert bad.returncode == 1
     assert "a_20240517.json" in bad.stderr and ".catalog.json.x1.tmp" in bad.stderr
 

@@ -93,7 +93,7 @@ legacy_fields = false
     assert item["collection"] == "dem"
     assert item["properties"]["platform"] == "sentinel-2b"
     assert "proj:epsg" not in item["properties"]
-    assert item["links"][1]["href"] == "../catalog.json" and item["links"][1]["title"] == "dem: 2020"
+    assert item["links"][1]["href"] == "../catalog.json" and item["links"][1]["title"] == "dem 2020"
 
 
 def test_bad_config_names_the_key_and_the_file(tmp_path, samples):
@@ -112,11 +112,14 @@ def test_example_configuration_is_valid():
     assert json.loads(result.stdout)["watch"][0]["collection"]["id"] == "ndvi"
 
 
-def test_environment_overrides_the_file_and_secrets_are_masked(tmp_path):
+def test_environment_overrides_the_file_and_the_dsn_is_shown_without_a_password(tmp_path):
     import os
 
     config = tmp_path / "c.toml"
-    config.write_text('[catalog]\nroot = "/a"\n[pgstac]\ndsn = "postgresql://stac@db.internal/stac"\npassword_env = "PGPASS_X"\n')
+    config.write_text(
+        f'[catalog]\nroot = "/a"\n[[watch]]\npath = "{tmp_path}"\n'
+        '[pgstac]\ndsn = "postgresql://stac@db.internal:5433/stac"\npassword_env = "PGPASS_X"\n'
+    )
     env = dict(os.environ, STACWATCHD_CATALOG__ROOT="/b", STACWATCHD_WORKERS="3")
     result = subprocess.run(
         [sys.executable, "-m", "stacwatchd", "config", "check", "--config", str(config)],
@@ -124,7 +127,8 @@ def test_environment_overrides_the_file_and_secrets_are_masked(tmp_path):
     )
     shown = json.loads(result.stdout)
     assert shown["catalog"]["root"] == "/b" and shown["workers"] == 3
-    assert shown["pgstac"]["dsn"] == "**********" and "db.internal" not in result.stdout
+    assert shown["pgstac"]["dsn"] == "postgresql://stac@db.internal:5433/stac"
+    assert shown["pgstac"]["password_env"] == "PGPASS_X"
 
 
 def test_a_password_in_the_configuration_file_is_refused_without_echoing_it(tmp_path):

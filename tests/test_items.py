@@ -144,13 +144,58 @@ def test_mtime_is_used_only_when_enabled_and_recorded_as_such(samples, tmp_path)
     assert item["properties"]["stacwatchd:datetime_source"] == "mtime"
 
 
-def test_filename_rule_with_start_and_end_makes_a_range(tmp_path):
-    path = testing.utm(tmp_path / "mosaic_20240101_20240131.tif")
+def test_filename_rule_with_start_and_end_dates_covers_the_last_day_whole(tmp_path):
+    path = testing.utm(tmp_path / "mosaic_20240501_20240510.tif")
     pattern = r"(?P<start_datetime>\d{8})_(?P<end_datetime>\d{8})"
     item = built(path, datetime=(DatetimeRule(source="filename", pattern=pattern),))
     props = item["properties"]
     assert props["datetime"] is None
-    assert (props["start_datetime"], props["end_datetime"]) == ("2024-01-01T00:00:00Z", "2024-01-31T00:00:00Z")
+    assert (props["start_datetime"], props["end_datetime"]) == ("2024-05-01T00:00:00Z", "2024-05-10T23:59:59Z")
+
+
+def test_range_within_one_day_is_that_whole_day(tmp_path):
+    path = testing.utm(tmp_path / "daily_2024-05-10_2024-05-10.tif")
+    pattern = r"(?P<start_datetime>[\d-]{10})_(?P<end_datetime>[\d-]{10})"
+    props = built(path, datetime=(DatetimeRule(source="filename", pattern=pattern),))["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == ("2024-05-10T00:00:00Z", "2024-05-10T23:59:59Z")
+
+
+def test_end_stamp_with_a_time_is_taken_as_it_is(tmp_path):
+    path = testing.utm(tmp_path / "pass_20240510T101500_20240510T102000.tif")
+    pattern = r"(?P<start_datetime>\d{8}T\d{6})_(?P<end_datetime>\d{8}T\d{6})"
+    props = built(path, datetime=(DatetimeRule(source="filename", pattern=pattern),))["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == ("2024-05-10T10:15:00Z", "2024-05-10T10:20:00Z")
+
+
+def test_month_stamps_bounding_a_range_cover_whole_months(tmp_path):
+    path = testing.utm(tmp_path / "quarter_202401_202403.tif")
+    pattern = r"(?P<start_datetime>\d{6})_(?P<end_datetime>\d{6})"
+    props = built(path, datetime=(DatetimeRule(source="filename", pattern=pattern),))["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == ("2024-01-01T00:00:00Z", "2024-03-31T23:59:59Z")
+
+
+@pytest.mark.parametrize(
+    "name, pattern, start, end",
+    [
+        ("ndvi_2024-02.tif", r"(?P<year>\d{4})-(?P<month>\d{2})", "2024-02-01T00:00:00Z", "2024-02-29T23:59:59Z"),
+        ("ndvi_2023-12.tif", r"(?P<year>\d{4})-(?P<month>\d{2})", "2023-12-01T00:00:00Z", "2023-12-31T23:59:59Z"),
+        ("landcover_2021.tif", r"_(?P<year>\d{4})\.", "2021-01-01T00:00:00Z", "2021-12-31T23:59:59Z"),
+    ],
+)
+def test_year_and_month_patterns_without_a_day_cover_the_whole_period(tmp_path, name, pattern, start, end, assert_valid):
+    path = testing.utm(tmp_path / name)
+    item = built(path, datetime=(DatetimeRule(source="filename", pattern=pattern),))
+    props = item["properties"]
+    assert props["datetime"] is None
+    assert (props["start_datetime"], props["end_datetime"]) == (start, end)
+    assert_valid(item)
+
+
+def test_date_part_pattern_with_a_day_but_no_month_is_refused_by_the_configuration():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="date parts"):
+        DatetimeRule(source="filename", pattern=r"(?P<year>\d{4})_(?P<day>\d{2})")
 
 
 def test_filename_rule_with_year_and_day_of_year(tmp_path):
@@ -363,3 +408,19 @@ def test_thumbnail_is_a_small_png_with_a_preview_link(samples):
 def test_item_json_has_no_nan_and_round_trips(samples):
     item = built(samples["nodata_nan"], statistics="exact")
     assert json.loads(dumps(item)) == item
+
+
+def test_data_type_shared_by_every_band_is_on_the_item(samples, assert_valid):
+    item = built(samples["multiband_rgb"])
+    assert item["properties"]["data_type"] == "uint8"
+    assert_valid(item)
+
+
+def test_data_type_is_left_to_the_bands_when_the_files_of_an_item_differ(tmp_path):
+    pattern = r"^(?P<item>.+)_(?P<asset>B\d)\.tif$"
+    testing.utm(tmp_path / "s_20240517_B1.tif", dtype="uint8")
+    testing.utm(tmp_path / "s_20240517_B2.tif", dtype="int16")
+    rules = Rules(collection_id="c", root=tmp_path, items=ItemRules(group_pattern=pattern))
+    item = built(tmp_path / "s_20240517_B1.tif", rules)
+    assert "data_type" not in item["properties"]
+    assert {item["assets"][k]["bands"][0]["data_type"] for k in ("B1", "B2")} == {"uint8", "int16"}

@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from affine import Affine
 
+from global_grids import GLOBAL_GRIDS, write_global
 from stacwatchd import testing
 from stacwatchd.config import ItemRules
 from stacwatchd.model.items import Rules, build, item_to_dict
@@ -45,6 +46,16 @@ def test_odc_stac_loads_the_item_pixel_equal_to_rasterio(samples, kind, legacy):
         expected = src.read()
     assert loaded.dtype == expected.dtype
     np.testing.assert_array_equal(loaded, expected)
+
+
+@pytest.mark.parametrize("name", list(GLOBAL_GRIDS))
+def test_odc_stac_loads_global_grids_pixel_equal_to_rasterio(tmp_path, name):
+    path = write_global(tmp_path, name)
+    item = item_for(path, legacy=True)
+    dataset = odc_stac.load([pystac.Item.from_dict(item)], geobox=native_geobox(item), resampling="nearest")
+    with rasterio.open(path) as src:
+        expected = src.read(1)
+    np.testing.assert_array_equal(dataset["data"].values[0], expected)
 
 
 def test_odc_stac_keeps_the_files_nodata_value(tmp_path):

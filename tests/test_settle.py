@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from stacwatchd.engine.settle import MAX_STAT_FAILURES, Ready, Settler
-from stacwatchd.testing import capture_logs, wait_until
 from stacwatchd.engine.watch import EventKind, FileEvent
+from stacwatchd.testing import capture_logs, wait_until
 
 WATCH = Path("/data/in")
 SETTLE = 0.3
@@ -166,19 +166,95 @@ def test_growing_file_under_polling_waits_until_size_stops_changing(h: Harness) 
     assert h.at(20 * SETTLE) == [upsert(path)]
 
 
-def test_delete_cancels_the_pending_entry_and_is_emitted(h: Harness) -> None:
+def test_a_delete_replaces_the_pending_upsert_and_waits_until_the_path_stayed_absent(h: Harness) -> None:
     path = h.event("closed", "a.tif", at=0.0)
     h.files.write(path, 100)
     h.event("deleted", "a.tif", at=0.1)
-    assert h.at(0.1) == [Ready("delete", path, WATCH)]
+    del h.files.table[path]
+    assert h.at(0.1) == []
+    assert h.at(0.1 + SETTLE - 0.01) == []
+    assert h.at(0.1 + SETTLE) == [Ready("delete", path, WATCH)]
     assert h.at(5.0) == []
     assert h.settler.pending() == 0
 
 
-def test_delete_is_emitted_without_waiting(h: Harness) -> None:
+def test_a_file_deleted_and_not_recreated_is_deleted_exactly_once_after_settle_seconds(h: Harness) -> None:
     path = h.event("deleted", "gone.tif", at=7.0)
     assert h.settler.pending() == 1
-    assert h.at(0.0) == [Ready("delete", path, WATCH)]
+    assert h.at(7.0) == []
+    assert h.at(7.0 + SETTLE - 0.01) == []
+    assert h.at(7.0 + SETTLE) == [Ready("delete", path, WATCH)]
+    assert h.at(100.0) == []
+    assert h.settler.pending() == 0
+
+
+def test_a_gdal_overwrite_is_one_upsert_and_no_delete() -> None:
+    """GDAL unlinks the old file, creates the new one, writes and closes it."""
+    h = Harness()
+    path = WATCH / "scene.tif"
+    h.files.write(path, 100, 1)
+    h.settler.feed(FileEvent("deleted", path, WATCH, 0.0, closes=True))
+    del h.files.table[path]
+    h.settler.feed(FileEvent("created", path, WATCH, 0.01, closes=True))
+    h.files.write(path, 0, 2)
+    h.settler.feed(FileEvent("modified", path, WATCH, 0.02, closes=True))
+    h.files.write(path, 120, 3)
+    h.settler.feed(FileEvent("closed", path, WATCH, 0.05, closes=True))
+    assert h.at(0.05 + SETTLE - 0.01) == []
+    assert h.at(0.05 + SETTLE) == [upsert(path)]
+    assert h.at(10.0) == []
+    assert h.settler.pending() == 0
+
+
+def test_a_file_back_without_an_event_by_the_time_its_delete_is_due_is_upserted(h: Harness) -> None:
+    path = h.event("deleted", "a.tif", at=0.0)
+    h.files.write(path, 100)
+    assert h.at(SETTLE) == []
+    assert h.at(2 * SETTLE) == [upsert(path)]
+    assert h.settler.pending() == 0
+
+
+def test_a_superseded_delete_is_still_owed_if_the_path_is_gone_after_all(h: Harness) -> None:
+    """A listing that raced the deletion reports the file as found after its delete."""
+    path = h.event("deleted", "a.tif", at=0.0)
+    h.event("found", "a.tif", at=0.01)
+    assert h.at(SETTLE + 0.01) == [Ready("delete", path, WATCH)]
+    assert h.settler.pending() == 0
+
+
+def test_removals_are_dropped_while_the_root_is_not_intact() -> None:
+    """An unmounted share looks like every file deleted: nothing may be removed."""
+    h = Harness()
+    asked: list[Path] = []
+
+    def unmounted(root: Path) -> bool:
+        asked.append(root)
+        return False
+
+    h.settler = Settler(h.out.append, SETTLE, clock=lambda: h.now, stat=h.files.stat, root_intact=unmounted)
+    h.event("deleted", "a.tif", at=0.0)
+    h.event("dir_gone", "sub", at=0.0)
+    kept = h.event("closed", "b.tif", at=0.0)
+    h.files.write(kept, 10)
+    with capture_logs() as logs:
+        assert h.at(SETTLE) == [upsert(kept)]
+    assert asked == [WATCH]
+    assert h.settler.pending() == 0
+    assert {e["path"] for e in logs if e["event"] == "settle_removal_held"} == {
+        str(WATCH / "a.tif"),
+        str(WATCH / "sub"),
+    }
+
+
+def test_a_root_that_is_intact_again_lets_removals_through() -> None:
+    h = Harness()
+    intact = [False]
+    h.settler = Settler(h.out.append, SETTLE, clock=lambda: h.now, stat=h.files.stat, root_intact=lambda root: intact[0])
+    h.event("deleted", "a.tif", at=0.0)
+    assert h.at(SETTLE) == []
+    intact[0] = True
+    path = h.event("deleted", "a.tif", at=1.0)
+    assert h.at(1.0 + SETTLE) == [Ready("delete", path, WATCH)]
 
 
 def test_dir_gone_drops_everything_pending_below_it_and_nothing_beside_it(h: Harness) -> None:
@@ -187,9 +263,51 @@ def test_dir_gone_drops_everything_pending_below_it_and_nothing_beside_it(h: Har
     for path in (*inside, beside):
         h.files.write(path, 1)
     h.event("dir_gone", "a", at=0.1)
-    assert h.at(0.1) == [Ready("delete_tree", WATCH / "a", WATCH)]
+    for path in inside:
+        del h.files.table[path]
+    assert h.at(0.1) == []
     assert h.at(0.3) == [upsert(beside)]
+    assert h.at(0.1 + SETTLE) == [Ready("delete_tree", WATCH / "a", WATCH)]
     assert h.at(5.0) == []
+    assert h.settler.pending() == 0
+
+
+def test_a_folder_removed_and_recreated_within_settle_is_rescanned_not_deleted() -> None:
+    """``rm -rf out; mkdir out; write out/a.tif``: a is one upsert, the rest a rescan."""
+    h = Harness()
+    rescans: list[Path] = []
+    h.settler = Settler(h.out.append, SETTLE, clock=lambda: h.now, stat=h.files.stat, rescan=rescans.append)
+    h.event("deleted", "out/a.tif", at=0.0)
+    h.event("deleted", "out/b.tif", at=0.0)
+    h.event("dir_gone", "out", at=0.0)
+    h.files.table[WATCH / "out"] = "dir"
+    again = h.event("closed", "out/a.tif", at=0.1)
+    h.files.write(again, 5)
+    assert h.at(SETTLE) == []
+    assert h.at(0.1 + SETTLE) == [upsert(again)]
+    assert rescans == [WATCH]
+    assert h.at(10.0) == []
+    assert rescans == [WATCH]
+    assert h.settler.pending() == 0
+
+
+def test_without_rescan_a_recreated_folder_is_removed_before_what_reappeared_in_it(h: Harness) -> None:
+    h.event("dir_gone", "out", at=0.0)
+    again = h.event("moved_in", "out/a.tif", at=0.1)
+    h.files.write(again, 5)
+    assert h.at(0.1) == [Ready("delete_tree", WATCH / "out", WATCH)]
+    assert h.at(0.2) == [upsert(again)]
+    assert h.at(10.0) == []
+
+
+def test_a_folder_that_stayed_away_is_removed_once_with_everything_below(h: Harness) -> None:
+    h.event("deleted", "out/a.tif", at=0.0)
+    h.event("dir_gone", "out/deeper", at=0.0)
+    h.event("dir_gone", "out", at=0.01)
+    assert h.at(0.01 + SETTLE) == [Ready("delete_tree", WATCH / "out", WATCH)]
+    assert h.at(10.0) == []
+    assert h.settler.pending() == 0
+    assert h.files.calls == [WATCH / "out"], "what a folder removal covers is not even looked at"
 
 
 def test_one_entry_per_path_and_the_newest_event_wins(h: Harness) -> None:
@@ -232,15 +350,25 @@ def test_an_event_that_arrives_while_a_file_is_being_looked_at_wins(h: Harness) 
         h.event("deleted", "a.tif", at=0.3)
 
     h.files.before_stat.append(deleted_meanwhile)
-    assert h.at(0.3) == [Ready("delete", path, WATCH)]
+    assert h.at(0.3) == []
+    del h.files.table[path]
+    assert h.at(0.3 + SETTLE) == [Ready("delete", path, WATCH)]
     assert h.at(5.0) == []
 
 
-def test_dir_gone_while_looking_drops_the_entries_being_looked_at(h: Harness) -> None:
+def test_a_folder_removed_while_a_file_in_it_is_looked_at_is_removed_after_it(h: Harness) -> None:
     path = h.event("closed", "sub/a.tif", at=0.0)
     h.files.write(path, 100)
-    h.files.before_stat.append(lambda p: (h.files.before_stat.clear(), h.event("dir_gone", "sub", at=0.3)))
-    assert h.at(0.3) == [Ready("delete_tree", WATCH / "sub", WATCH)]
+
+    def folder_removed_meanwhile(p: Path) -> None:
+        h.files.before_stat.clear()
+        h.event("dir_gone", "sub", at=0.3)
+
+    h.files.before_stat.append(folder_removed_meanwhile)
+    assert h.at(0.3) == [upsert(path)]  # it was there when looked at
+    del h.files.table[path]
+    assert h.at(0.3 + SETTLE) == [Ready("delete_tree", WATCH / "sub", WATCH)]
+    assert h.settler.pending() == 0
 
 
 def test_many_files_due_at_once_are_each_emitted_once(h: Harness) -> None:
@@ -322,10 +450,11 @@ def test_timer_thread_emits_on_time_and_stops(tmp_path: Path) -> None:
         settler.feed(FileEvent("closed", target, tmp_path, fed))
         settler.feed(FileEvent("deleted", tmp_path / "b.tif", tmp_path, fed))
         wait_until(lambda: len(out) == 2, timeout=5)
-        (t_delete, first), (t_upsert, second) = out
-        assert first.op == "delete" and t_delete - fed < 0.15
-        assert second == Ready("upsert", target, tmp_path)
-        assert t_upsert - fed >= 0.2
+        assert sorted((ready.op, ready.path) for _, ready in out) == [
+            ("delete", tmp_path / "b.tif"),
+            ("upsert", target),
+        ]
+        assert all(at - fed >= 0.2 for at, _ in out)
     finally:
         settler.stop(timeout=2)
     assert not any(t.name == "stacwatchd-settle" for t in threading.enumerate())

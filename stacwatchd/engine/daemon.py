@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 from stacwatchd import __version__
 from stacwatchd.engine.writer import BatchResult, CatalogWriter, open_writer
-from stacwatchd.config import Settings, WatchSettings, load_settings
-from stacwatchd.errors import ConfigError, StacwatchdError
+from stacwatchd.config import Settings, WatchSettings, load_settings, require_watches
+from stacwatchd.errors import StacwatchdError
 from stacwatchd.model.items import Rules, build
 from stacwatchd.log import configure, get_logger
+from stacwatchd.metrics import Metrics
 from stacwatchd.engine.engine import Engine
 from stacwatchd.sinks import configured_sinks
 from stacwatchd.sinks.base import SinkRunner
@@ -38,6 +39,8 @@ class Sink(Protocol):
     def stop(self, timeout: float) -> None: ...
     def wake(self) -> None: ...
     def depth(self) -> int: ...
+    name: str
+    last_success: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +53,7 @@ class Daemon:
     """One running instance: watcher → settler → pipeline → writer (→ sinks)."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None, *, stop_timeout: float = 60.0) -> None:
-        if not settings.watch:
-            raise ConfigError(config_path or Path("<environment>"), "no [[watch]] folders configured")
+        require_watches(settings, config_path)
         self.settings = settings
         self.config_path = config_path
         self.stop_timeout = stop_timeout
@@ -67,6 +69,7 @@ class Daemon:
         self.scrubber = Scrubber(settings.scrub_full_every)
         self._repair_queued = threading.Event()
         self._stall_watches: list[_StallWatch] = []
+        self.metrics = Metrics()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -89,16 +92,27 @@ class Daemon:
             item_timeout=s.item_timeout_seconds,
             keep_deleted=lambda root: (w := self.watches.get(root)) is not None and w.settings.on_delete == "keep",
             on_batch=self._after_batch,
+            metrics=self.metrics,
         )
         self.engine.status_extra = self._sink_status
-        self.settler = Settler(self._settled, s.settle_seconds)
-        self.watcher = Watcher(self.settler.feed, observer=s.observer, on_overflow=self._overflowed)
+        self.settler = Settler(
+            self._settled,
+            s.settle_seconds,
+            root_intact=lambda root: self.watcher.intact(root),
+            rescan=self._root_changed,
+        )
+        self.watcher = Watcher(
+            self.settler.feed, observer=s.observer, on_overflow=self._overflowed, on_root_changed=self._root_changed
+        )
         if s.pgstac is not None:
             from stacwatchd.sinks.pgstac import PgstacPublisher
 
             self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path, collections=collections))
         self.sinks += [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
         self._stall_watches = [_StallWatch(sink, s.stall_warning_seconds) for sink in self.sinks if not isinstance(sink, SinkRunner)]
+        self.metrics.watch(queue_depth=self.engine.depth, settle_backlog=self.settler.pending, writer_alive=lambda: self.engine.healthy)
+        for sink in self.sinks:
+            self.metrics.sink(sink.name, backlog=sink.depth, last_success=lambda sink=sink: sink.last_success)
         for watch in s.watch:
             self._add_watch(watch)
 
@@ -133,6 +147,7 @@ class Daemon:
         self.engine.start()
         self.settler.start()
         self.watcher.start()
+        self.metrics.serve(self.settings.metrics.listen)
         notify("READY=1", f"STATUS=watching {len(self.watches)} folders")
         self.log.info(
             "daemon_started",
@@ -158,6 +173,7 @@ class Daemon:
                 break
             self.engine.check_stuck()
             self.engine.check_stall(self.settings.stall_warning_seconds)
+            self.metrics.tick()
             for sink in self.sinks:
                 if isinstance(sink, SinkRunner):
                     sink.check_stall()
@@ -179,6 +195,7 @@ class Daemon:
             sink.stop(timeout=10.0)
         self._heartbeat(stopped=True)
         self.writer.close()
+        self.metrics.close()
         self.log.info("daemon_stopped", drained=drained, **self.engine.counters.summary())
         return status
 
@@ -281,6 +298,10 @@ class Daemon:
 
     def _overflowed(self, root: Path) -> None:
         self.log.warning("events_lost", path=str(root), reason="inotify queue overflow; reconciling")
+        self._request_reconcile([root])
+
+    def _root_changed(self, root: Path) -> None:
+        """A root came back, was replaced or remounted, or a folder in it came back."""
         self._request_reconcile([root])
 
     def _request_reconcile(self, roots: list[Path]) -> None:

@@ -38,6 +38,7 @@ from stacwatchd.engine.writer import (
     op_for,
 )
 from stacwatchd.log import get_logger
+from stacwatchd.metrics import Metrics
 from stacwatchd.model.items import BuiltItem, Rejection, Rules
 from stacwatchd.model.sources import signature_of
 from stacwatchd.state.store import State, StateUnwritable
@@ -113,6 +114,7 @@ class Engine:
         linger: float = 0.05,
         on_batch: Callable[[BatchResult], None] | None = None,
         retry: tuple[float, float] = (0.5, 30.0),
+        metrics: Metrics | None = None,
     ) -> None:
         self.writer = writer
         self.rules_for = rules_for
@@ -126,6 +128,7 @@ class Engine:
         self.max_batch = max_batch
         self.linger = linger
         self.on_batch = on_batch
+        self.metrics = metrics or Metrics()
         self.status_extra: Callable[[], Mapping[str, Any]] = dict
         self.commit_retry = Backoff(*retry)
         self.flush_retry = Backoff(*retry)
@@ -141,6 +144,7 @@ class Engine:
         self._reader = State(writer.state.path, readonly=True)
         self._reader_lock = threading.Lock()
         self._abandoned: set[Path] = set()
+        self._bad_names: set[Path] = set()
         self._worker_seq = 0
         self._idle = threading.Condition()
         self._outstanding = 0
@@ -271,6 +275,9 @@ class Engine:
 
     def _handle(self, ready: Ready) -> None:
         started = time.monotonic()
+        if not _is_utf8(ready.path):
+            self._refuse_name(ready.path)
+            return
         if ready.op in ("delete", "delete_tree"):
             if self.keep_deleted(ready.watch):
                 self._done()
@@ -293,11 +300,29 @@ class Engine:
                 self.counters.skipped += 1
                 self._done()
                 continue
-            result = self.build(target, rules)
+            built_at = time.monotonic()
+            try:
+                result = self.build(target, rules)
+            except Exception as exc:  # noqa: BLE001 - refused once, with the path, never retried in a loop
+                self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
+                result = Rejection(target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target))
+            self.metrics.build_time(time.monotonic() - built_at)
             if target in self._abandoned:
                 self._abandoned.discard(target)  # already refused with a timeout
                 continue
             self._to_writer(_Work(op_for(result, rules), started, target))
+
+    def _refuse_name(self, path: Path) -> None:
+        """A name that is not UTF-8 cannot be an href or a key in the state: refused, logged
+        once per run (it cannot be recorded, so every reconcile finds it again)."""
+        if path not in self._bad_names:
+            self._bad_names.add(path)
+            self.counters.rejected += 1
+            self.log.warning(
+                "item_rejected", path=str(path).encode("utf-8", "backslashreplace").decode(), error="bad_file_name",
+                reason="the file name is not valid UTF-8: rename it",
+            )  # fmt: skip
+        self._done()
 
     def _unchanged_since_refused(self, path: Path) -> bool:
         """A refused file is not retried until it changes (size, mtime or inode)."""
@@ -470,6 +495,7 @@ class Engine:
             return
         del self._pending[: len(batch)]
         self._progress_at = time.monotonic()
+        self.metrics.committed(time.monotonic() - started)
         self._recovered(self.commit_retry, "state_write_recovered")
         self._journal = self.writer.pending()
         self.counters.batches += 1
@@ -489,6 +515,7 @@ class Engine:
         self._journal = self.writer.pending()
 
     def _flush(self) -> None:
+        started = time.monotonic()
         try:
             result = self.writer.flush()
         except (CatalogUnwritable, StateUnwritable) as error:
@@ -497,6 +524,7 @@ class Engine:
             return
         self._journal = 0
         self._progress_at = time.monotonic()
+        self.metrics.flushed(time.monotonic() - started)
         self._recovered(self.flush_retry, "catalog_write_recovered")
         self.counters.files_written += len(result.written)
         if self.on_batch is not None:
@@ -539,6 +567,7 @@ class Engine:
         now = time.monotonic()
         began = {str(work.path): work.started for work in batch}
         for kind, collection, item_id, path in result.changes:
+            self.metrics.item_changed(kind)
             self.log.info(
                 f"item_{kind}",
                 path=path,
@@ -547,4 +576,13 @@ class Engine:
                 duration_ms=round((now - began.get(path or "", started)) * 1000, 1),
             )
         for rejection in result.rejections:
+            self.metrics.refused(rejection.kind)
             self.log.warning("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
+
+
+def _is_utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

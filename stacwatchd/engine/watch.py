@@ -1,41 +1,45 @@
 """Filesystem events in, small :class:`FileEvent` records out; nothing heavy in a handler.
 
-A :class:`Watcher` owns watchdog observers and one handler per watched root. Handlers only
-translate watchdog's events into our own record and pass it to a sink (the settler); the
-only I/O they do is listing a folder that has just appeared, because files that were
-already inside it produce no events of their own that can be trusted.
+A :class:`Watcher` gives each watched root its own watchdog observer: inotify through
+:mod:`stacwatchd.engine._inotify` (a watchdog emitter that reports queue overflows and
+folders it could not watch), or watchdog's :class:`~watchdog.observers.polling.PollingObserver`.
+Handlers run in watchdog's dispatcher thread and do no I/O at all: they translate an event
+into a :class:`FileEvent` and hand it to the sink (the settler), or note that a folder
+arrived or that the root itself went away. Everything that touches the disk happens in
+the watcher's own thread: listing a folder that arrived (its files produce no events of
+their own), checking every ``check_interval`` that each root is still the folder that was
+watched (exists, same ``st_dev``/``st_ino``, still mounted), re-watching roots that were
+replaced or came back, and calling back.
 
-Events are hints (invariant 6): the watcher keeps each root watched through unmounts,
-deletions and kernel limits, and says so in the log, but reconciliation is the truth.
-A vanished root therefore never produces deletions here: an unmounted share must not
-look like a mass delete.
+Events are hints (invariant 5), so the watcher says when they cannot be trusted:
+``on_overflow(root)`` when the kernel dropped events, ``on_root_changed(root)`` when a
+root was deleted and recreated, replaced, remounted, or came back after being missing.
+The daemon answers both with a reconcile. A root that is missing, or a share unmounted
+from under it (the mount point left behind), is only retried: it never produces
+removals, and :meth:`Watcher.intact` tells the settler so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
+import functools
 import os
 import stat as stat_module
 import sys
 import threading
 import time
-from collections.abc import Iterable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver, EventQueue, ObservedWatch
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from stacwatchd.log import get_logger
-
-if sys.platform.startswith("linux"):
-    from watchdog.observers.inotify import InotifyFullEmitter, InotifyWatchGroup
-    from watchdog.observers.inotify_c import InotifyFD
-    from watchdog.observers.inotify_move_event_grouper import GroupedInotifyEvent, PathedInotifyEvent
 
 __all__ = [
     "NETWORK_FILESYSTEMS",
@@ -73,15 +77,15 @@ NETWORK_FILESYSTEMS = frozenset(
     }
 )  # fmt: skip
 
-#: Overflows of one root closer together than this are reported (and rebuilt) once, at
-#: the end of the burst, so that an overflow storm cannot become a reconcile storm.
+#: Overflows of one root closer together than this are reported once more at the end of
+#: the burst rather than one by one, so an overflow storm cannot become a reconcile storm.
 OVERFLOW_COOLDOWN = 1.0
 
 #: ``_Root.lost`` values after which a failure is a new loss rather than a failed retry.
 _FRESH = (None, "not started", "stopped")
 
-#: inotify_add_watch / inotify_init errors that mean "out of kernel resources".
-_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
+#: Errors from starting inotify on a root that mean "out of kernel resources".
+_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +212,25 @@ def _unescape_mount(field: str) -> str:
 # ---------------------------------------------------------------------------
 
 
+class _Identity(NamedTuple):
+    """Which folder a root path is: its device and inode, and whether a mount starts there."""
+
+    device: int
+    inode: int
+    mount_point: bool
+
+
+def _identify(path: str) -> _Identity:
+    """Stat ``path`` (and its parent): OSError if it cannot be, NotADirectoryError if no folder."""
+    st = os.stat(path)
+    if not stat_module.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+    parent = os.path.dirname(path.rstrip(os.sep)) or os.sep
+    above = os.stat(parent)
+    mount_point = above.st_dev != st.st_dev or (above.st_ino == st.st_ino and above.st_dev == st.st_dev)
+    return _Identity(st.st_dev, st.st_ino, mount_point)
+
+
 @dataclass(slots=True, eq=False)
 class _Root:
     path: Path
@@ -216,10 +239,13 @@ class _Root:
     accepts: Accepts
     nested: tuple[str, ...] = ()
     handler: _Handler | None = None
-    observed: ObservedWatch | None = None
     observer: BaseObserver | None = None
     backend: str = ""
+    #: (device, inode) of the folder being watched.
     identity: tuple[int, int] | None = None
+    #: The root was the top of a mounted filesystem: found on its parent's filesystem
+    #: instead, it is an unmounted share, not an empty folder.
+    mount_point: bool = False
     lost: str | None = "not started"
     lost_at: float = 0.0
     retry_at: float = 0.0
@@ -228,19 +254,22 @@ class _Root:
     wants_polling: bool = False
     limit_hit: str | None = None
     limit_reported: bool = False
-    overflow_at: float = float("-inf")
+    #: An event said the root itself went away: check it now rather than at the next tick.
+    suspect: bool = False
     overflow_held: int = 0
-    rebuild: Callable[[], None] | None = None
+    overflow_reported_at: float = float("-inf")
 
 
 class _Handler(FileSystemEventHandler):
-    """Translate one root's watchdog events into FileEvents; never raise into watchdog."""
+    """Translate one root's watchdog events into FileEvents; no I/O, never raises into watchdog."""
 
-    def __init__(self, watcher: Watcher, root: _Root) -> None:
+    def __init__(self, watcher: Watcher, root: _Root, backend: str) -> None:
         self._watcher = watcher
         self._root = root
-        self._prefix = root.text if root.text.endswith(os.sep) else root.text + os.sep
-        self.root_changed = False
+        self._top = root.text.rstrip(os.sep)
+        self._prefix = self._top + os.sep
+        self._closes = backend == "inotify"
+        self.gone = False
 
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
@@ -249,20 +278,19 @@ class _Handler(FileSystemEventHandler):
             self._watcher._log.exception("watch_event_failed", path=os.fsdecode(event.src_path))
 
     def _translate(self, event: FileSystemEvent) -> None:
-        if event.is_synthetic:
-            return  # a folder's contents are listed by _arrived, once, with our filter
+        if event.is_synthetic or self.gone or self._root.handler is not self:
+            return  # a replaced or removed observer's last events say nothing about the root now
         kind = event.event_type
         src = os.fsdecode(event.src_path)
         dest = os.fsdecode(event.dest_path) if kind == "moved" else ""
         if event.is_directory:
-            if kind == "created":
+            if kind == "deleted" and src.rstrip(os.sep) == self._top:
+                self.gone = True
+                self._watcher._root_went_away(self._root, self)
+            elif kind == "created":
                 self._arrived(src)
             elif kind == "deleted":
-                if src.rstrip(os.sep) == self._root.text.rstrip(os.sep):
-                    self.root_changed = True
-                    self._watcher._wake.set()
-                else:
-                    self._left(src)
+                self._left(src)
             elif kind == "moved":
                 if src:
                     self._left(src)
@@ -294,146 +322,37 @@ class _Handler(FileSystemEventHandler):
         if not self._mine(path, is_dir=False):
             return
         p = Path(path)
-        if self._root.accepts(p) and (kind != "deleted" or self._intact()):
-            self._watcher._emit(
-                FileEvent(kind, p, self._root.path, time.monotonic(), closes=self._root.backend == "inotify")
-            )
+        if self._root.accepts(p):
+            self._watcher._emit(FileEvent(kind, p, self._root.path, time.monotonic(), closes=self._closes))
 
     def _left(self, path: str) -> None:
-        if self._mine(path, is_dir=True) and self._intact():
+        if self._mine(path, is_dir=True):
             self._watcher._emit(FileEvent("dir_gone", Path(path), self._root.path, time.monotonic()))
-
-    def _intact(self) -> bool:
-        """Whether the root is still the folder we started watching.
-
-        A share unmounted from under a polled root leaves the empty mount point behind;
-        the next poll then "sees" every file deleted. Those deletions are dropped here,
-        and the keeper re-watches the root.
-        """
-        try:
-            st = os.stat(self._root.text)
-        except OSError:
-            intact = False
-        else:
-            intact = (st.st_dev, st.st_ino) == self._root.identity
-        if not intact:
-            self.root_changed = True
-            self._watcher._wake.set()
-        return intact
 
     def _arrived(self, path: str) -> None:
         if self._mine(path, is_dir=True):
-            self._watcher._found(self._root, Path(path))
+            self._watcher._arrival(self._root, self, Path(path))
 
 
-# ---------------------------------------------------------------------------
-# inotify with hooks for queue overflow and watch limits
-# ---------------------------------------------------------------------------
+class _Reports:
+    """What one root's inotify emitter reports, bound to the handler it was started with."""
 
+    def __init__(self, watcher: Watcher, root: _Root, handler: _Handler) -> None:
+        self._watcher = watcher
+        self._root = root
+        self._handler = handler
 
-class _Hooks(Protocol):
-    """What the inotify machinery reports back; called from watchdog's threads, lock-free."""
+    def overflowed(self) -> None:
+        self._watcher._overflowed(self._root, self._handler)
 
-    def _inotify_overflowed(self, root: str, deferred: Callable[[], None] | None) -> None: ...
-
-    def _inotify_limit(self, root: str, path: str, error: OSError) -> None: ...
-
-
-if sys.platform.startswith("linux"):
-
-    @dataclass(eq=False)
-    class _WatchGroup(InotifyWatchGroup):
-        """watchdog's watch group, reporting overflows and per-folder watch failures.
-
-        watchdog rebuilds its watches after ``IN_Q_OVERFLOW`` but tells no handler, and
-        silently skips sub-folders it cannot watch; both mean lost events for us. It also
-        keeps watching a folder moved out of the tree under its old name, so that
-        changes over there would be reported for whatever takes that name here.
-        """
-
-        hooks: _Hooks | None = None
-        root: str = ""
-        _rebuilt_at: float = field(default=float("-inf"), init=False)
-
-        def on_queue_overflow(self) -> None:
-            """Rebuild at most once per cooldown; a later overflow defers to the keeper.
-
-            watchdog's rebuild drops every queued event and re-walks the tree; a burst of
-            overflows handled one rebuild each would let no event through at all.
-            """
-            now = time.monotonic()
-            deferred = None
-            if now - self._rebuilt_at >= OVERFLOW_COOLDOWN:
-                self.rebuild()
-            else:
-                deferred = self.rebuild
-            if self.is_active and self.hooks is not None:
-                self.hooks._inotify_overflowed(self.root, deferred)
-
-        def rebuild(self) -> None:
-            """Drop events whose order is lost and re-add watches for folders made meanwhile."""
-            self._rebuilt_at = time.monotonic()
-            super().on_queue_overflow()
-
-        def read_event(self) -> GroupedInotifyEvent | None:
-            event = super().read_event()
-            if isinstance(event, PathedInotifyEvent) and event.ev.is_moved_from and event.ev.is_directory:
-                self._unwatch_subtree(event.path)  # moved out: no IN_MOVED_TO came to pair it
-            return event
-
-        def _unwatch_subtree(self, path: bytes) -> None:
-            below = path.rstrip(b"/") + b"/"
-            with self._lock:
-                if not self.is_active:
-                    return
-                wds = [wd for p, wd in self._active_callbacks_by_path.items() if p == path or p.startswith(below)]
-                if wds:
-                    self._remove_callbacks(wds)
-
-        def _add_callback(self, path: bytes) -> None:
-            try:
-                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
-            except OSError as exc:
-                if exc.errno in _LIMIT_ERRNOS and self.hooks is not None:
-                    self.hooks._inotify_limit(self.root, os.fsdecode(path), exc)
-                if path == self.path:
-                    raise
-                return
-            self._active_callbacks_by_path[path] = wd
-            self._active_callbacks_by_watch[wd] = path
-
-    class _InotifyEmitter(InotifyFullEmitter):
-        """Full events (moves from/to outside stay moves) through a hooked watch group."""
-
-        def __init__(self, event_queue: EventQueue, watch: ObservedWatch, *, hooks: _Hooks, **kwargs: Any) -> None:
-            super().__init__(event_queue, watch, **kwargs)
-            self._hooks = hooks
-
-        def on_thread_start(self) -> None:
-            self._inotify = _WatchGroup(
-                self._inotify_fd,
-                os.fsencode(self.watch.path),
-                event_mask=self.get_event_mask_from_filter(),
-                is_recursive=self.watch.is_recursive,
-                follow_symlink=self.watch.follow_symlink,
-                hooks=self._hooks,
-                root=self.watch.path,
-            )
-
-    class _InotifyObserver(BaseObserver):
-        """One inotify instance for all roots; raises OSError if the kernel refuses one."""
-
-        def __init__(self, hooks: _Hooks) -> None:
-            self._inotify_fd = InotifyFD()
-            self._inotify_fd.start()
-            super().__init__(
-                _InotifyEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._inotify_fd, hooks=hooks
-            )
-
-        def on_thread_stop(self) -> None:
-            super().on_thread_stop()
-            self._inotify_fd.stop()
-            self._inotify_fd.join()
+    def unwatchable(self, path: str, error: OSError) -> None:
+        if self._root.handler is not self._handler:
+            return
+        if error.errno not in _LIMIT_ERRNOS:
+            self._watcher._log.warning("watch_folder_unwatchable", path=path, error=error.strerror or str(error))
+        elif self._root.limit_hit is None:
+            self._root.limit_hit = f"{path}: {error.strerror}"
+            self._watcher._wake.set()
 
 
 # ---------------------------------------------------------------------------
@@ -444,13 +363,14 @@ if sys.platform.startswith("linux"):
 class Watcher:
     """Watch folders and hand every relevant change to ``sink`` as a :class:`FileEvent`.
 
-    ``sink`` runs in watchdog's dispatcher thread (and in the watcher's own thread when
-    a lost root comes back), so it must be quick: ``Settler.feed`` is. Roots can be added
-    and removed while running. A root that is missing, vanishes or is replaced is
-    logged and re-watched with backoff; when it is back, its files are reported as
-    ``found``. ``on_overflow(root)`` is called, from a watcher thread, when the kernel
-    dropped events, so the daemon can reconcile at once; a burst of overflows is
-    reported at its start and once more after it (at most once per ``OVERFLOW_COOLDOWN``).
+    ``sink`` runs in watchdog's dispatcher threads (and in the watcher's own thread for
+    folders that arrived), so it must be quick: ``Settler.feed`` is. Roots can be added
+    and removed while running. A root that is missing is logged and retried with
+    backoff; one that was replaced is re-watched at once. Both then go to
+    ``on_root_changed(root)`` or, without it, have their files reported as ``found``.
+    ``on_overflow(root)`` is called when the kernel dropped events of a root: at once, and
+    once more after a burst (at most once per ``overflow_cooldown``). Callbacks run in
+    the watcher's own thread.
     """
 
     def __init__(
@@ -461,9 +381,11 @@ class Watcher:
         polling_interval: float = 1.0,
         log: structlog.typing.FilteringBoundLogger | None = None,
         on_overflow: Callable[[Path], None] | None = None,
+        on_root_changed: Callable[[Path], None] | None = None,
         check_interval: float = 1.0,
         retry_initial: float = 0.25,
         retry_max: float = 30.0,
+        overflow_cooldown: float = OVERFLOW_COOLDOWN,
     ) -> None:
         if observer not in ("auto", "inotify", "polling"):
             raise ValueError(f"observer must be auto, inotify or polling, not {observer!r}")
@@ -474,17 +396,19 @@ class Watcher:
         self._polling_interval = polling_interval
         self._log = log or get_logger("stacwatchd.engine.watch")
         self._on_overflow = on_overflow
+        self._on_root_changed = on_root_changed
         self._check_interval = check_interval
         self._retry_initial = retry_initial
         self._retry_max = retry_max
+        self._overflow_cooldown = overflow_cooldown
         self._lock = threading.RLock()
         self._roots: dict[Path, _Root] = {}
-        self._by_text: dict[str, _Root] = {}
-        self._inotify: BaseObserver | None = None
-        self._polling: BaseObserver | None = None
         self._running = False
         self._wake = threading.Event()
         self._keeper: threading.Thread | None = None
+        self._next_tick = 0.0
+        self._arrivals: deque[tuple[_Root, _Handler, Path]] = deque()
+        self._retired: list[BaseObserver] = []
         self._overflows = 0
         self._overflow_lock = threading.Lock()
 
@@ -506,11 +430,35 @@ class Watcher:
         with self._lock:
             return {p: (f"lost: {r.lost}" if r.lost else r.backend) for p, r in self._roots.items()}
 
+    def intact(self, root: Path) -> bool:
+        """Whether removals under ``root`` may be applied now: the root is watched and is
+        still the very folder that was watched (not missing, replaced or unmounted).
+
+        Safe from any thread; it stats the root. A root this watcher does not know is
+        judged by whether it is a folder at all.
+        """
+        entry = self._roots.get(Path(root))
+        if entry is None:
+            return os.path.isdir(root)
+        identity, mount_point = entry.identity, entry.mount_point
+        if entry.lost is not None or identity is None:
+            return False
+        try:
+            now = _identify(entry.text)
+        except OSError:
+            ok = False
+        else:
+            ok = (now.device, now.inode) == identity and (now.mount_point or not mount_point)
+        if not ok:
+            entry.suspect = True
+            self._wake.set()
+        return ok
+
     def watch(self, root: Path, *, recursive: bool = True, accepts: Accepts) -> None:
         """Watch ``root`` (again, with new settings, if already watched).
 
         Existing files are not reported: the start-up reconcile does that. A root that
-        does not exist yet is retried until it does, and its files are then ``found``.
+        does not exist yet is retried until it does, and is then treated as changed.
         """
         path = Path(root).resolve()
         with self._lock:
@@ -522,7 +470,6 @@ class Watcher:
                 self._detach(old)
             entry = _Root(path=path, text=str(path), recursive=recursive, accepts=accepts)
             self._roots[path] = entry
-            self._by_text[entry.text] = entry
             self._renest()
             if self._running and not self._establish(entry):
                 self._wake.set()
@@ -534,7 +481,6 @@ class Watcher:
             entry = self._roots.pop(path, None)
             if entry is None:
                 return
-            self._by_text.pop(entry.text, None)
             self._detach(entry)
             self._renest()
         self._log.info("watch_removed", path=str(path))
@@ -544,11 +490,11 @@ class Watcher:
         with self._lock:
             if self._running:
                 return
-            self._open_inotify()
             self._running = True
             for entry in self._roots.values():
                 self._establish(entry)
             self._wake.clear()
+            self._next_tick = time.monotonic() + self._check_interval
             self._keeper = threading.Thread(target=self._keep, name="stacwatchd-watch", daemon=True)
             self._keeper.start()
 
@@ -564,68 +510,154 @@ class Watcher:
             keeper.join(timeout)
         with self._lock:
             for entry in self._roots.values():
-                entry.handler = entry.observed = entry.observer = None
+                self._detach(entry)
                 entry.lost = "stopped"
-            observers = [o for o in (self._inotify, self._polling) if o is not None]
-            self._inotify = self._polling = None
-        for obs in observers:
-            obs.stop()
-        for obs in observers:
-            obs.join(timeout)
+            self._arrivals.clear()
+        self._join_retired(timeout)
 
-    # -- hooks from watchdog's threads (no locks taken) -------------------------------
-
-    def _inotify_overflowed(self, root: str, deferred: Callable[[], None] | None) -> None:
-        entry = self._by_text.get(root)
-        with self._overflow_lock:
-            self._overflows += 1
-            if entry is None:
-                return
-            if deferred is not None:
-                entry.rebuild = deferred
-            if time.monotonic() - entry.overflow_at < OVERFLOW_COOLDOWN:
-                entry.overflow_held += 1
-                return
-            entry.overflow_at = time.monotonic()
-        self._report_overflow(entry, held=0)
-
-    def _report_overflow(self, entry: _Root, held: int) -> None:
-        self._log.warning("inotify_overflow", path=entry.text, overflows=self._overflows, coalesced=held)
-        if self._on_overflow is not None:
-            try:
-                self._on_overflow(entry.path)
-            except Exception:
-                self._log.exception("overflow_callback_failed", path=entry.text)
-
-    def _flush_overflows(self, roots: list[_Root]) -> None:
-        """Keeper: report (and rebuild) overflows held back during a burst, once it is over."""
-        for entry in roots:
-            with self._overflow_lock:
-                if not entry.overflow_held or time.monotonic() - entry.overflow_at < OVERFLOW_COOLDOWN:
-                    continue
-                held, rebuild = entry.overflow_held, entry.rebuild
-                entry.overflow_held, entry.rebuild = 0, None
-                entry.overflow_at = time.monotonic()
-            if rebuild is not None:
-                try:
-                    rebuild()
-                except Exception:
-                    self._log.exception("inotify_rebuild_failed", path=entry.text)
-            self._report_overflow(entry, held=held)
-
-    def _inotify_limit(self, root: str, path: str, error: OSError) -> None:
-        entry = self._by_text.get(root)
-        if entry is not None and entry.limit_hit is None:
-            entry.limit_hit = f"{path}: {error.strerror}"
-            self._wake.set()
-
-    # -- internals ----------------------------------------------------------------------
+    # -- called from watchdog's threads (no watcher lock taken) ----------------------------
 
     def _emit(self, event: FileEvent) -> None:
         self._sink(event)
 
+    def _arrival(self, root: _Root, handler: _Handler, folder: Path) -> None:
+        self._arrivals.append((root, handler, folder))
+        self._wake.set()
+
+    def _root_went_away(self, root: _Root, handler: _Handler) -> None:
+        if root.handler is handler:
+            root.suspect = True
+            self._wake.set()
+
+    def _overflowed(self, root: _Root, handler: _Handler) -> None:
+        with self._overflow_lock:
+            self._overflows += 1
+            if root.handler is handler:
+                root.overflow_held += 1
+        self._wake.set()
+
+    # -- the keeper thread ----------------------------------------------------------------
+
+    def _keep(self) -> None:
+        """Check roots, list arrived folders, call back; until stopped."""
+        while True:
+            self._wake.wait(self._next_check())
+            self._wake.clear()
+            with self._lock:
+                if not self._running:
+                    return
+            try:
+                self._check()
+            except Exception:
+                self._log.exception("watch_check_failed")
+
+    def _next_check(self) -> float:
+        if self._arrivals:
+            return 0.0
+        with self._lock:
+            now = time.monotonic()
+            waits = [max(0.0, self._next_tick - now)]
+            for r in self._roots.values():
+                if r.lost:
+                    waits.append(max(0.0, r.retry_at - now))
+                if r.overflow_held:
+                    waits.append(max(0.0, r.overflow_reported_at + self._overflow_cooldown - now))
+            return min(waits)
+
+    def _check(self) -> None:
+        changed: list[_Root] = []
+        with self._lock:
+            if not self._running:
+                return
+            now = time.monotonic()
+            tick = now >= self._next_tick
+            if tick:
+                self._next_tick = now + self._check_interval
+            roots = list(self._roots.values())
+            for entry in roots:
+                if entry.lost is None and (tick or entry.suspect or entry.limit_hit) and self._check_live(entry):
+                    changed.append(entry)
+                if entry.lost is not None and now >= entry.retry_at and self._retry(entry):
+                    changed.append(entry)
+        self._list_arrivals()
+        for entry in changed:
+            self._changed(entry)
+        self._report_overflows(roots)
+        self._join_retired(timeout=5.0)
+
+    def _check_live(self, entry: _Root) -> bool:
+        """Fall back, re-watch or mark lost as needed (lock held); True when the root changed."""
+        if entry.limit_hit and entry.backend == "inotify":
+            if self._mode == "auto":
+                # Files made in the unwatched folder before polling began produced no event.
+                return self._fall_back(entry, entry.limit_hit, "inotify_limit_reached")
+            if not entry.limit_reported:
+                entry.limit_reported = True
+                self._log.error(
+                    "inotify_limit_reached",
+                    path=entry.text,
+                    reason=entry.limit_hit,
+                    hint="raise fs.inotify.max_user_watches; reconcile covers the rest",
+                )
+        suspect, entry.suspect = entry.suspect, False
+        reason = self._health(entry)
+        if reason is None and suspect and entry.handler is not None and entry.handler.gone:
+            reason = "interrupted"  # the same folder, but its observer stopped following it
+        if reason is None:
+            return False
+        if reason in ("replaced", "interrupted"):
+            self._log.warning("watch_root_replaced", path=entry.text, reason=reason)
+            self._detach(entry)
+            entry.lost = "replaced"
+            if not self._establish(entry):
+                return False
+            self._log.info("watch_root_restored", path=entry.text, observer=entry.backend, lost_seconds=0.0)
+            return True
+        self._lose(entry, reason)
+        return False
+
+    def _health(self, entry: _Root) -> str | None:
+        """Why a live root is no longer the folder being watched, or None."""
+        try:
+            now = _identify(entry.text)
+        except (FileNotFoundError, NotADirectoryError):
+            return "missing"
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if entry.mount_point and not now.mount_point:
+            return "unmounted"
+        if (now.device, now.inode) != entry.identity:
+            return "replaced"
+        return None
+
+    def _retry(self, entry: _Root) -> bool:
+        """Try to re-establish a lost root (lock held); True when it is back."""
+        lost_for = time.monotonic() - entry.lost_at
+        if not self._establish(entry):
+            return False
+        self._log.info("watch_root_restored", path=entry.text, observer=entry.backend, lost_seconds=round(lost_for, 3))
+        return True
+
+    def _changed(self, entry: _Root) -> None:
+        """A root came back or was replaced: its events since are not the whole story."""
+        if self._on_root_changed is None:
+            count = self._found(entry, entry.path)
+            self._log.info("watch_root_rescanned", path=entry.text, found=count)
+            return
+        self._log.info("watch_root_changed", path=entry.text)
+        try:
+            self._on_root_changed(entry.path)
+        except Exception:
+            self._log.exception("root_changed_callback_failed", path=entry.text)
+
+    def _list_arrivals(self) -> None:
+        while self._arrivals:
+            root, handler, folder = self._arrivals.popleft()
+            if root.handler is handler:
+                self._found(root, folder)
+
     def _found(self, root: _Root, folder: Path) -> int:
-        """Report the files already inside a folder that appeared (or came back)."""
+        """Report the files already inside a folder that arrived (or a root that came back)."""
         count = 0
 
         def failed(path: Path, exc: OSError) -> None:
@@ -641,6 +673,24 @@ class Watcher:
                 failed(folder, exc)
         return count
 
+    def _report_overflows(self, roots: Iterable[_Root]) -> None:
+        """At most one report per root and cooldown; what a burst held back comes after it."""
+        for entry in roots:
+            with self._overflow_lock:
+                now = time.monotonic()
+                if not entry.overflow_held or now - entry.overflow_reported_at < self._overflow_cooldown:
+                    continue
+                held, entry.overflow_held = entry.overflow_held, 0
+                entry.overflow_reported_at = now
+            self._log.warning("inotify_overflow", path=entry.text, overflows=self._overflows, coalesced=held - 1)
+            if self._on_overflow is not None:
+                try:
+                    self._on_overflow(entry.path)
+                except Exception:
+                    self._log.exception("overflow_callback_failed", path=entry.text)
+
+    # -- establishing roots (lock held) ---------------------------------------------------
+
     def _owns(self, root: _Root, path: str) -> bool:
         return not any(path == n or path.startswith(n + os.sep) for n in root.nested)
 
@@ -650,90 +700,114 @@ class Watcher:
             prefix = r.text.rstrip(os.sep) + os.sep
             r.nested = tuple(t for t in texts if t != r.text and t.startswith(prefix))
 
-    def _open_inotify(self) -> None:
-        if self._mode == "polling":
-            return
-        if not sys.platform.startswith("linux"):
-            self._log.info("inotify_unavailable", reason="not Linux", fallback="polling")
-            return
-        try:
-            obs = _InotifyObserver(self)
-        except OSError as exc:
-            if self._mode == "inotify":
-                raise
-            self._log.warning("inotify_unavailable", reason=exc.strerror or str(exc), fallback="polling")
-            return
-        obs.start()
-        self._inotify = obs
-
-    def _polling_observer(self) -> BaseObserver:
-        if self._polling is None:
-            obs = PollingObserver(timeout=self._polling_interval)
-            obs.start()
-            self._polling = obs
-        return self._polling
-
     def _establish(self, entry: _Root) -> bool:
-        """Schedule ``entry`` on an observer (lock held); mark it lost on failure."""
+        """Give ``entry`` an observer; mark it lost on failure."""
         try:
-            st = os.stat(entry.text)
-        except OSError as exc:
-            self._lose(entry, "missing" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc))
+            identity = _identify(entry.text)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            self._lose(entry, "missing" if isinstance(exc, FileNotFoundError) else "not a directory")
             return False
-        if not stat_module.S_ISDIR(st.st_mode):
-            self._lose(entry, "not a directory")
-            return False
-        if self._mode == "auto" and self._inotify is not None and not entry.wants_polling:
-            fstype = filesystem_type(entry.path)
-            if fstype in NETWORK_FILESYSTEMS:
-                self._log.info("watch_network_filesystem", path=entry.text, fstype=fstype, observer="polling")
-                entry.wants_polling = True
-        use_inotify = self._inotify is not None and not entry.wants_polling
-        observer = self._inotify if use_inotify else self._polling_observer()
-        assert observer is not None
-        handler = _Handler(self, entry)
-        entry.limit_hit = None
-        entry.identity = (st.st_dev, st.st_ino)
-        try:
-            observed = observer.schedule(handler, entry.text, recursive=entry.recursive)
         except OSError as exc:
-            if use_inotify and exc.errno in _LIMIT_ERRNOS and self._mode == "auto":
-                return self._fall_back(entry, f"{entry.text}: {exc.strerror}")
             self._lose(entry, exc.strerror or str(exc))
             return False
-        entry.handler, entry.observed, entry.observer = handler, observed, observer
+        if entry.mount_point and not identity.mount_point:
+            self._lose(entry, "unmounted")
+            return False
+        use_inotify = self._wants_inotify(entry)
+        handler = _Handler(self, entry, "inotify" if use_inotify else "polling")
+        entry.limit_hit = None
+        entry.limit_reported = False
+        entry.suspect = False
+        entry.identity = (identity.device, identity.inode)
+        entry.mount_point = entry.mount_point or identity.mount_point
+        entry.handler = handler  # before start: the emitter reports through it while starting
+        observer = self._observer(entry, handler, use_inotify)
+        try:
+            observer.schedule(handler, entry.text, recursive=entry.recursive)
+            observer.start()
+        except OSError as exc:
+            entry.handler = None
+            self._retire(observer)
+            if use_inotify and exc.errno in _LIMIT_ERRNOS and self._mode == "auto":
+                event = "inotify_limit_reached" if exc.errno == errno.ENOSPC else "inotify_unavailable"
+                return self._fall_back(entry, f"{entry.text}: {exc.strerror}", event)
+            self._lose(entry, exc.strerror or str(exc))
+            return False
+        entry.observer = observer
         entry.backend = "inotify" if use_inotify else "polling"
         entry.lost = None
         entry.backoff = 0.0
         entry.attempts = 0
         if use_inotify and entry.limit_hit and self._mode == "auto":
-            return self._fall_back(entry, entry.limit_hit)
+            return self._fall_back(entry, entry.limit_hit, "inotify_limit_reached")
         self._log.debug("watch_started", path=entry.text, observer=entry.backend, recursive=entry.recursive)
         return True
 
-    def _fall_back(self, entry: _Root, reason: str) -> bool:
-        """inotify ran out of watches for this root: poll it instead (lock held)."""
+    def _wants_inotify(self, entry: _Root) -> bool:
+        if self._mode == "polling" or entry.wants_polling:
+            return False
+        if not sys.platform.startswith("linux"):
+            entry.wants_polling = True
+            self._log.info("inotify_unavailable", path=entry.text, reason="not Linux", fallback="polling")
+            return False
+        if self._mode == "auto":
+            fstype = filesystem_type(entry.path)
+            if fstype in NETWORK_FILESYSTEMS:
+                self._log.info("watch_network_filesystem", path=entry.text, fstype=fstype, observer="polling")
+                entry.wants_polling = True
+                return False
+        return True
+
+    def _observer(self, entry: _Root, handler: _Handler, use_inotify: bool) -> BaseObserver:
+        if use_inotify:
+            from stacwatchd.engine._inotify import InotifyEmitter
+
+            emitter = functools.partial(
+                InotifyEmitter, reports=_Reports(self, entry, handler), overflow_cooldown=self._overflow_cooldown
+            )
+            observer = BaseObserver(emitter)  # type: ignore[arg-type]
+        else:
+            observer = PollingObserver(timeout=self._polling_interval)
+        observer.name = "stacwatchd-observer"
+        return observer
+
+    def _fall_back(self, entry: _Root, reason: str, event: str) -> bool:
+        """inotify is out of watches or instances for this root: poll it instead."""
         self._log.warning(
-            "inotify_limit_reached",
+            event,
             path=entry.text,
             reason=reason,
             fallback="polling",
-            hint="raise fs.inotify.max_user_watches",
+            hint="raise fs.inotify.max_user_watches / max_user_instances",
         )
         self._detach(entry)
         entry.wants_polling = True
         return self._establish(entry)
 
     def _detach(self, entry: _Root) -> None:
-        if entry.observer is not None and entry.observed is not None:
-            with contextlib.suppress(KeyError, OSError):
-                entry.observer.unschedule(entry.observed)
-        entry.handler = entry.observed = entry.observer = None
+        observer, entry.observer, entry.handler = entry.observer, None, None
+        if observer is not None:
+            self._retire(observer)
+
+    def _retire(self, observer: BaseObserver) -> None:
+        """Stop an observer now (its emitters end their reads at once); join it later."""
+        try:
+            observer.stop()
+        except Exception:
+            self._log.exception("watch_observer_stop_failed")
+        self._retired.append(observer)
+
+    def _join_retired(self, timeout: float | None) -> None:
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for observer in retired:
+            if observer.is_alive():
+                observer.join(timeout)
 
     def _lose(self, entry: _Root, reason: str) -> None:
         self._detach(entry)
         now = time.monotonic()
-        first = entry.lost in _FRESH
+        first = entry.lost in _FRESH or entry.lost == "replaced"
         entry.lost = reason
         if first:
             entry.lost_at = now
@@ -744,87 +818,5 @@ class Watcher:
             entry.attempts += 1
             entry.backoff = min(max(entry.backoff, self._retry_initial) * 2, self._retry_max)
             log = self._log.warning if entry.backoff >= self._retry_max else self._log.debug
-            log(
-                "watch_root_still_lost", path=entry.text, reason=reason, attempts=entry.attempts, retry_in=entry.backoff
-            )
+            log("watch_root_still_lost", path=entry.text, reason=reason, attempts=entry.attempts, retry_in=entry.backoff)
         entry.retry_at = now + entry.backoff
-
-    def _health(self, entry: _Root) -> str | None:
-        """Why a live root is no longer watched correctly, or None."""
-        if entry.handler is not None and entry.handler.root_changed:
-            return "deleted or replaced"
-        try:
-            st = os.stat(entry.text)
-        except FileNotFoundError:
-            return "missing"
-        except OSError as exc:
-            return exc.strerror or str(exc)
-        if (st.st_dev, st.st_ino) != entry.identity:
-            return "replaced"
-        return None
-
-    def _keep(self) -> None:
-        """Keeper thread: check roots every ``check_interval`` and re-establish lost ones."""
-        while True:
-            timeout = self._next_check()
-            self._wake.wait(timeout)
-            self._wake.clear()
-            with self._lock:
-                if not self._running:
-                    return
-            try:
-                self._check()
-            except Exception:
-                self._log.exception("watch_check_failed")
-
-    def _next_check(self) -> float:
-        with self._lock:
-            now = time.monotonic()
-            waits = [self._check_interval]
-            waits += [max(0.0, r.retry_at - now) for r in self._roots.values() if r.lost]
-            waits += [
-                max(0.0, r.overflow_at + OVERFLOW_COOLDOWN - now) for r in self._roots.values() if r.overflow_held
-            ]
-            return min(waits)
-
-    def _check(self) -> None:
-        rescans: list[_Root] = []
-        with self._lock:
-            if not self._running:
-                return
-            roots = list(self._roots.values())
-            for entry in roots:
-                if entry.lost is None and self._check_live(entry):
-                    rescans.append(entry)
-                if entry.lost is not None and time.monotonic() >= entry.retry_at and self._retry(entry):
-                    rescans.append(entry)
-        for entry in rescans:
-            count = self._found(entry, entry.path)
-            self._log.info("watch_root_rescanned", path=entry.text, found=count)
-        self._flush_overflows(roots)
-
-    def _check_live(self, entry: _Root) -> bool:
-        """Fall back or mark lost as needed (lock held); True when the root needs a rescan."""
-        if entry.limit_hit and entry.backend == "inotify":
-            if self._mode == "auto":
-                return self._fall_back(entry, entry.limit_hit)
-            if not entry.limit_reported:
-                entry.limit_reported = True
-                self._log.error(
-                    "inotify_limit_reached",
-                    path=entry.text,
-                    reason=entry.limit_hit,
-                    hint="raise fs.inotify.max_user_watches; reconcile covers the rest",
-                )
-        reason = self._health(entry)
-        if reason is not None:
-            self._lose(entry, reason)
-        return False
-
-    def _retry(self, entry: _Root) -> bool:
-        """Try to re-establish a lost root (lock held); True when it is back."""
-        lost_for = time.monotonic() - entry.lost_at
-        if not self._establish(entry):
-            return False
-        self._log.info("watch_root_restored", path=entry.text, observer=entry.backend, lost_seconds=round(lost_for, 3))
-        return True

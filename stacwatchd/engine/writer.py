@@ -21,7 +21,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Literal
 
-from stacwatchd.config import STATE_DIRNAME, CatalogSettings, CollectionSettings
+from stacwatchd.config import CatalogSettings, CollectionSettings
 from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.errors import IdClash, StacwatchdError
 from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
@@ -29,12 +29,12 @@ from stacwatchd.stac.layout import Layout, item_file_stem, partition_of
 from stacwatchd.log import get_logger
 from stacwatchd.model.sources import Signature
 from stacwatchd.stac.json import dumps, loads
+from stacwatchd.stac.names import THUMBNAIL_FILE
 from stacwatchd.state.store import State, StateUnwritable, Tx, compress
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
 
 Durability = Literal["batch", "file", "none"]
-THUMBNAIL = "thumbnail.png"
 
 
 class OutsideRoot(StacwatchdError):
@@ -174,7 +174,7 @@ class CatalogWriter:
         self.collections = dict(collections or {})
         self.durability = durability
         self.summary_fields = tuple(summaries)
-        self.state = State(settings.state_file or self.root / STATE_DIRNAME / "state.db")
+        self.state = State(settings.state_path)
         self.outbox = outbox
         self.file_outbox = file_outbox
         self.render = Renderer(self.state, self.layout, settings, self.collections, tuple(summaries))
@@ -427,9 +427,8 @@ class CatalogWriter:
             bad.owner = owners.get(bad.rel)  # type: ignore[attr-defined]
             raise
         except OSError as exc:
-            raise CatalogUnwritable(
-                exc.filename or self.root, f"cannot write the catalog: {exc.strerror or exc}", _errno_name(exc)
-            ) from exc
+            where = exc.filename or self.root
+            raise CatalogUnwritable(where, f"cannot change {where}: {exc.strerror or exc}", _errno_name(exc)) from exc
         with self.state.transaction() as tx:
             tx.finish_journal(entries[-1][0], [(rel, hashes[rel], len(data)) for rel, data in writes], deletes)
             if self.file_outbox:
@@ -500,7 +499,7 @@ class CatalogWriter:
             path = self.layout.item_file(collection, _parts(partition), key or "")
             files: list[tuple[str, bytes | None]] = [(self._rel(path), doc)]
             if thumbnail is not None:
-                files.append((self._rel(path.parent / THUMBNAIL), thumbnail))
+                files.append((self._rel(path.parent / THUMBNAIL_FILE), thumbnail))
             return files
         assert kind == "delete_item" and key is not None
         partition, item_id = json.loads(key)
@@ -508,7 +507,7 @@ class CatalogWriter:
         if current is not None and current.partition == partition:
             return []
         path = self.layout.item_file(collection, _parts(partition), item_id)
-        return [(self._rel(path.parent / THUMBNAIL), None), (self._rel(path), None)]
+        return [(self._rel(path.parent / THUMBNAIL_FILE), None), (self._rel(path), None)]
 
     # -- files ----------------------------------------------------------------------------
 
@@ -526,6 +525,7 @@ class CatalogWriter:
         if not writes:
             return
         staged: list[tuple[str, Path, str]] = []
+        target = self.root
         try:
             for rel, data in writes:
                 target = self.root / rel
@@ -540,6 +540,7 @@ class CatalogWriter:
                         os.fsync(fh.fileno())
                 if self.modes.exact_file:
                     os.chmod(tmp, self.modes.file)
+            target = self.root
             self._sync()
             for tmp, target, rel in staged:
                 try:
@@ -551,7 +552,10 @@ class CatalogWriter:
                 if self.durability == "file":
                     _fsync_dir(target.parent)
             staged = []
+            target = self.root
             self._sync()
+        except OSError as exc:
+            raise CatalogUnwritable(target, f"cannot write {target}: {exc.strerror or exc}", _errno_name(exc)) from exc
         finally:
             for tmp, _, _ in staged:
                 with contextlib.suppress(OSError):

@@ -2,6 +2,12 @@
 
 Pure functions: name, tags and rules in, a ``Timing`` or ``None`` out. A rule that finds
 nothing yields ``None`` so the next rule is tried; no rule ever falls back to "now".
+
+A stamp that names a whole period means all of it when it bounds a range: an
+``end_datetime`` of ``20240510`` is the end of that day (``2024-05-10T23:59:59Z``), a
+``start_datetime``/``end_datetime`` of ``202401``/``202403`` runs from January 1st to the
+last second of March, and date parts ``year`` + ``month`` without ``day`` (or ``year``
+alone) make the Item cover that whole month (or year).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import PurePath
 
-from stacwatchd.config import DatetimeRule
+from stacwatchd.config import DEFAULT_FILENAME_PATTERNS, DatetimeRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,23 @@ def _apply(
     return Timing(datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).replace(microsecond=0), source="mtime")
 
 
+def describe_rules(rules: Sequence[DatetimeRule]) -> str:
+    """The rules tried, in order, as a refusal names them (defaults by what they recognise)."""
+    names: list[str] = []
+    for rule in rules:
+        if rule.source == "filename" and rule.pattern in DEFAULT_FILENAME_PATTERNS:
+            name = "default date stamps in the name (e.g. 20240517, 2024-05-17T10:30:00Z)"
+        elif rule.source == "filename":
+            name = f"file {rule.match} pattern {rule.pattern!r}"
+        elif rule.source == "gdal":
+            name = f"GDAL tags {'/'.join(rule.tags)}"
+        else:
+            name = "file modification time"
+        if name not in names:
+            names.append(name)
+    return "; ".join(names) or "no rules"
+
+
 @lru_cache(maxsize=256)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
@@ -93,15 +116,17 @@ def _from_groups(groups: Mapping[str, str]) -> Timing | None:
         value = parse_timestamp(groups["datetime"])
         return Timing(value) if value else None
     if "start_datetime" in groups and "end_datetime" in groups:
-        start = parse_timestamp(groups["start_datetime"])
-        end = parse_timestamp(groups["end_datetime"])
-        if start is None or end is None or end < start:
+        first = parse_period(groups["start_datetime"])
+        last = parse_period(groups["end_datetime"])
+        if first is None or last is None or last[1] < first[0]:
             return None
-        return Timing(None, start=start, end=end)
+        return Timing(None, start=first[0], end=last[1])
     return _from_parts(groups)
 
 
 def _from_parts(groups: Mapping[str, str]) -> Timing | None:
+    if "year" in groups and "day" not in groups and "doy" not in groups:
+        return _whole_period(groups)
     try:
         year = int(groups["year"])
         if "doy" in groups:
@@ -123,6 +148,46 @@ def _from_parts(groups: Mapping[str, str]) -> Timing | None:
     except (KeyError, ValueError):
         return None
     return Timing(value)
+
+
+def _whole_period(groups: Mapping[str, str]) -> Timing | None:
+    """``year`` (+ ``month``) without a day: the Item covers the whole month or year."""
+    try:
+        year = int(groups["year"])
+        if "month" in groups:
+            month = int(groups["month"])
+            start = datetime(year, month, 1, tzinfo=UTC)
+            following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        else:
+            start = datetime(year, 1, 1, tzinfo=UTC)
+            following = datetime(year + 1, 1, 1, tzinfo=UTC)
+    except (KeyError, ValueError, OverflowError):
+        return None
+    return Timing(None, start=start, end=following - _LAST_SECOND)
+
+
+_LAST_SECOND = timedelta(seconds=1)
+_YEAR_MONTH = re.compile(r"^(\d{4})(?:-?(\d{2}))?$")
+_DATE_ONLY = re.compile(r"^\d{4}-?\d{2}-?\d{2}$")
+
+
+def parse_period(text: str) -> tuple[datetime, datetime] | None:
+    """First and last second of what a stamp names: an instant is both, a date is that
+    day (``…T23:59:59Z`` at the end), ``YYYY-MM``/``YYYYMM`` a month, ``YYYY`` a year."""
+    text = text.strip()
+    coarse = _YEAR_MONTH.match(text)
+    if coarse:
+        parts = {"year": coarse.group(1)}
+        if coarse.group(2):
+            parts["month"] = coarse.group(2)
+        timing = _whole_period(parts)
+        return None if timing is None else (timing.first, timing.last)
+    value = parse_timestamp(text)
+    if value is None:
+        return None
+    if _DATE_ONLY.match(text):
+        return value, value + timedelta(days=1) - _LAST_SECOND
+    return value, value
 
 
 _TIFF_DATETIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})$")

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePath
 from typing import Any
-from urllib.parse import quote
 
 import pystac
 from shapely.geometry import mapping, shape
@@ -29,7 +28,7 @@ from stacwatchd.config import (
     WatchSettings,
     collection_id_for,
 )
-from stacwatchd.model.datetimes import Timing, find_timing
+from stacwatchd.model.datetimes import Timing, describe_rules, find_timing
 from stacwatchd.errors import BadId, NoDatetime, StacwatchdError, UnlocatedRaster, UnreadableRaster
 from stacwatchd.model.raster import (
     Band,
@@ -39,16 +38,12 @@ from stacwatchd.model.raster import (
     read_facts,
     render_thumbnail,
     round_geometry,
+    simplified_geojson,
 )
+from stacwatchd.stac.layout import path_to_href
+from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2, THUMBNAIL_FILE
 from stacwatchd.model.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
 
-PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
-PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-RASTER_V1 = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-RASTER_V2 = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
-FILE_V2 = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
-
-THUMBNAIL_NAME = "thumbnail.png"
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -152,11 +147,7 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         mtime_ns=primary.mtime_ns,
     )
     if timing is None:
-        raise NoDatetime(
-            primary.path,
-            "no datetime rule matched (no date stamp in the file name and no "
-            "ACQUISITIONDATETIME/TIFFTAG_DATETIME tag)",
-        )
+        raise NoDatetime(primary.path, f"no datetime rule matched; tried: {describe_rules(rules.items.datetime)}")
     item_id = make_id(sources, rules)
     geometry, bbox = _union_footprint(facts, rules.items.precision) if located else (None, None)
     item = pystac.Item(
@@ -172,6 +163,7 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
     item.stac_extensions = extensions
     common = _common_projection(facts, rules.items.legacy_fields) if located else {}
     item.properties.update(common)
+    item.properties.update(common_data_values(facts))
     for (key, _), fact in zip(sources.data, facts, strict=True):
         item.add_asset(key, _data_asset(fact, rules, located, exclude=common))
     for key, sidecar in sources.metadata:
@@ -181,9 +173,9 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         thumbnail = render_thumbnail(primary.path)
         item.add_asset(
             "thumbnail",
-            pystac.Asset(href=f"./{THUMBNAIL_NAME}", media_type="image/png", roles=["thumbnail"], title="Thumbnail"),
+            pystac.Asset(href=f"./{THUMBNAIL_FILE}", media_type="image/png", roles=["thumbnail"], title="Thumbnail"),
         )
-        item.add_link(pystac.Link("preview", f"./{THUMBNAIL_NAME}", media_type="image/png", title="Thumbnail"))
+        item.add_link(pystac.Link("preview", f"./{THUMBNAIL_FILE}", media_type="image/png", title="Thumbnail"))
     item.add_link(
         pystac.Link(
             "via",
@@ -254,15 +246,14 @@ def sanitize_id(raw: str) -> str:
 
 
 def asset_href(path: Path, rules: Rules) -> str:
-    """An absolute URL under ``asset_href_base``, else the absolute local path.
+    """A percent-encoded URL under ``asset_href_base``, else the absolute local path.
 
-    Local paths are made relative to the Item JSON by the catalog writer, which is
-    the only place that knows where that JSON lives.
+    Local paths are made relative (and percent-encoded) by the catalog writer, which is
+    the only place that knows where the Item JSON lives.
     """
     base = rules.items.asset_href_base
     if base:
-        relative = _relative(path, rules.root).as_posix()
-        return base.rstrip("/") + "/" + quote(relative)
+        return base.rstrip("/") + "/" + path_to_href(_relative(path, rules.root).as_posix())
     return path.as_posix()
 
 
@@ -325,6 +316,16 @@ def _common_projection(facts: Sequence[RasterFacts], legacy: bool) -> dict[str, 
     per_asset = [projection_fields(f, legacy) for f in facts]
     first = per_asset[0]
     return {k: v for k, v in first.items() if all(k in other and other[k] == v for other in per_asset[1:])}
+
+
+def common_data_values(facts: Sequence[RasterFacts]) -> dict[str, Any]:
+    """``data_type`` on the Item when every band of every data file has the same one.
+
+    STAC 1.1 allows it there; PgSTAC filters only read Item properties, so this is what
+    makes ``data_type`` queryable.
+    """
+    types = {band.data_type for fact in facts for band in fact.bands}
+    return {"data_type": types.pop()} if len(types) == 1 else {}
 
 
 def _data_asset(fact: RasterFacts, rules: Rules, located: bool, exclude: Mapping[str, Any]) -> pystac.Asset:
@@ -443,8 +444,8 @@ def _union_footprint(
     located = [f for f in facts if f.geometry is not None and f.bbox is not None]
     if all(f.geometry == located[0].geometry for f in located):
         return located[0].geometry, located[0].bbox  # type: ignore[return-value]
-    merged = round_geometry(mapping(unary_union([shape(f.geometry) for f in located])), precision)
-    return merged, geometry_bbox(merged, precision)
+    union = unary_union([shape(f.geometry) for f in located])
+    return simplified_geojson(union, precision), geometry_bbox(round_geometry(mapping(union), precision), precision)
 
 
 def item_to_dict(item: pystac.Item) -> dict[str, Any]:

@@ -27,19 +27,16 @@ from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.transform import GCPTransformer
-from shapely.geometry import Polygon, mapping, shape
+import shapely
+from shapely.affinity import translate
+from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.geometry.polygon import orient
 
 from stacwatchd.errors import UnreadableRaster
 
-# stacwatchd reports missing georeferencing itself, as a fact or a rejection.
-warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
-
+#: Listing a folder of 10,000 files on each open is what this avoids.
 GDAL_OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
-# GDAL falls back to the process environment for config options, so setting it once
-# here spares every open a rasterio.Env (which costs a noticeable share of an open).
-# Listing a folder of 10,000 files on each open is what this avoids.
-for _key, _value in GDAL_OPEN_OPTIONS.items():
-    os.environ.setdefault(_key, _value)
 
 GEOTIFF = "image/tiff; application=geotiff"
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -177,7 +174,9 @@ def _enter_thread_env() -> None:
     """One GDAL environment per thread, kept open: rasterio would otherwise set one up
     and tear it down around every single open."""
     if not getattr(_THREAD, "env", None):
-        _THREAD.env = rasterio.Env()
+        # stacwatchd reports missing georeferencing itself, as a fact or a refusal.
+        warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
+        _THREAD.env = rasterio.Env(**GDAL_OPEN_OPTIONS)
         _THREAD.env.__enter__()
 
 
@@ -266,11 +265,16 @@ def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
         wkt2 = crs.to_wkt(version="WKT2_2019")
     except rasterio.errors.CRSError as exc:
         return None, None, None, f"the CRS cannot be interpreted: {exc}"
-    cols, rows = outline(src.width, src.height, options.densify)
+    points = max(options.densify, MIN_EDGE_POINTS)
+    cols, rows = outline(src.width, src.height, points)
     xs, ys = to_xy(cols, rows)
     poles = poles_inside(crs, to_pixel, src.width, src.height)
+
+    def inner() -> tuple[np.ndarray, np.ndarray]:
+        return to_xy(*inset_outline(src.width, src.height, points))
+
     try:
-        geometry, bbox = footprint(crs, xs, ys, options.precision, poles=poles)
+        geometry, bbox = footprint(crs, xs, ys, options.precision, poles=poles, inner=inner)
     except FootprintError as exc:
         return None, None, None, str(exc)
     grid = Grid(
@@ -322,6 +326,14 @@ def outline(width: int, height: int, points_per_edge: int) -> tuple[np.ndarray, 
     cols = np.concatenate([t * width, np.full_like(t, width), (1 - t) * width, np.zeros_like(t)])
     rows = np.concatenate([np.zeros_like(t), t * height, np.full_like(t, height), (1 - t) * height])
     return np.append(cols, cols[0]), np.append(rows, rows[0])
+
+
+def inset_outline(width: int, height: int, points_per_edge: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ring one pixel inside the grid's outline (the middle line of a grid one or two
+    pixels wide): what must still lie on Earth when the outer edge overshoots it."""
+    dx, dy = min(1.0, width / 2), min(1.0, height / 2)
+    cols, rows = outline(width, height, points_per_edge)
+    return dx + cols * (width - 2 * dx) / width, dy + rows * (height - 2 * dy) / height
 
 
 Mapper = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -388,18 +400,64 @@ class FootprintError(ValueError):
     """The outline cannot be expressed in WGS84."""
 
 
+#: Fewest outline points per edge: an edge spanning all 360° of longitude must be
+#: sampled finely enough (here 90° apart) to be followed around the globe.
+MIN_EDGE_POINTS = 5
+_WORLD = box(-180.0, -90.0, 180.0, 90.0)
+_ON_EARTH = 1e-9  # degrees of arithmetic noise tolerated at ±90° and around 360°
+
+InnerRing = Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
 def footprint(
     crs: CRS,
     xs: np.ndarray,
     ys: np.ndarray,
     precision: int,
     poles: tuple[bool, bool] = (False, False),
+    inner: InnerRing | None = None,
 ) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
     """GeoJSON footprint in EPSG:4326 and its RFC 7946 bbox.
 
-    Crossing the antimeridian gives a MultiPolygon split at ±180 and a bbox with
-    west > east; a ring around a pole is closed over the pole.
+    ``xs, ys`` is the grid's outline ring in ``crs``; ``inner`` gives the ring one pixel
+    inside it. Crossing the antimeridian gives a MultiPolygon split at ±180 and a bbox
+    with west > east; a ring around a pole is closed over the pole; a grid covering all
+    longitudes (in either convention, -180..180 or 0..360) is a band from -180 to 180.
+    An outer edge beyond ±90° or beyond a full turn is clamped when it overshoots by
+    less than a pixel (cell-centred global grids), refused otherwise. Vertices that lie
+    within half a unit of ``precision`` of the line through their neighbours are dropped.
     """
+    lons, lats = _to_wgs84(crs, xs, ys)
+    if (np.abs(lats) > 90 + _ON_EARTH).any():
+        if inner is None or (np.abs(_to_wgs84(crs, *inner())[1]) > 90 + _ON_EARTH).any():
+            raise FootprintError("the footprint reaches beyond the poles: not an Earth CRS")
+        lats = np.clip(lats, -90.0, 90.0)
+    unwrapped = unwrap_longitudes(lons)
+    turns = round(float(unwrapped[-1] - unwrapped[0]) / 360)
+    span = float(unwrapped.max() - unwrapped.min())
+    if turns == 0 and span >= 360 - _ON_EARTH:
+        if span > 360 + _ON_EARTH and (inner is None or _span(_to_wgs84(crs, *inner())[0]) > 360 + _ON_EARTH):
+            raise FootprintError("the grid spans more than 360° of longitude, by more than a pixel")
+        return _band_footprint(unwrapped, lats, precision)
+    lons = np.where((lons > 180) | (lons < -180), (lons + 180) % 360 - 180, lons)
+    if turns == 0 and np.abs(np.diff(lons)).max(initial=0) < 180:
+        return _simple_footprint(lons, lats, precision)
+    # Only a ring that turns around the Earth encloses a pole; one that merely touches
+    # ±90° (a geographic grid's top row) does not, whatever the pole's pixel position.
+    north, south = poles if turns != 0 else (False, False)
+    ring = Polygon(zip(lons.tolist(), lats.tolist(), strict=True))
+    fixed = antimeridian.fix_polygon(
+        ring,
+        force_north_pole=north,
+        force_south_pole=south,
+        fix_winding=True,
+        great_circle=False,
+    )
+    west, south, east, north = antimeridian.bbox(fixed)
+    return simplified_geojson(fixed, precision), _outward(west, south, east, north, precision)
+
+
+def _to_wgs84(crs: CRS, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     try:
         lons, lats = rasterio.warp.transform(crs, _WGS84, list(xs), list(ys))
     except _TRANSFORM_ERRORS as exc:
@@ -407,35 +465,93 @@ def footprint(
     lons_a, lats_a = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
     if not (np.isfinite(lons_a).all() and np.isfinite(lats_a).all()):
         raise FootprintError("the CRS cannot be transformed to WGS84 (non-finite coordinates)")
-    if (np.abs(lats_a) > 90 + 1e-9).any():
-        raise FootprintError("the footprint reaches beyond the poles: not an Earth CRS")
-    lons_a = np.where((lons_a > 180) | (lons_a < -180), (lons_a + 180) % 360 - 180, lons_a)
-    lats_a = np.clip(lats_a, -90, 90)
-    if not any(poles) and np.abs(np.diff(lons_a)).max(initial=0) < 180:
-        return _simple_footprint(lons_a, lats_a, precision)
-    ring = Polygon(zip(lons_a.tolist(), lats_a.tolist(), strict=True))
-    fixed = antimeridian.fix_polygon(
-        ring,
-        force_north_pole=poles[0],
-        force_south_pole=poles[1],
-        fix_winding=True,
-        great_circle=False,
-    )
-    geometry = round_geometry(mapping(fixed), precision)
-    return geometry, geometry_bbox(geometry, precision)
+    return lons_a, lats_a
+
+
+def unwrap_longitudes(lons: np.ndarray) -> np.ndarray:
+    """Longitudes along a ring without jumps of 360°: each step is taken the short way.
+
+    A ring that returns to its start unwrapped spans the longitudes it covers; one that
+    ends a whole turn away goes around a pole.
+    """
+    steps = np.diff(lons)
+    if np.abs(steps).max(initial=0.0) <= 180.0:
+        return lons
+    turns = np.round((((steps + 180.0) % 360.0 - 180.0) - steps) / 360.0)
+    # Whole turns added to the original values, so coordinates that need none stay exact.
+    return lons + 360.0 * np.concatenate(([0.0], np.cumsum(turns)))
+
+
+def _span(lons: np.ndarray) -> float:
+    unwrapped = unwrap_longitudes(lons)
+    return float(unwrapped.max() - unwrapped.min())
+
+
+def _band_footprint(
+    lons: np.ndarray, lats: np.ndarray, precision: int
+) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
+    """A grid covering every longitude: its unwrapped outline folded into -180..180."""
+    outline_polygon = Polygon(zip(lons.tolist(), lats.tolist(), strict=True))
+    if not outline_polygon.is_valid:
+        outline_polygon = shapely.make_valid(outline_polygon)
+    first = math.floor((float(lons.min()) + 180.0) / 360.0)
+    last = math.floor((float(lons.max()) + 180.0) / 360.0)
+    pieces = [
+        part
+        for turn in range(first, last + 1)
+        for part in shapely.get_parts(shapely.intersection(translate(outline_polygon, xoff=-360.0 * turn), _WORLD))
+        if part.geom_type == "Polygon" and part.area > 0
+    ]
+    merged = shapely.union_all(pieces)
+    parts = [orient(part, 1.0) for part in shapely.get_parts(merged)]
+    merged = parts[0] if len(parts) == 1 else MultiPolygon(parts)
+    bbox = _outward(-180.0, float(lats.min()), 180.0, float(lats.max()), precision)
+    return simplified_geojson(merged, precision), bbox
 
 
 def _simple_footprint(
     lons: np.ndarray, lats: np.ndarray, precision: int
 ) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
     """The common case: no antimeridian crossing, no pole. A counter-clockwise ring
-    (RFC 7946) and its min/max bbox, in numpy alone: this runs once per file."""
+    (RFC 7946) and its min/max bbox; this runs once per file."""
     signed_area = float(np.dot(lons[:-1], lats[1:]) - np.dot(lons[1:], lats[:-1]))
     if signed_area < 0:
         lons, lats = lons[::-1], lats[::-1]
-    ring = np.column_stack((np.round(lons, precision), np.round(lats, precision))) + 0.0
-    geometry = {"type": "Polygon", "coordinates": [ring.tolist()]}
-    return geometry, _outward(float(lons.min()), float(lats.min()), float(lons.max()), float(lats.max()), precision)
+    ring = np.column_stack((lons, lats))
+    coords = shapely.get_coordinates(_simplify(shapely.polygons(ring), precision))
+    if len(coords) < 4:  # a degenerate outline (a single row of pixels at a pole): keep it as it is
+        coords = ring
+    bbox = _outward(float(lons.min()), float(lats.min()), float(lons.max()), float(lats.max()), precision)
+    return {"type": "Polygon", "coordinates": [(np.round(coords, precision) + 0.0).tolist()]}, bbox
+
+
+def _tolerance(precision: int) -> float:
+    """How far a dropped vertex may lie from the simplified outline: what rounding moves it."""
+    return 0.5 * 10.0**-precision
+
+
+def _simplify(geometry: BaseGeometry, precision: int) -> BaseGeometry:
+    """Plain Douglas-Peucker, which is cheap; the topology-preserving variant only where
+    the plain one broke a ring (outlines thinner than the tolerance)."""
+    tolerance = _tolerance(precision)
+    simple = shapely.simplify(geometry, tolerance, preserve_topology=False)
+    if shapely.is_valid(simple) and not simple.is_empty:
+        return simple
+    return shapely.simplify(geometry, tolerance, preserve_topology=True)
+
+
+def simplified_geojson(geometry: BaseGeometry, precision: int) -> dict[str, Any]:
+    """GeoJSON of a lon/lat footprint without the vertices that add nothing, rounded.
+
+    Douglas-Peucker before rounding: every dropped vertex lies within
+    half a unit of ``precision`` of the simplified outline, which is what rounding moves a
+    coordinate anyway. An axis-aligned geographic grid keeps its four corners; a projected
+    one keeps the curvature its edges have in lon/lat.
+    """
+    simple = _simplify(geometry, precision)
+    if simple.is_empty or simple.geom_type not in ("Polygon", "MultiPolygon"):
+        simple = geometry
+    return round_geometry(mapping(simple), precision)
 
 
 def geometry_bbox(geometry: dict[str, Any], precision: int) -> tuple[float, float, float, float]:

@@ -151,11 +151,15 @@ def _sidecars(folder: Path, key: str, data: list[Path], rules: ItemRules) -> lis
                 names = [wanted]
             for name in names:
                 candidate = folder / name
-                if name in data_names or not candidate.is_file():
+                if name in data_names or len(name.encode()) > _NAME_MAX or not candidate.is_file():
                     continue
                 suffix = name[len(base):].lstrip("._-") or "file"
                 found.setdefault("metadata-" + _KEY_UNSAFE.sub("_", suffix.lower()), candidate)
     return sorted(found.items())
+
+
+#: A longer name cannot exist (and stat'ing it fails with ENAMETOOLONG).
+_NAME_MAX = 255
 
 
 def _listdir(folder: Path) -> list[str]:

@@ -82,6 +82,7 @@ from stacwatchd.stac.layout import Layout
 from stacwatchd.log import get_logger
 from stacwatchd.stac.render import Renderer
 from stacwatchd.state.store import State, decompress
+from stacwatchd.sinks.pgstac_queryables import queryables_document, register_queryables
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
 
 __all__ = [
@@ -306,12 +307,16 @@ class Hrefs:
 def absolute(href: str, base_url: str) -> str:
     """``href`` resolved against ``base_url``; URLs with a scheme are left alone.
 
-    Relative hrefs of the static catalog are file paths, so they are percent-encoded
-    first (a ``#`` or a space in a file name is part of the name, not a fragment).
+    Relative hrefs of the static catalog are percent-encoded URI references already;
+    characters no URI may hold (spaces, quotes, non-ASCII, as catalogs written before
+    hrefs were encoded have them) are escaped, everything else is kept as it is.
     """
     if len(urlsplit(href).scheme) > 1:
         return href
-    return urljoin(base_url, quote(href, safe="/"))
+    return urljoin(base_url, quote(href, safe=_URI_CHARACTERS))
+
+
+_URI_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
 
 
 # -- what one batch sends -----------------------------------------------------------------
@@ -422,6 +427,8 @@ class PgstacPublisher:
     but does not connect.
     """
 
+    name = "pgstac"
+
     def __init__(
         self,
         settings: PgstacSettings,
@@ -444,6 +451,7 @@ class PgstacPublisher:
         self.log = get_logger()
         self.target = self.credentials.describe()
         self.last_error: str | None = None
+        self.last_success: float | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._state_lock = threading.RLock()
         self._drain_lock = threading.Lock()
@@ -862,6 +870,9 @@ class PgstacPublisher:
         for cid, doc in sorted(plan.collections.items()):
             if doc is not None:
                 conn.execute(_UPSERT_COLLECTION, (orjson.dumps(doc).decode(),))
+                with self._state_lock:
+                    meta = self.render.collection_meta(cid)
+                register_queryables(conn, cid, queryables_document(doc, meta, self.render.summary_fields))
                 counts.collections += 1
         for cid, ids in sorted(plan.deletes.items()):
             cur = conn.execute("DELETE FROM pgstac.items WHERE collection = %s AND id = ANY(%s)", (cid, ids))
@@ -962,6 +973,7 @@ class PgstacPublisher:
 
     def _succeeded(self, counts: PublishCounts) -> None:
         self.last_error = None
+        self.last_success = time.time()
         record = {"at": _now(), **counts.as_dict()}
         with contextlib.suppress(sqlite3.Error), self._state_lock, self.state.transaction() as tx:
             tx.db.execute("DELETE FROM meta WHERE key = ?", (META_ERROR,))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, PROJECTION_V2, RASTER_V2, STRUCTURAL_RELS
 from stacwatchd.stac.layout import Layout, item_file_stem, localise_hrefs, partition_title, structural_link
 
 STAC_VERSION = "1.1.0"
@@ -45,7 +46,6 @@ def item_document(
     return path, _ordered_item(doc)
 
 
-_STRUCTURAL = {"root", "parent", "collection", "self", "child", "item"}
 _ITEM_ORDER = ("type", "stac_version", "stac_extensions", "id", "collection", "geometry", "bbox", "properties", "links", "assets")
 
 
@@ -64,8 +64,6 @@ def _ordered_item(doc: dict[str, Any]) -> dict[str, Any]:
 
 # -- catalogs and collections -----------------------------------------------------------
 
-PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-RASTER_V2 = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
 WHOLE_WORLD = [-180.0, -90.0, 180.0, 90.0]
 
 
@@ -196,11 +194,11 @@ def relink_item(doc: dict[str, Any], *, layout: Layout, collection_id: str, part
     # plain arithmetic on that depth (this runs once per Item written).
     up = "../" * (1 + len(parts))
     parent_title = partition_title(collection_title, parts) if parts else collection_title
-    parent_file = "catalog.json" if parts else "collection.json"
+    parent_file = CATALOG_FILE if parts else COLLECTION_FILE
     structural = [
         {"rel": "root", "href": f"../{up}catalog.json", "type": "application/json", "title": root_title},
         {"rel": "parent", "href": f"../{parent_file}", "type": "application/json", "title": parent_title},
         {"rel": "collection", "href": f"{up}collection.json", "type": "application/json", "title": collection_title},
     ]
-    doc["links"] = structural + [link for link in doc.get("links", []) if link["rel"] not in _STRUCTURAL]
+    doc["links"] = structural + [link for link in doc.get("links", []) if link["rel"] not in STRUCTURAL_RELS]
     return doc

@@ -13,16 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 Partitioning = Literal["none", "year", "year/month", "year/month/day"]
 
 _PARTITION_DEPTH = {"none": 0, "year": 1, "year/month": 2, "year/month/day": 3}
-_RESERVED_NAMES = {"catalog.json", "collection.json"}
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
+_RESERVED_NAMES = {CATALOG_FILE, COLLECTION_FILE}
 
 
 def partition_of(when: datetime, scheme: Partitioning) -> tuple[str, ...]:
@@ -37,12 +34,11 @@ def partition_depth(scheme: str | None) -> int:
 
 
 def partition_title(collection_title: str, parts: tuple[str, ...]) -> str:
-    """Human title of a partition catalog, shown by browsers without opening it."""
-    if len(parts) == 1:
-        return f"{collection_title}: {parts[0]}"
-    if len(parts) == 2:
-        return f"{collection_title}: {_MONTHS[int(parts[1]) - 1]} {parts[0]}"
-    return f"{collection_title}: {parts[0]}-{parts[1]}-{parts[2]}"
+    """Human title of a partition catalog (``ndvi 2024-05``), shown by browsers without opening it.
+
+    Numeric dates, so that clients sorting children by title sort them in time.
+    """
+    return f"{collection_title} {'-'.join(parts)}"
 
 
 #: Longest Item folder/file stem, in bytes: ``<stem>.json`` and the writer's temp names
@@ -76,16 +72,16 @@ class Layout:
 
     @property
     def root_catalog(self) -> Path:
-        return self.root / "catalog.json"
+        return self.root / CATALOG_FILE
 
     def collection_file(self, collection: str) -> Path:
-        return self.root / collection / "collection.json"
+        return self.root / collection / COLLECTION_FILE
 
     def partition_file(self, collection: str, parts: tuple[str, ...]) -> Path:
         """A partition catalog; with no parts this is the collection itself."""
         if not parts:
             return self.collection_file(collection)
-        return self.root.joinpath(collection, *parts, "catalog.json")
+        return self.root.joinpath(collection, *parts, CATALOG_FILE)
 
     def item_file(self, collection: str, parts: tuple[str, ...], item_id: str) -> Path:
         name = item_file_stem(item_id)
@@ -99,10 +95,29 @@ class Layout:
 
 
 def relative_href(target: Path, from_file: Path) -> str:
-    """Relative href from one JSON file to another file, ``./`` prefixed when beside it."""
+    """Relative href from one JSON file to another file, ``./`` prefixed when beside it.
+
+    A percent-encoded URI reference (RFC 3986), like every href stacwatchd writes.
+    """
     rel = os.path.relpath(target, from_file.parent)
     rel = PurePosixPath(*Path(rel).parts).as_posix()
-    return rel if rel.startswith("../") else f"./{rel}"
+    return path_to_href(rel if rel.startswith("../") else f"./{rel}")
+
+
+def path_to_href(path: str) -> str:
+    """A POSIX path as the path of a URI: every byte but unreserved ones and ``/`` escaped.
+
+    In a file name ``#``, ``?``, ``%``, spaces, quotes and newlines are characters of the
+    name, never a fragment, a query or an escape. The file system's own bytes are encoded
+    (NFC and NFD spellings of a name stay distinct, as they are on disk).
+    """
+    return quote(os.fsencode(path), safe="/")
+
+
+def href_to_path(href: str) -> str:
+    """The file a relative or ``file:`` href names: query and fragment dropped, escapes
+    decoded to the file system's bytes (the inverse of :func:`path_to_href`)."""
+    return os.fsdecode(unquote_to_bytes(urlsplit(href).path))
 
 
 def is_local_absolute(href: str) -> bool:
@@ -113,7 +128,9 @@ def is_local_absolute(href: str) -> bool:
 def localise_hrefs(item: dict[str, Any], item_file: Path) -> dict[str, Any]:
     """Turn absolute local asset and link hrefs into hrefs relative to the Item JSON.
 
-    URLs (s3://, https://) are left alone: they already say where the data lives.
+    The builder's local hrefs are plain paths; what comes out are percent-encoded URI
+    references. URLs (s3://, https://) are left alone: they already say where the data
+    lives, encoded by whoever made them.
     """
     for asset in item.get("assets", {}).values():
         if is_local_absolute(asset["href"]):

@@ -5,8 +5,9 @@ questions cheaply: does every JSON document satisfy the published STAC JSON
 Schemas (core and every declared extension), and does the tree of files hang
 together (links resolve, every Item is listed exactly once, no temp files were
 left behind by an interrupted write)?  Schemas are resolved offline from a URL
-mirror, a cache, or - only when allowed - the network, and a schema that
-cannot be obtained is always reported, never silently skipped.
+mirror, the STAC core schemas bundled with pystac, a cache, or - only when
+allowed - the network, and a schema that cannot be obtained is always reported,
+never silently skipped.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urldefrag, urljoin, urlsplit
-from urllib.request import url2pathname
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 import referencing.exceptions
 from jsonschema import FormatChecker, ValidationError
@@ -35,6 +36,8 @@ from jsonschema.validators import Draft7Validator, validator_for
 from jsonschema_specifications import REGISTRY as METASCHEMAS
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
+
+from stacwatchd.stac.layout import href_to_path
 
 try:
     import jsonschema_rs as _jsonschema_rs
@@ -52,6 +55,7 @@ __all__ = [
     "SchemaUnavailableError",
     "ValidateError",
     "ValidationReport",
+    "bundled_schemas",
     "core_schema_url",
     "load_json",
     "mirror_path",
@@ -267,6 +271,23 @@ def _iter_refs(node: object) -> Iterator[str]:
             stack.extend(current)
 
 
+@lru_cache(maxsize=1)
+def bundled_schemas() -> Mapping[str, dict[str, Any]]:
+    """The STAC core and GeoJSON schemas shipped inside pystac's wheel, by URL.
+
+    They make the core checks work on any machine, offline, with nothing to set up;
+    extension schemas still need a mirror, the cache or the network.
+    """
+    try:
+        from pystac.validation.local_validator import get_local_schema_cache
+    except ImportError:  # an older pystac without the bundle
+        return {}
+    try:
+        return {_normalize_url(url): schema for url, schema in get_local_schema_cache().items()}
+    except (OSError, ValueError):
+        return {}
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledSchema:
     """A schema ready to use: the authoritative validator plus an optional fast pre-check.
@@ -306,9 +327,11 @@ def _fast_validator(
 class SchemaStore:
     """Resolves schema URLs offline first, and compiles each schema once.
 
-    Lookup order: ``directory`` (a read-only URL mirror), then ``cache_dir``
-    (same layout), then - only with ``allow_network`` - an HTTP fetch saved into
-    ``cache_dir``.  Failures are remembered so a missing schema costs one lookup.
+    Lookup order: ``directory`` (a read-only URL mirror), then the core schemas
+    bundled with pystac (unless ``bundled`` is False), then ``cache_dir`` (same
+    layout as the mirror), then - only with ``allow_network`` - an HTTP fetch saved
+    into ``cache_dir``.  Failures are remembered so a missing schema costs one
+    lookup; ``origins`` and ``failures`` say where each schema came from or why not.
     With ``accelerate`` and jsonschema-rs installed, valid objects are accepted
     by a compiled Rust validator first (about a hundred times faster).
     """
@@ -321,12 +344,15 @@ class SchemaStore:
         *,
         timeout: float = 10.0,
         accelerate: bool = True,
+        bundled: bool = True,
     ) -> None:
         self.directory = Path(directory) if directory is not None else None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.allow_network = allow_network
         self.timeout = timeout
         self.accelerate = accelerate
+        self.bundled = bundled
+        self._origins: dict[str, str] = {}
         self._contents: dict[str, dict[str, Any] | SchemaUnavailableError] = {}
         self._compiled: dict[str, CompiledSchema | SchemaUnavailableError] = {}
         self._registry: Registry[Any] = METASCHEMAS.combine(Registry(retrieve=self._retrieve))
@@ -359,6 +385,18 @@ class SchemaStore:
     def validator(self, url: str) -> Validator:
         """The (cached) jsonschema validator for ``url``; raises SchemaUnavailableError."""
         return self.compiled(url).validator
+
+    @property
+    def origins(self) -> dict[str, str]:
+        """URL → where the schema was found: ``mirror``, ``bundled``, ``cache`` or ``network``."""
+        with self._lock:
+            return dict(self._origins)
+
+    @property
+    def failures(self) -> dict[str, SchemaUnavailableError]:
+        """URL → why it could not be obtained, for every schema looked up in vain."""
+        with self._lock:
+            return {u: e for u, e in self._contents.items() if isinstance(e, SchemaUnavailableError)}
 
     @property
     def registry(self) -> Registry[Any]:
@@ -404,18 +442,35 @@ class SchemaStore:
         return Resource.from_contents(self.contents(uri), default_specification=DRAFT7)
 
     def _load(self, url: str) -> dict[str, Any] | SchemaUnavailableError:
-        reasons = []
-        for base in (self.directory, self.cache_dir):
-            if base is None:
-                continue
-            path = mirror_path(base, url)
-            if path is not None and path.is_file():
-                return self._read_local(url, path)
-            reasons.append(f"not in {base}")
+        reasons: list[str] = []
+        for origin in ("mirror", "bundled", "cache"):
+            found = self._lookup(origin, url, reasons)
+            if found is not None:
+                return self._found(url, origin, found)
         if not self.allow_network:
             reasons.append("network disabled")
             return SchemaUnavailableError(url, "; ".join(reasons) or "no schema source configured")
-        return self._download(url)
+        return self._found(url, "network", self._download(url))
+
+    def _lookup(self, origin: str, url: str, reasons: list[str]) -> dict[str, Any] | SchemaUnavailableError | None:
+        """One offline source; None (and a reason) when it does not hold ``url``."""
+        if origin == "bundled":
+            return bundled_schemas().get(url) if self.bundled else None
+        base = self.directory if origin == "mirror" else self.cache_dir
+        if base is None:
+            return None
+        path = mirror_path(base, url)
+        if path is not None and path.is_file():
+            return self._read_local(url, path)
+        reasons.append(f"not in {base}")
+        return None
+
+    def _found(
+        self, url: str, origin: str, loaded: dict[str, Any] | SchemaUnavailableError
+    ) -> dict[str, Any] | SchemaUnavailableError:
+        if not isinstance(loaded, SchemaUnavailableError):
+            self._origins[url] = origin
+        return loaded
 
     @staticmethod
     def _read_local(url: str, path: Path) -> dict[str, Any] | SchemaUnavailableError:
@@ -731,8 +786,6 @@ class _CatalogChecker:
     def resolve_link(self, source: str, href: str, pointer: str) -> str | None:
         """Target path of a relative link if it is an existing catalog file, else report it."""
         target = self.local_target(source, href)
-        if target not in self.known_files and "%" in href:
-            target = self.local_target(source, unquote(href))
         if not target.startswith(self.root_prefix):
             self.problem(source, pointer, f"link points outside the catalog root: {href}")
             return None
@@ -743,8 +796,8 @@ class _CatalogChecker:
 
     @staticmethod
     def local_target(source: str, href: str) -> str:
-        path = href.split("#", 1)[0].split("?", 1)[0]
-        return os.path.normpath(os.path.join(os.path.dirname(source), path))
+        """A relative href is a URI reference: resolved after percent-decoding (RFC 3986)."""
+        return os.path.normpath(os.path.join(os.path.dirname(source), href_to_path(href)))
 
     def read_assets(self, path: str, assets: object) -> None:
         if not isinstance(assets, dict):
@@ -765,7 +818,7 @@ class _CatalogChecker:
     def asset_path(self, source: str, href: str) -> str | None:
         """Local filesystem path of an asset href, or None for remote assets."""
         if href.startswith("file:"):
-            return os.path.normpath(url2pathname(urlsplit(href).path))
+            return os.path.normpath(href_to_path(href))
         if _SCHEME_RE.match(href):
             return None
         return self.local_target(source, href)
