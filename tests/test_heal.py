@@ -85,11 +85,18 @@ def _journal_empty(daemon: DaemonProcess) -> bool:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
+    """Every catalog file's bytes, as a reader finds them now (temp files of a write in
+    progress are not part of the catalog)."""
     out = {}
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
-            out[os.path.relpath(Path(folder, name), root)] = Path(folder, name).read_bytes()
+            if name.startswith(".stacwatchd-"):
+                continue
+            try:
+                out[os.path.relpath(Path(folder, name), root)] = Path(folder, name).read_bytes()
+            except FileNotFoundError:
+                continue
     return out
 
 

@@ -19,11 +19,12 @@ from stacwatchd.config import CatalogSettings
 from stacwatchd.engine.scrub import repair, scrub_catalog
 from stacwatchd.engine.writer import CatalogWriter
 from stacwatchd.log import get_logger
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 from stacwatchd.state.recover import RECOVERY_KEY, StateDamage, created_times, set_aside
 
 __all__ = ["StateRecovery", "begin_recovery"]
 
-_CATALOG_NAMES = ("catalog.json", "collection.json")
+_CATALOG_NAMES = (CATALOG_FILE, COLLECTION_FILE)
 _HINT = "rebuilding the state from the sources and the catalog's Item JSON (ids and created times kept)"
 
 

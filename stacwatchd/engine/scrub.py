@@ -30,13 +30,13 @@ from stacwatchd.config import STATE_DIRNAME, CatalogSettings
 from stacwatchd.engine.writer import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
-    THUMBNAIL,
     CatalogWriter,
     Repaired,
 )
 from stacwatchd.errors import StacwatchdError
 from stacwatchd.stac.json import loads
 from stacwatchd.stac.layout import item_file_stem, partition_depth
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, THUMBNAIL_FILE
 from stacwatchd.state.store import FileRecord, State
 
 __all__ = ["REPAIR_COMMAND", "ScrubReport", "Scrubber", "repair", "repair_hint", "scrub_catalog", "scrub_command"]
@@ -45,7 +45,7 @@ __all__ = ["REPAIR_COMMAND", "ScrubReport", "Scrubber", "repair", "repair_hint",
 REPAIR_COMMAND = "stacwatchd scrub --repair"
 
 _PARTITION_NAME = re.compile(r"\d{2,4}")
-_CATALOG_NAMES = frozenset({"catalog.json", "collection.json"})
+_CATALOG_NAMES = frozenset({CATALOG_FILE, COLLECTION_FILE})
 _CHUNK = 1 << 20
 
 
@@ -150,13 +150,13 @@ def is_ours(rel: str, depths: dict[str, int], root: Path) -> bool:
     if depth is None:
         return False
     inner = parts[1:-1]
-    if name == "collection.json":
+    if name == COLLECTION_FILE:
         return not inner
-    if name == "catalog.json":
+    if name == CATALOG_FILE:
         return 0 < len(inner) <= depth and all(_PARTITION_NAME.fullmatch(p) for p in inner)
     if len(inner) != depth + 1 or not all(_PARTITION_NAME.fullmatch(p) for p in inner[:-1]):
         return False
-    if name == THUMBNAIL:
+    if name == THUMBNAIL_FILE:
         return True
     return name == f"{inner[-1]}.json" and _maybe_item(root / rel)
 

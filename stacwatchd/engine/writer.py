@@ -29,7 +29,7 @@ from stacwatchd.stac.layout import Layout, item_file_stem, partition_of
 from stacwatchd.log import get_logger
 from stacwatchd.model.sources import Signature
 from stacwatchd.stac.json import dumps, loads
-from stacwatchd.stac.names import THUMBNAIL_FILE
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, THUMBNAIL_FILE
 from stacwatchd.state.store import State, StateUnwritable, Tx, compress
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
@@ -347,12 +347,12 @@ class CatalogWriter:
         collection = parts[0]
         if len(parts) < 2 or self.state.collection_settings(collection) is None:
             return None
-        if parts[1:] == ["collection.json"]:
+        if parts[1:] == [COLLECTION_FILE]:
             return ("collection", collection, None)
-        if parts[-1] == "catalog.json":
+        if parts[-1] == CATALOG_FILE:
             return ("partition", collection, "/".join(parts[1:-1]))
         folder, partition = parts[-2] if len(parts) > 2 else "", "/".join(parts[1:-2])
-        if parts[-1] not in (f"{folder}.json", THUMBNAIL):
+        if parts[-1] not in (f"{folder}.json", THUMBNAIL_FILE):
             return None
         found = self.state.item(collection, folder)
         if found is not None and found.partition == partition and item_file_stem(folder) == folder:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from stacwatchd.stac.json import loads
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 from stacwatchd.state.store import State
 
 __all__ = ["RECOVERY_KEY", "StateDamage", "created_times", "inspect_state", "set_aside"]
@@ -57,11 +58,11 @@ def inspect_state(state_path: Path, catalog_root: Path, *, quick_check: bool = T
 def _has_catalog(root: Path) -> bool:
     """A root catalog, or a collection folder (the root catalog may be what was lost)."""
     try:
-        if (root / "catalog.json").exists():
+        if (root / CATALOG_FILE).exists():
             return True
         with os.scandir(root) as entries:
             return any(
-                not e.name.startswith(".") and e.is_dir(follow_symlinks=False) and Path(e.path, "collection.json").exists()
+                not e.name.startswith(".") and e.is_dir(follow_symlinks=False) and Path(e.path, COLLECTION_FILE).exists()
                 for e in entries
             )
     except OSError:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stacwatchd.errors import StacwatchdError
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 
 SCHEMA_VERSION = 3
 _NULL_REPORT = re.compile(r"NULL value in (\w+)\.(\w+)")
@@ -465,7 +466,8 @@ class State:
         return [
             row[0]
             for row in self.db.execute(
-                "SELECT path FROM files WHERE path = 'catalog.json' OR path LIKE '%/catalog.json' OR path LIKE '%/collection.json'"
+                "SELECT path FROM files WHERE path = ? OR path LIKE ? OR path LIKE ?",
+                (CATALOG_FILE, f"%/{CATALOG_FILE}", f"%/{COLLECTION_FILE}"),
             )
         ]
 
