@@ -6,16 +6,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from stacwatchd import testing
-from stacwatchd.state.store import State
+from stacwatchd.config import CatalogSettings
+from stacwatchd.engine.writer import open_writer, op_for
+from stacwatchd.model.items import Rules, build
+from stacwatchd.sinks.base import Sink, SinkError, SinkRunner
+from stacwatchd.state.store import Change, State
 from stacwatchd.testing import wait_until
 from daemon_support import DaemonProcess
 from test_catalog import assert_catalog_ok
@@ -470,3 +476,74 @@ def test_build_running_longer_than_the_stall_time_is_reported(tmp_path):
         if pipe is not None:
             release(pipe)
         daemon.close()
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung target)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+class Webhook(Sink):
+    """Posts each batch to a local endpoint and waits for its answer."""
+
+    name = "hook"
+    stream = "changes"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def deliver(self, rows: Sequence[Change], state: State) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=60) as conn:
+                conn.sendall(b"POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+                answer = conn.recv(1)
+        except OSError as exc:
+            raise SinkError(f"127.0.0.1:{self.port}", str(exc)) from None
+        if not answer:
+            raise SinkError(f"127.0.0.1:{self.port}", "closed without an answer")
+
+
+def test_hung_sink_is_stalled_once_its_backlog_waited_the_stall_time_not_before(tmp_path, prepared):
+    server = SilentServer()
+    sink = Webhook(server.port)
+    writer = open_writer(CatalogSettings(root=tmp_path / "catalog"), {}, [sink])
+    runner = SinkRunner(sink, writer.state.path, stall_seconds=1.0)
+    try:
+        quiet_from = time.monotonic()
+        assert not runner.check_stall()
+        wait_until(lambda: time.monotonic() - quiet_from >= 1.5, message="a quiet spell longer than the stall time")
+        rules = Rules.for_folder(prepared[0].parent)
+        op = op_for(build(prepared[0], rules), rules)
+        arrived = time.monotonic()
+        writer.apply([op])
+        runner.start()
+        with testing.capture_logs() as logs:
+            assert not runner.check_stall(), "rows that just arrived after a quiet spell are not late"
+            wait_until(runner.check_stall, timeout=30, message="stalled")
+            waited = time.monotonic() - arrived
+            assert runner.check_stall()
+        stalled = [e for e in logs if e["event"] == "sink_stalled"]
+        assert len(stalled) == 1 and stalled[0]["sink"] == "hook" and stalled[0]["backlog"] > 0
+        assert 1.0 <= waited <= 1.0 + 5
+        assert runner.status()["stalled_for_s"] >= 1.0
+    finally:
+        server.close()
+        runner.stop(timeout=10)
+        writer.close()

@@ -522,6 +522,15 @@ class State:
         table = _STREAM_TABLES[row[0]]
         return self.db.execute(f"SELECT count(*) FROM {table} WHERE seq > ?", (row[1],)).fetchone()[0]
 
+    def queued_since(self, name: str) -> float | None:
+        """When the oldest row a sink has not delivered was queued (None: nothing waits)."""
+        row = self.db.execute("SELECT stream, seq FROM sink_cursors WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        table = _STREAM_TABLES[row[0]]
+        found = self.db.execute(f"SELECT queued_at FROM {table} WHERE seq > ? ORDER BY seq LIMIT 1", (row[1],)).fetchone()
+        return found[0] if found else None
+
     def changes_after(self, seq: int, limit: int, until: int | None = None) -> list[Change]:
         rows = self.db.execute(
             "SELECT seq, kind, event, collection, key, queued_at, doc FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
