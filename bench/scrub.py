@@ -63,7 +63,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="where the catalogs are made (default: a temp folder, removed)")
     parser.add_argument("--reuse", action="store_true", help="reuse catalogs already in --workdir")
-    parser.add_argument("--drop-caches", action="store_true", help="also time passes after dropping the whole page cache (root; disturbs the machine)")
+    parser.add_argument(
+        "--drop-caches",
+        action="store_true",
+        help="also time passes after dropping the whole page cache (root; disturbs the machine)",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--no-out", action="store_true")
     parser.add_argument("--quiet", action="store_true")

@@ -15,16 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from daemon_support import DaemonProcess
+from test_catalog import assert_catalog_ok
 
 from stacwatchd import testing
 from stacwatchd.config import CatalogSettings
-from stacwatchd.engine.writer import open_writer, op_for
+from stacwatchd.engine.writer import op_for, open_writer
 from stacwatchd.model.items import Rules, build
 from stacwatchd.sinks.base import Sink, SinkError, SinkRunner
 from stacwatchd.state.store import Change, State
 from stacwatchd.testing import wait_until
-from daemon_support import DaemonProcess
-from test_catalog import assert_catalog_ok
 
 #: Dates that make two years and three month partitions.
 DATES = ("20240105T100000", "20240320T100000", "20250611T100000")
@@ -32,9 +32,7 @@ ITEM = "scene_{}"
 
 
 def stacwatchd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, cwd=cwd
-    )
+    return subprocess.run([sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +109,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(DAMAGE))
-def test_catalog_file_damaged_while_running_is_repaired_at_the_next_pass_with_one_line(
-    tmp_path, prepared, schema_store, case
-):
+def test_catalog_file_damaged_while_running_is_repaired_at_the_next_pass_with_one_line(tmp_path, prepared, schema_store, case):
     daemon = DaemonProcess(tmp_path, reconcile=2.0)
     try:
         daemon.start()

@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from test_daemon_pgstac import daemon_for, ids_in_pgstac
 
 from stacwatchd import testing
 from stacwatchd.testing import wait_until
-from test_daemon_pgstac import daemon_for, ids_in_pgstac
 
 pytestmark = pytest.mark.pg
 

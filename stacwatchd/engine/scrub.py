@@ -395,9 +395,7 @@ def _running_daemon(state: State) -> int | None:
     return pid
 
 
-def scrub_command(
-    settings: CatalogSettings, watched: Iterable[Path], *, fix: bool, full: bool, out: TextIO
-) -> int:
+def scrub_command(settings: CatalogSettings, watched: Iterable[Path], *, fix: bool, full: bool, out: TextIO) -> int:
     """``stacwatchd scrub``: print what a scrub finds (and, with ``fix``, repair it).
 
     Exit status: 0 when the catalog matches the state (or was repaired), 1 when damage
@@ -435,7 +433,9 @@ def scrub_command(
             _, done = repair(writer, report)
             writer.flush()
         if report.damage:
-            out.write(f"repaired: {len(done.rewritten)} rewritten, {len(done.removed)} removed, {len(done.forgotten)} forgotten\n")
+            out.write(
+                f"repaired: {len(done.rewritten)} rewritten, {len(done.removed)} removed, {len(done.forgotten)} forgotten\n"
+            )
     return 0
 
 
