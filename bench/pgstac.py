@@ -1,4 +1,4 @@
-"""Items/s into PgSTAC: stacwatchd's outbox publisher against pypgstac's Loader, same run.
+"""Items/s into PgSTAC: stacwatchd's PgSTAC sink against pypgstac's Loader, same run.
 
     python bench/pgstac.py                  # N = 10,000, 3 repeats
     python bench/pgstac.py --quick          # N = 1,000, 1 repeat: a smoke run
@@ -6,20 +6,21 @@
     python bench/pgstac.py --sql-function   # also pgstac.upsert_items(jsonb) in batches
 
 Set-up (untimed): N small real COGs (``stacwatchd.testing.many_cogs``, dates spread over
-three years), cataloged by the writer with the outbox on, so the state holds N Items and
-N + N/500 outbox rows; a throwaway PostgreSQL + PostGIS + pgstac cluster
+three years), cataloged by the writer with a cursor for the PgSTAC sink, so the state
+holds N Items and N + N/500 rows of the change stream; a throwaway PostgreSQL + PostGIS + pgstac cluster
 (``tests/support/pg.py``; ``fsync=off``, ``synchronous_commit=on``).
 
 Methods, each on an emptied pgstac database (``PgCluster.reset``) and in a seeded,
 shuffled order per repeat:
 
 outbox
-    ``PgstacPublisher.drain()`` on a fresh copy of the state: read the outbox in
-    batches of ``--batch-size`` rows, render the collection, rewrite hrefs, one
-    transaction per batch. What the daemon does; the number the target is about.
+    ``SinkRunner.drain()`` of the PgSTAC sink on a fresh copy of the state: read the
+    change stream in batches of ``--batch-size`` rows, render the collection, rewrite
+    hrefs, one transaction per batch. What the daemon does; the number the target is
+    about.
 publish_all
-    ``PgstacPublisher.publish_all()`` (``stacwatchd publish --all``) into the empty
-    database; ``publish_all_again`` repeats it on the loaded one (nothing changes).
+    ``stacwatchd.sinks.pgstac.publish_all`` (``stacwatchd publish --all``) into the
+    empty database; ``publish_all_again`` repeats it on the loaded one (nothing changes).
 loader_upsert / loader_insert
     ``pypgstac.load.Loader.load_items(items, Methods.upsert | insert)`` over the very
     same PgSTAC-ready Item dicts (absolute hrefs, generated untimed beforehand), after
@@ -59,10 +60,12 @@ import orjson  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from support.pg import PgCluster, new_cluster_dir  # noqa: E402
 
-from stacwatchd.engine.writer import CatalogWriter, op_for  # noqa: E402
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules, PgstacSettings  # noqa: E402
+from stacwatchd.engine.writer import op_for, open_writer  # noqa: E402
 from stacwatchd.model.items import Rules, build  # noqa: E402
-from stacwatchd.sinks.pgstac import PgstacPublisher  # noqa: E402
+from stacwatchd.sinks.base import SinkRunner  # noqa: E402
+from stacwatchd.sinks.pgstac import PgstacSink, publish_all  # noqa: E402
+from stacwatchd.state.store import State  # noqa: E402
 from stacwatchd.testing import capture_logs, many_cogs  # noqa: E402
 
 DEFAULT_OUT = BENCH_DIR / "out" / "pgstac.json"
@@ -77,6 +80,13 @@ PACKAGES = ("stacwatchd", "pypgstac", "psycopg", "orjson", "rasterio")
 
 class BenchError(RuntimeError):
     """A pass did not leave exactly N distinct Items in PgSTAC."""
+
+
+class _Cursor:
+    """The PgSTAC sink as the writer sees it (its settings need the cluster, made later)."""
+
+    name = PgstacSink.name
+    stream = PgstacSink.stream
 
 
 # -- set-up -----------------------------------------------------------------------------------
@@ -94,10 +104,10 @@ def build_catalog(workdir: Path, n: int, log: Callable[[str], None]) -> tuple[Ca
         collection=CollectionSettings(id=COLLECTION),
         items=ItemRules(statistics="off", thumbnail=False, checksum=False),
     )
-    log(f"cataloging {n:,} Items (outbox on) …")
+    log(f"cataloging {n:,} Items (change stream on) …")
     started = time.perf_counter()
     with (
-        CatalogWriter(catalog, {COLLECTION: rules.collection}, outbox=True, durability="none") as writer,
+        open_writer(catalog, {COLLECTION: rules.collection}, [_Cursor()], durability="none") as writer,
         ThreadPoolExecutor() as pool,
     ):
         for start in range(0, n, 500):
@@ -136,35 +146,56 @@ class Context:
         )
         os.environ["STACWATCHD_BENCH_PGPASSWORD"] = cluster.password
         self.passes = 0
-        with PgstacPublisher(self.settings, catalog, pristine) as publisher:
-            ids = [row[1] for row in publisher.state.all_items()]
-            self.collection = publisher.collection_document(COLLECTION)
-            self.items_json = [orjson.dumps(publisher.item_document(COLLECTION, i)) for i in ids]
-            self.outbox_rows = publisher.depth()
+        sink = PgstacSink(self.settings, catalog)
+        state = State(pristine, readonly=True)
+        try:
+            ids = [row[1] for row in state.all_items()]
+            self.collection = sink.collection_document(state, COLLECTION)
+            self.items_json = [orjson.dumps(sink.item_document(state, COLLECTION, i)) for i in ids]
+            self.outbox_rows = state.backlog(sink.name)
+        finally:
+            state.close()
 
-    def publisher(self) -> PgstacPublisher:
+    def runner(self) -> SinkRunner:
+        """The PgSTAC sink's runner on a fresh copy of the pristine state."""
         self.passes += 1
-        return PgstacPublisher(self.settings, self.catalog, fresh_state(self.pristine, self.workdir, f"p{self.passes}"))
+        sink = PgstacSink(self.settings, self.catalog)
+        return SinkRunner(sink, fresh_state(self.pristine, self.workdir, f"p{self.passes}"))
 
 
 def run_outbox(ctx: Context) -> dict[str, Any]:
-    with ctx.publisher() as publisher, capture_logs() as logs:
-        started = time.perf_counter()
-        counts = publisher.drain()
-        seconds = time.perf_counter() - started
+    runner = ctx.runner()
+    try:
+        with capture_logs() as logs:
+            started = time.perf_counter()
+            rows = runner.drain()
+            seconds = time.perf_counter() - started
+    finally:
+        close(runner)
     batches = [e["seconds"] * 1000 for e in logs if e["event"] == "pgstac_batch_published"]
     return {"seconds": seconds, "batches": len(batches), "batch_p50_ms": _common.median(batches),
-            "batch_p99_ms": _common.percentile(batches, 99), "outbox_rows": counts.outbox_rows}  # fmt: skip
+            "batch_p99_ms": _common.percentile(batches, 99), "outbox_rows": rows}  # fmt: skip
 
 
 def run_publish_all(ctx: Context, *, again: bool = False) -> dict[str, Any]:
-    with ctx.publisher() as publisher, capture_logs():
-        if again:
-            publisher.publish_all()
-        started = time.perf_counter()
-        counts = publisher.publish_all()
-        seconds = time.perf_counter() - started
+    runner = ctx.runner()
+    sink = runner.sink
+    assert isinstance(sink, PgstacSink)
+    try:
+        with capture_logs():
+            if again:
+                publish_all(sink, runner.state)
+            started = time.perf_counter()
+            counts = publish_all(sink, runner.state)
+            seconds = time.perf_counter() - started
+    finally:
+        close(runner)
     return {"seconds": seconds, "items_changed": counts.items_changed}
+
+
+def close(runner: SinkRunner) -> None:
+    runner.sink.close()
+    runner.state.close()
 
 
 def run_loader(ctx: Context, mode: str) -> dict[str, Any]:
@@ -325,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(_common.format_table(table, COLUMNS))
     outbox = next(r for r in table if r["method"] == "outbox")
     verdict = "meets" if outbox["meets_target"] else "MISSES"
-    print(f"\noutbox publisher: {outbox['ratio_to_loader']:.2f}× pypgstac's Loader ({verdict} the ≥ {TARGET_RATIO}× target)")
+    print(f"\nPgSTAC sink (outbox): {outbox['ratio_to_loader']:.2f}× pypgstac's Loader ({verdict} the ≥ {TARGET_RATIO}× target)")
     results = {
         "benchmark": "pgstac",
         "n": n,

@@ -356,15 +356,21 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
-    from stacwatchd.engine.writer import CatalogWriter
+    from stacwatchd.engine.writer import open_writer
+    from stacwatchd.sinks import configured_sinks
+    from stacwatchd.sinks.base import deliver_once
 
     settings = _settings(args)
     state = settings.catalog.state_path
     if not state.exists():
         raise StacwatchdError(state, "no state file: nothing to rebuild from")
-    with CatalogWriter(settings.catalog) as writer:
-        writer.sync_collections({w.collection_id: w.collection for w in settings.watch})
+    collections = {w.collection_id: w.collection for w in settings.watch}
+    sinks = configured_sinks(settings)
+    with open_writer(settings.catalog, collections, sinks) as writer:
+        writer.sync_collections(collections)  # a changed title reaches the sinks too
         result = writer.rebuild()
+        for sink in sinks:
+            deliver_once(sink, writer.state.path)
     print(f"rebuild: {len(result.written)} files written, {len(result.deleted)} stale files removed")
     return EXIT_OK
 

@@ -1,31 +1,45 @@
 """``stacwatchd publish [--all]``: push the state to PgSTAC once, from the command line.
 
-Without ``--all`` the outbox is drained once (what the daemon's publisher thread does
-continuously), with ``--all`` every collection and Item of the state is pushed in bulk,
-for a first load or after a database restore. Both are idempotent: running them again
+Without ``--all`` the PgSTAC sink's backlog is delivered once, from its cursor, exactly
+as the daemon's runner does continuously. With ``--all`` every collection and Item of
+the state is pushed in bulk, for a first load or after a database restore, and the
+cursor then moves past what was queued before. Both are idempotent: running them again
 changes nothing in PgSTAC and never duplicates an Item. They may run while the daemon
-does; the two publishers then take turns through the state file and PgSTAC's
-idempotent upserts.
+does; the two then take turns through the state file and PgSTAC's idempotent upserts.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from stacwatchd.config import Settings
 from stacwatchd.errors import ConfigError, StacwatchdError
-from stacwatchd.sinks.pgstac import PgstacPublisher, PublishCounts, PublishError
+from stacwatchd.sinks import configured_sinks
+from stacwatchd.sinks.base import SinkRunner
+from stacwatchd.sinks.pgstac import PgstacSink, PublishCounts, PublishError
+from stacwatchd.sinks.pgstac import publish_all as push_everything
 
-__all__ = ["PublishCounts", "PublishError", "publish_all", "publish_outbox", "publisher_for"]
+__all__ = ["PublishCounts", "PublishError", "publish_all", "publish_outbox"]
 
 
-def publisher_for(settings: Settings) -> PgstacPublisher:
-    """A publisher for the configured catalog and ``[pgstac]`` section (not started)."""
+@contextlib.contextmanager
+def _pgstac_runner(settings: Settings) -> Iterator[tuple[PgstacSink, SinkRunner]]:
+    """The PgSTAC sink and a runner on the state, every configured sink's cursor kept."""
     if settings.pgstac is None:
         raise ConfigError(None, "no [pgstac] section configured: nothing to publish to")
     state_path = settings.catalog.state_path
     if not state_path.exists():
         raise StacwatchdError(state_path, "no state file: catalog something first (stacwatchd scan)")
-    collections = {w.collection_id: w.collection for w in settings.watch}
-    return PgstacPublisher(settings.pgstac, settings.catalog, state_path, collections=collections)
+    sinks = configured_sinks(settings)
+    sink = next(s for s in sinks if isinstance(s, PgstacSink))
+    runner = SinkRunner(sink, state_path)
+    try:
+        runner.state.register_sinks({s.name: s.stream for s in sinks})
+        yield sink, runner
+    finally:
+        sink.close()
+        runner.state.close()
 
 
 def publish_all(settings: Settings, *, prune: bool = True) -> PublishCounts:
@@ -35,11 +49,15 @@ def publish_all(settings: Settings, *, prune: bool = True) -> PublishCounts:
     collections: Items it holds there that the state does not are deleted, and so are
     collections the state has emptied. Raises :class:`PublishError` on failure.
     """
-    with publisher_for(settings) as publisher:
-        return publisher.publish_all(prune=prune)
+    with _pgstac_runner(settings) as (sink, runner):
+        queued = runner.state.stream_end(sink.stream)
+        counts = push_everything(sink, runner.state, prune=prune)
+        counts.outbox_rows = runner.acknowledge(queued)
+        return counts
 
 
 def publish_outbox(settings: Settings) -> PublishCounts:
-    """Drain the outbox once: every change queued now is published, in order."""
-    with publisher_for(settings) as publisher:
-        return publisher.drain()
+    """Deliver the PgSTAC backlog once: every change queued now, in order."""
+    with _pgstac_runner(settings) as (sink, runner):
+        runner.drain()
+        return sink.counts

@@ -12,6 +12,7 @@ from typing import Any
 
 from stacwatchd.config import STATE_DIRNAME
 from stacwatchd.engine.scrub import REPAIR_COMMAND
+from stacwatchd.sinks.base import refused_key
 from stacwatchd.state.store import SourceRecord, State
 
 __all__ = ["HEARTBEAT_STALE_SECONDS", "ago", "read_status", "refused_under", "render_status"]
@@ -21,8 +22,9 @@ HEARTBEAT_STALE_SECONDS = 30.0
 
 
 def read_status(state_path: Path, recent: int = 10, catalog_root: Path | None = None) -> dict[str, Any]:
-    """Counts, the daemon's last heartbeat, the outbox, the most recent failures, and
-    ``warnings``: stalls the daemon reported and catalog files found missing."""
+    """Counts, the daemon's last heartbeat, each sink's backlog and last success or
+    error, the most recent failures, and ``warnings``: stalls the daemon reported and
+    catalog files found missing."""
     if catalog_root is None and state_path.parent.name == STATE_DIRNAME:
         catalog_root = state_path.parent.parent
     state = State(state_path, readonly=True)
@@ -38,13 +40,16 @@ def read_status(state_path: Path, recent: int = 10, catalog_root: Path | None = 
         daemon = state.meta("daemon")
         if daemon:
             report["daemon"] = json.loads(daemon)
-        for key, label in (("publish_ok", "last_publish"), ("publish_error", "last_publish_error"), ("publish_refused", "last_publish_refused")):
-            value = state.meta(key)
-            if value:
-                report[label] = _json_or_text(value)
-        report["recent_failures"] = [
-            f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)
-        ]
+        sinks = {}
+        for name, stream, _, status in state.sinks():
+            entry: dict[str, Any] = {"stream": stream, "backlog": state.backlog(name), **status}
+            refused = state.meta(refused_key(name))
+            if refused:
+                entry["last_refused"] = _json_or_text(refused)
+            sinks[name] = entry
+        if sinks:
+            report["sinks"] = sinks
+        report["recent_failures"] = [f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)]
         daemon = report.get("daemon") or {}
         running = bool(daemon.get("running")) and time.time() - float(daemon.get("heartbeat_at") or 0) <= HEARTBEAT_STALE_SECONDS
         warnings = _stalls(daemon) if running else []
@@ -122,7 +127,7 @@ def render_status(report: dict[str, Any], *, catalog: Path, state: Path, now: fl
     lines += _daemon_lines(report.get("daemon"), now)
     if report["journal_pending"]:
         lines.append(f"journal:  {report['journal_pending']} files still to write (finished at the next start)")
-    lines += _publish_lines(report, now)
+    lines += _sink_lines(report, now)
     failures = report.get("recent_failures") or []
     if failures:
         lines.append("recent refusals:")
@@ -186,19 +191,23 @@ def _watch_state(how: str) -> str:
     return f"watched ({how})"
 
 
-def _publish_lines(report: dict[str, Any], now: float) -> list[str]:
+def _sink_lines(report: dict[str, Any], now: float) -> list[str]:
+    """Each sink's backlog and last outcome as recorded in the state (daemon running or not)."""
     lines = []
-    if report["outbox_depth"] or "last_publish" in report or "last_publish_error" in report:
-        lines.append(f"pgstac:   {report['outbox_depth']:,} changes waiting in the outbox")
-    ok = report.get("last_publish")
-    if isinstance(ok, dict) and ok.get("at"):
-        lines.append(f"          last published {_relative(ok['at'], now)}")
-    error = report.get("last_publish_error")
-    if error:
-        lines.append(f"          last error: {error}")
-    refused = report.get("last_publish_refused")
-    if refused:
-        lines.append(f"          last refused by PgSTAC: {refused}")
+    for name, sink in (report.get("sinks") or {}).items():
+        what = "changes" if sink.get("stream") == "changes" else "files"
+        lines.append(f"{name + ':':<10}{sink.get('backlog', 0):,} {what} waiting")
+        if sink.get("last_success"):
+            lines.append(f"          last delivered {_relative(sink['last_success'], now)}")
+        if sink.get("last_error"):
+            when = f", {_relative(sink['last_error_at'], now)}" if sink.get("last_error_at") else ""
+            lines.append(f"          last error ({sink.get('last_error_kind', 'error')}{when}): {sink['last_error']}")
+        refused = sink.get("last_refused")
+        if isinstance(refused, dict):
+            lines.append(
+                f"          last refused: {refused.get('collection')}/{refused.get('id')} "
+                f"{_relative(str(refused.get('at', '')), now)}: {refused.get('error')}"
+            )
     return lines
 
 

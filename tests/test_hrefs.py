@@ -155,21 +155,23 @@ def test_hostile_names_are_valid_urls_in_pgstac(hostile_files, tmp_path, pgstac_
     from pydantic import SecretStr
 
     from stacwatchd.config import CatalogSettings, CollectionSettings, PgstacSettings
-    from stacwatchd.engine.writer import CatalogWriter, op_for
-    from stacwatchd.sinks.pgstac import PgstacPublisher
+    from stacwatchd.engine.writer import op_for, open_writer
+    from stacwatchd.sinks.base import SinkRunner
+    from stacwatchd.sinks.pgstac import PgstacSink
 
     data, files = hostile_files
     catalog = CatalogSettings(root=tmp_path / "catalog")
     collection = CollectionSettings(id="hostile")
     rules = Rules(collection_id="hostile", root=data, collection=collection)
-    writer = CatalogWriter(catalog, {"hostile": collection}, outbox=True, durability="none")
     monkeypatch.setenv("STACWATCHD_TEST_HREFS_PASSWORD", pgstac_db.password)
     settings = PgstacSettings(
         dsn=SecretStr(f"postgresql://{pgstac_db.user}@{pgstac_db.host}:{pgstac_db.port}/{pgstac_db.dbname}"),
         password_env="STACWATCHD_TEST_HREFS_PASSWORD",
         public_base_url=base_url,
     )
-    publisher = PgstacPublisher(settings, catalog, writer.state.path, collections={"hostile": collection})
+    sink = PgstacSink(settings, catalog, collections={"hostile": collection})
+    writer = open_writer(catalog, {"hostile": collection}, [sink], durability="none")
+    publisher = SinkRunner(sink, writer.state.path)
     try:
         result = writer.apply([op_for(build(path, rules), rules) for path in files.values()])
         assert not result.rejections, result.rejections
@@ -178,7 +180,7 @@ def test_hostile_names_are_valid_urls_in_pgstac(hostile_files, tmp_path, pgstac_
             ids = [row[0] for row in conn.execute("SELECT id FROM pgstac.items").fetchall()]
             published = [conn.execute("SELECT pgstac.get_item(%s, 'hostile')", (i,)).fetchone()[0] for i in ids]
     finally:
-        publisher.close()
+        publisher.stop()
         writer.close()
 
     assert len(published) == len(HOSTILE)

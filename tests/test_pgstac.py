@@ -1,8 +1,9 @@
-"""PgSTAC publishing from the outbox, against a real PostgreSQL + pgstac and stac-fastapi-pgstac.
+"""The PgSTAC sink, against a real PostgreSQL + pgstac and stac-fastapi-pgstac.
 
-Each test builds a real static catalog from real rasters with the writer (outbox on),
-publishes, then looks at what a user of the API sees (``/search`` and pystac-client)
-and at ``pgstac.items`` itself. Fault tests stop or kill a private cluster.
+Each test builds a real static catalog from real rasters with the writer (its change
+stream on, a cursor for the sink), delivers it through the sink's runner, then looks
+at what a user of the API sees (``/search`` and pystac-client) and at ``pgstac.items``
+itself. Fault tests stop or kill a private cluster.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,18 +22,20 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
 import pytest
-from pydantic import ValidationError
 import requests
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from stacwatchd import testing
-from stacwatchd.engine.writer import BatchResult, CatalogWriter, Remove, op_for
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules, PgstacSettings, Settings
+from stacwatchd.engine.writer import BatchResult, Remove, op_for, open_writer
 from stacwatchd.errors import ConfigError
 from stacwatchd.model.items import Rules, build
 from stacwatchd.publish import publish_all, publish_outbox
-from stacwatchd.sinks.pgstac import PgstacPublisher, PublishError
-from stacwatchd.state.store import compress, decompress
+from stacwatchd.sinks import configured_sinks
+from stacwatchd.sinks.base import Row, Sink, SinkRunner
+from stacwatchd.sinks.pgstac import PgstacSink, PublishCounts, PublishError
+from stacwatchd.sinks.pgstac.plan import HEAD, Progress
+from stacwatchd.state.store import State, compress, decompress
 from stacwatchd.status import read_status
 from stacwatchd.testing import capture_logs, wait_until
 
@@ -48,16 +52,29 @@ NEAR = (9.0, 44.0, 12.0, 47.0)
 # -- the world: rasters in a folder, a catalog with an outbox ----------------------------------
 
 
-class World:
-    """A watched folder, the writer of its catalog, and helpers to act like a user."""
+@dataclass(frozen=True)
+class Cursor:
+    """A sink as the writer sees it: a name and the stream it reads."""
 
-    def __init__(self, tmp_path: Path, *, items: ItemRules | None = None) -> None:
+    name: str
+    stream: str = "changes"
+
+
+class World:
+    """A watched folder, the writer of its catalog, and helpers to act like a user.
+
+    The writer keeps the change stream for the PgSTAC sink (and ``also``), as the
+    daemon does when ``[pgstac]`` is configured.
+    """
+
+    def __init__(self, tmp_path: Path, *, items: ItemRules | None = None, also: Sequence[str] = ()) -> None:
         self.data = tmp_path / "data"
         self.data.mkdir()
         self.catalog = CatalogSettings(root=tmp_path / "catalog", title="Test catalog")
         collection = CollectionSettings(id=COLLECTION, title="Scenes")
         self.rules = Rules(collection_id=COLLECTION, root=self.data, collection=collection, items=items or ItemRules())
-        self.writer = CatalogWriter(self.catalog, {COLLECTION: collection}, outbox=True, durability="none")
+        cursors = [Cursor(PgstacSink.name), *(Cursor(name) for name in also)]
+        self.writer = open_writer(self.catalog, {COLLECTION: collection}, cursors, durability="none")
 
     def raster(self, name: str, when: datetime, lon: float = 10.0, lat: float = 45.0, **kw: Any) -> Path:
         """A small EPSG:4326 raster whose datetime lives in its TIFF tags (the name has none)."""
@@ -118,23 +135,40 @@ def pg_settings(monkeypatch: pytest.MonkeyPatch) -> Callable[..., PgstacSettings
 
 
 @pytest.fixture
-def publishers() -> Iterator[Callable[..., PgstacPublisher]]:
-    """``make(settings, world, **kw)``: publishers closed at the end of the test."""
-    made: list[PgstacPublisher] = []
+def runners() -> Iterator[Callable[..., SinkRunner]]:
+    """``make(settings_or_sink, world, **kw)``: the PgSTAC sink's runner on the world's
+    state, as the daemon builds it; stopped at the end of the test."""
+    made: list[SinkRunner] = []
 
-    def make(settings: PgstacSettings, world: World, **kw: Any) -> PgstacPublisher:
-        publisher = PgstacPublisher(settings, world.catalog, world.state_path, **kw)
-        made.append(publisher)
-        return publisher
+    def make(sink: PgstacSettings | Sink, world: World, **kw: Any) -> SinkRunner:
+        if isinstance(sink, PgstacSettings):
+            sink = PgstacSink(sink, world.catalog)
+        runner = SinkRunner(sink, world.state_path, **kw)
+        made.append(runner)
+        return runner
 
     yield make
-    for publisher in made:
-        publisher.close()
+    for runner in made:
+        runner.stop(5)
 
 
 @pytest.fixture
-def publisher(pgstac_db: Any, pg_settings: Callable[..., PgstacSettings], world: World, publishers) -> PgstacPublisher:
-    return publishers(pg_settings(pgstac_db), world)
+def publisher(pgstac_db: Any, pg_settings: Callable[..., PgstacSettings], world: World, runners) -> SinkRunner:
+    return runners(pg_settings(pgstac_db), world)
+
+
+def drain(runner: SinkRunner) -> PublishCounts:
+    """Deliver the backlog now; what the PgSTAC sink sent doing it."""
+    sink = runner.sink
+    assert isinstance(sink, PgstacSink)
+    sink.counts = PublishCounts()
+    runner.drain()
+    return sink.counts
+
+
+def pgstac_status(world: World) -> dict[str, Any]:
+    """The PgSTAC sink's lines of ``stacwatchd status``."""
+    return read_status(world.state_path)["sinks"]["pgstac"]
 
 
 def sql(cluster: Any, query: str, *params: Any, admin: bool = False) -> list[tuple[Any, ...]]:
@@ -167,8 +201,8 @@ def search_client(api: str, **params: Any) -> list[str]:
     return [item.id for item in client.search(collections=[COLLECTION], max_items=500, **params).items()]
 
 
-def failing_events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in logs if e["event"] == "pgstac_publish_failing"]
+def failing_events(logs: list[dict[str, Any]], sink: str = "pgstac") -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "sink_failing" and e["sink"] == sink]
 
 
 # -- found, removed, moved -----------------------------------------------------------------------
@@ -183,7 +217,7 @@ def test_added_items_are_found_by_bbox_and_datetime_through_the_api(world, publi
     queued = publisher.depth()
     assert queued >= 5  # the collection, then four Items
 
-    assert publisher.drain_once() == queued
+    assert publisher.drain() == queued
     assert publisher.depth() == 0
 
     assert sorted(search_api(stac_api, bbox=NEAR, datetime=MAY)) == ["alpha", "bravo"]
@@ -194,7 +228,7 @@ def test_added_items_are_found_by_bbox_and_datetime_through_the_api(world, publi
 
 def test_published_hrefs_are_absolute_and_point_back_to_the_static_json(world, publisher, stac_api):
     world.add(world.raster("alpha.tif", MAY_17))
-    publisher.drain_once()
+    publisher.drain()
     static_path, static = world.static_item("alpha")
 
     item = requests.get(f"{stac_api}/collections/{COLLECTION}/items/alpha", timeout=10).json()
@@ -218,10 +252,10 @@ def test_published_hrefs_are_absolute_and_point_back_to_the_static_json(world, p
     ]
 
 
-def test_without_public_base_url_hrefs_are_file_urls_of_the_local_files(world, pgstac_db, pg_settings, publishers):
-    publisher = publishers(pg_settings(pgstac_db, public_base_url=None), world)
+def test_without_public_base_url_hrefs_are_file_urls_of_the_local_files(world, pgstac_db, pg_settings, runners):
+    publisher = runners(pg_settings(pgstac_db, public_base_url=None), world)
     world.add(world.raster("alpha.tif", MAY_17))
-    publisher.drain_once()
+    publisher.drain()
 
     item = sql(pgstac_db, "SELECT pgstac.get_item('alpha', %s)", COLLECTION)[0][0]
 
@@ -236,17 +270,17 @@ def test_removed_file_disappears_and_the_last_one_takes_the_collection_along(wor
     alpha = world.raster("alpha.tif", MAY_17)
     bravo = world.raster("bravo.tif", MAY_17, lon=10.5)
     world.add(alpha, bravo)
-    publisher.drain_once()
+    publisher.drain()
 
     world.remove(alpha)
-    publisher.drain_once()
+    publisher.drain()
 
     assert search_api(stac_api, bbox=NEAR, datetime=MAY) == ["bravo"]
     assert requests.get(f"{stac_api}/collections/{COLLECTION}/items/alpha", timeout=10).status_code == 404
     assert published_ids(pgstac_db) == ["bravo"]
 
     world.remove(bravo)
-    publisher.drain_once()
+    publisher.drain()
     assert published_ids(pgstac_db) == []
     assert sql(pgstac_db, "SELECT count(*) FROM pgstac.collections")[0][0] == 0
     assert requests.get(f"{stac_api}/collections/{COLLECTION}", timeout=10).status_code == 404
@@ -258,14 +292,14 @@ def test_item_overwritten_with_a_new_date_moves_and_is_found_once(
 ):
     path = world.raster("alpha.tif", MAY_17)
     world.add(path, world.raster("bravo.tif", MAY_17, lon=11.0))
-    publisher.drain_once()
+    publisher.drain()
     if partition_trunc:  # what an administrator may do; moves then cross partitions
         sql(pgstac_db, "UPDATE pgstac.collections SET partition_trunc = %s", partition_trunc, admin=True)
     before = sql(pgstac_db, "SELECT tableoid::regclass::text FROM pgstac.items WHERE id = 'alpha'")
 
     world.raster("alpha.tif", datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert world.add(path).updated == 1
-    publisher.drain_once()
+    publisher.drain()
 
     rows = sql(pgstac_db, "SELECT datetime, tableoid::regclass::text FROM pgstac.items WHERE id = 'alpha'")
     assert len(rows) == 1
@@ -284,15 +318,15 @@ def test_queued_operations_are_coalesced_and_missing_items_are_deleted_quietly(w
     bravo = world.raster("bravo.tif", MAY_17, lon=10.5)
     world.add(alpha, bravo)
     world.remove(alpha)  # added and removed before anything was published
-    publisher.drain_once()
+    publisher.drain()
     assert published_ids(pgstac_db) == ["bravo"]
 
     # Someone deleted it from PgSTAC behind our back; removing the file is still fine.
     sql(pgstac_db, "DELETE FROM pgstac.items WHERE id = 'bravo'", admin=True)
     world.remove(bravo)
-    publisher.drain_once()
+    publisher.drain()
     assert publisher.depth() == 0
-    assert read_status(world.state_path).get("last_publish_error") is None
+    assert "last_error" not in pgstac_status(world)
 
 
 # -- bulk ----------------------------------------------------------------------------------
@@ -317,6 +351,7 @@ def test_publish_all_twice_is_idempotent_and_mirrors_the_state(world, pgstac_db,
     first = publish_all(settings)
     assert (first.collections, first.items, first.items_changed) == (1, 6, 6)
     assert first.outbox_rows > 0 and read_status(world.state_path)["outbox_depth"] == 0
+    assert pgstac_status(world)["backlog"] == 0 and pgstac_status(world)["last_success"]
     before = snapshot(pgstac_db)
 
     second = publish_all(settings)
@@ -334,18 +369,18 @@ def test_publish_all_twice_is_idempotent_and_mirrors_the_state(world, pgstac_db,
     assert publish_outbox(settings).outbox_rows == 0
 
 
-def test_a_large_batch_spanning_many_partitions_is_one_transaction(world, pgstac_db, pg_settings, publishers):
+def test_a_large_batch_spanning_many_partitions_is_one_transaction(world, pgstac_db, pg_settings, runners):
     """Bulk, not one call per Item; the locks held grow with partitions, not Items."""
     paths = testing.many_cogs(world.data, 400, span=timedelta(days=1096))
     world.add(paths[0])
-    publisher = publishers(pg_settings(pgstac_db, batch_size=5000), world)
-    publisher.drain_once()
+    publisher = runners(pg_settings(pgstac_db, batch_size=5000), world)
+    publisher.drain()
     sql(pgstac_db, "UPDATE pgstac.collections SET partition_trunc = 'month'", admin=True)
     for start in range(1, len(paths), 200):
         world.add(*paths[start : start + 200])
 
     with capture_logs() as logs:
-        counts = publisher.drain()
+        counts = drain(publisher)
 
     assert counts.items == 399 and counts.items_changed == 399
     batches = [e for e in logs if e["event"].startswith("pgstac_batch")]
@@ -355,13 +390,13 @@ def test_a_large_batch_spanning_many_partitions_is_one_transaction(world, pgstac
     assert partitions >= 36
 
 
-def test_item_without_geometry_is_kept_out_of_pgstac(tmp_path, pgstac_db, pg_settings, publishers):
+def test_item_without_geometry_is_kept_out_of_pgstac(tmp_path, pgstac_db, pg_settings, runners):
     world = World(tmp_path, items=ItemRules(unlocated="null-geometry"))
     try:
         world.add(world.raster("alpha.tif", MAY_17), testing.no_crs(world.data / "plain_20240517.tif"))
-        publisher = publishers(pg_settings(pgstac_db), world)
+        publisher = runners(pg_settings(pgstac_db), world)
         with capture_logs() as logs:
-            counts = publisher.drain()
+            counts = drain(publisher)
         assert world.ids() == {"alpha", "plain_20240517"}
         assert counts.skipped == 1 and published_ids(pgstac_db) == ["alpha"]
         assert [e["id"] for e in logs if e["event"] == "pgstac_item_skipped"] == ["plain_20240517"]
@@ -371,7 +406,7 @@ def test_item_without_geometry_is_kept_out_of_pgstac(tmp_path, pgstac_db, pg_set
 
 def test_an_item_pgstac_refuses_is_skipped_without_blocking_the_outbox(world, publisher, pgstac_db):
     world.add(world.raster("alpha.tif", MAY_17), world.raster("bravo.tif", MAY_17, lon=10.5))
-    publisher.drain_once()
+    publisher.drain()
     # Corrupt bravo's document in the state (a broken geometry PostGIS cannot parse), re-queue it.
     db = world.writer.state.db
     doc = json.loads(decompress(db.execute("SELECT doc FROM items WHERE id = 'bravo'").fetchone()[0]))
@@ -382,13 +417,14 @@ def test_an_item_pgstac_refuses_is_skipped_without_blocking_the_outbox(world, pu
     world.add(world.raster("charlie.tif", MAY_17, lon=11.0))
 
     with capture_logs() as logs:
-        counts = publisher.drain()
+        counts = drain(publisher)
 
     assert counts.refused == 1 and publisher.depth() == 0
     assert published_ids(pgstac_db) == ["alpha", "bravo", "charlie"]  # bravo: the last good version
     refused = [e for e in logs if e["event"] == "pgstac_item_refused"]
     assert [e["id"] for e in refused] == ["bravo"] and refused[0]["log_level"] == "error"
-    assert json.loads(world.writer.state.meta("publish_refused"))["id"] == "bravo"
+    assert pgstac_status(world)["last_refused"]["id"] == "bravo"
+    assert "last_error" not in pgstac_status(world)
 
 
 # -- credentials ------------------------------------------------------------------------------
@@ -406,18 +442,21 @@ def app_role(pgstac_db: Any) -> Iterator[tuple[str, str]]:
     sql(pgstac_db, f"DROP ROLE {name}", admin=True)
 
 
-def all_text(publisher: PgstacPublisher, logs: list[dict[str, Any]], *errors: BaseException) -> str:
-    """Everything a password could leak into: logs, errors, and the state's meta table."""
-    meta = publisher.state.db.execute("SELECT key, value FROM meta").fetchall()
-    return repr(logs) + repr([str(e) for e in errors]) + repr([repr(e) for e in errors]) + repr(meta)
+def all_text(world: World, logs: list[dict[str, Any]], *errors: BaseException) -> str:
+    """Everything a password could leak into: logs, errors, ``status``, and the state's
+    meta and sink tables."""
+    db = world.writer.state.db
+    stored = db.execute("SELECT key, value FROM meta").fetchall() + db.execute("SELECT * FROM sink_cursors").fetchall()
+    shown = json.dumps(read_status(world.state_path))
+    return repr(logs) + repr([str(e) for e in errors]) + repr([repr(e) for e in errors]) + repr(stored) + shown
 
 
-def test_password_from_the_environment_works_and_never_appears(world, pgstac_db, app_role, publishers, monkeypatch):
+def test_password_from_the_environment_works_and_never_appears(world, pgstac_db, app_role, runners, monkeypatch):
     user, password = app_role
     monkeypatch.setenv(PASSWORD_ENV, password)
     settings = PgstacSettings(dsn=SecretStr(dsn(pgstac_db, user)), password_env=PASSWORD_ENV, public_base_url=BASE_URL)
     world.add(world.raster("alpha.tif", MAY_17))
-    publisher = publishers(settings, world)
+    publisher = runners(settings, world)
 
     with capture_logs() as logs:
         publisher.start()
@@ -427,22 +466,22 @@ def test_password_from_the_environment_works_and_never_appears(world, pgstac_db,
         publisher.stop(5)
         wrong = f"Wrong-{secrets.token_urlsafe(12)}"
         monkeypatch.setenv(PASSWORD_ENV, wrong)
-        broken = publishers(settings, world)
+        broken = runners(settings, world)
         world.add(world.raster("bravo.tif", MAY_17, lon=10.5))
         with pytest.raises(PublishError) as failed:
-            broken.drain_once()
+            broken.drain()
         broken.start()
         wait_until(lambda: failing_events(logs), timeout=15)
         broken.stop(5)
 
     assert "password authentication failed" in str(failed.value)
-    assert "password authentication failed" in read_status(world.state_path)["last_publish_error"]
-    text = all_text(broken, logs, failed.value)
+    assert "password authentication failed" in pgstac_status(world)["last_error"]
+    text = all_text(world, logs, failed.value)
     assert password not in text and wrong not in text
     assert user in text  # the masking did not just blank everything
 
 
-def test_password_from_a_credential_file_with_a_trailing_newline(world, pgstac_db, app_role, publishers, tmp_path):
+def test_password_from_a_credential_file_with_a_trailing_newline(world, pgstac_db, app_role, runners, tmp_path):
     user, password = app_role
     secret = tmp_path / "credentials" / "pgstac-password"
     secret.parent.mkdir()
@@ -450,13 +489,13 @@ def test_password_from_a_credential_file_with_a_trailing_newline(world, pgstac_d
     secret.chmod(0o600)
     settings = PgstacSettings(dsn=SecretStr(dsn(pgstac_db, user)), password_file=secret)
     world.add(world.raster("alpha.tif", MAY_17))
-    publisher = publishers(settings, world)
+    publisher = runners(settings, world)
 
     with capture_logs() as logs:
-        assert publisher.drain_once() >= 2
+        assert publisher.drain() >= 2
 
     assert published_ids(pgstac_db) == ["alpha"]
-    assert password not in all_text(publisher, logs)
+    assert password not in all_text(world, logs)
 
 
 def test_a_password_in_the_dsn_or_a_missing_source_is_refused_without_quoting_it(world, pgstac_db, monkeypatch):
@@ -465,18 +504,18 @@ def test_a_password_in_the_dsn_or_a_missing_source_is_refused_without_quoting_it
         with pytest.raises(ValidationError) as err:  # refused when the configuration is read
             PgstacSettings(dsn=SecretStr(text))
         assert "must not contain the password" in str(err.value) and secret not in str(err.value)
-        # and again by the publisher itself, whatever built its settings
+        # and again by the sink itself, whatever built its settings
         with pytest.raises(ConfigError) as err:
-            PgstacPublisher(PgstacSettings.model_construct(dsn=SecretStr(text)), world.catalog, world.state_path)
+            PgstacSink(PgstacSettings.model_construct(dsn=SecretStr(text)), world.catalog)
         assert secret not in str(err.value)
 
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     unset = PgstacSettings(dsn=SecretStr(dsn(pgstac_db)), password_env=PASSWORD_ENV)
     with pytest.raises(ConfigError, match=PASSWORD_ENV):
-        PgstacPublisher(unset, world.catalog, world.state_path)
+        PgstacSink(unset, world.catalog)
     missing = PgstacSettings(dsn=SecretStr(dsn(pgstac_db)), password_file=world.data / "nope")
     with pytest.raises(ConfigError, match="password_file"):
-        PgstacPublisher(missing, world.catalog, world.state_path)
+        PgstacSink(missing, world.catalog)
 
 
 # -- failures ----------------------------------------------------------------------------------
@@ -492,7 +531,7 @@ def black_hole() -> Iterator[int]:
 
 
 def test_connect_timeout_keeps_a_dead_endpoint_short_and_nothing_waits_for_it(
-    world, black_hole, publishers, monkeypatch
+    world, black_hole, runners, monkeypatch
 ):
     monkeypatch.setenv(PASSWORD_ENV, "unused")
     hung = PgstacSettings(
@@ -502,11 +541,11 @@ def test_connect_timeout_keeps_a_dead_endpoint_short_and_nothing_waits_for_it(
         retry_initial_seconds=30,
     )
     world.add(world.raster("alpha.tif", MAY_17))
-    publisher = publishers(hung, world)
+    publisher = runners(hung, world)
 
     started = time.monotonic()
     with pytest.raises(PublishError) as err:
-        publisher.drain_once()
+        publisher.drain()
     elapsed = time.monotonic() - started
     assert elapsed < 5, f"drain against a hung server took {elapsed:.1f} s"
     assert err.value.kind == "unavailable"
@@ -514,10 +553,10 @@ def test_connect_timeout_keeps_a_dead_endpoint_short_and_nothing_waits_for_it(
     with socket.socket() as closed:  # nothing listening at all: refused at once
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    refused = publishers(hung.model_copy(update={"dsn": SecretStr(f"postgresql://stac@127.0.0.1:{port}/stac")}), world)
+    refused = runners(hung.model_copy(update={"dsn": SecretStr(f"postgresql://stac@127.0.0.1:{port}/stac")}), world)
     started = time.monotonic()
     with pytest.raises(PublishError):
-        refused.drain_once()
+        refused.drain()
     assert time.monotonic() - started < 5
 
     # The thread retries in the background: the writer never waits, stop() is prompt.
@@ -528,24 +567,24 @@ def test_connect_timeout_keeps_a_dead_endpoint_short_and_nothing_waits_for_it(
         world.add(world.raster("bravo.tif", MAY_17, lon=10.5))
         publisher.wake()
         assert time.monotonic() - started < 2
+        assert publisher.depth() >= 3
         started = time.monotonic()
         assert publisher.stop(timeout=5)
         assert time.monotonic() - started < 5
-    assert publisher.depth() >= 3
+    assert pgstac_status(world)["backlog"] >= 3 and pgstac_status(world)["last_error_kind"] == "unavailable"
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_database_stopped_mid_stream_loses_nothing_and_doubles_nothing(
-    world, pg_cluster_factory, pg_settings, publishers, how
+    world, pg_cluster_factory, pg_settings, runners, how
 ):
     cluster = pg_cluster_factory()
     settings = pg_settings(cluster, batch_size=4, retry_initial_seconds=0.05, retry_max_seconds=0.5)
-    publisher = publishers(settings, world, poll_seconds=0.5)
+    publisher = runners(settings, world, poll_seconds=0.5)
     first = [world.raster(f"first{i:02d}.tif", MAY_17 + timedelta(hours=i), lon=10 + i / 50) for i in range(12)]
     second = [world.raster(f"second{i:02d}.tif", MAY_17 + timedelta(days=2, hours=i)) for i in range(12)]
     db_down = threading.Event()
     failures: list[BaseException] = []
-    writer_state = world.writer.state
 
     def stream() -> None:
         """The daemon's writer: one file per batch, waking the publisher after each."""
@@ -571,9 +610,9 @@ def test_database_stopped_mid_stream_loses_nothing_and_doubles_nothing(
         assert not writer.is_alive() and not failures, failures
         # Cataloging went on statically; the outbox holds what PgSTAC has not seen.
         assert len(world.ids()) == 24 and all(world.static_item(i)[0].exists() for i in world.ids())
-        wait_until(lambda: read_status(world.state_path).get("last_publish_error"), timeout=20)
+        wait_until(lambda: pgstac_status(world).get("last_error"), timeout=20)
         status = read_status(world.state_path)
-        assert status["outbox_depth"] > 0 and "unavailable" in status["last_publish_error"]
+        assert status["outbox_depth"] > 0 and status["sinks"]["pgstac"]["last_error_kind"] == "unavailable"
         # More changes while the database is down: a removal and a move.
         world.remove(first[0])
         world.raster("second00.tif", datetime(2022, 2, 2, tzinfo=UTC))
@@ -583,7 +622,7 @@ def test_database_stopped_mid_stream_loses_nothing_and_doubles_nothing(
 
         cluster.start()
         wait_until(lambda: publisher.depth() == 0, timeout=60, message="outbox never drained")
-        wait_until(lambda: any(e["event"] == "pgstac_publish_recovered" for e in logs), timeout=10)
+        wait_until(lambda: any(e["event"] == "sink_recovered" and e["sink"] == "pgstac" for e in logs), timeout=10)
 
     ids = published_ids(cluster)
     assert ids == sorted(world.ids()) and len(ids) == 23  # nothing lost, nothing doubled
@@ -592,8 +631,7 @@ def test_database_stopped_mid_stream_loses_nothing_and_doubles_nothing(
     ]
     assert len(failing_events(logs)) == 1  # one warning per outage, not one per retry
     assert [e["log_level"] for e in failing_events(logs)] == ["warning"]
-    assert "last_publish_error" not in read_status(world.state_path)
-    assert writer_state.meta("publish_ok")
+    assert "last_error" not in pgstac_status(world) and pgstac_status(world)["last_success"]
 
 
 def test_thread_publishes_soon_after_wake_not_after_the_poll_interval(world, publisher, pgstac_db):
@@ -608,9 +646,9 @@ def test_thread_publishes_soon_after_wake_not_after_the_poll_interval(world, pub
     assert publisher.stop(5)
 
 
-def test_a_slow_database_blocks_neither_the_writer_nor_stop(world, publisher, pgstac_db):
+def test_a_slow_database_blocks_neither_the_writer_nor_stop(world, publisher, pgstac_db, pg_settings, runners):
     world.add(world.raster("alpha.tif", MAY_17))
-    publisher.drain_once()
+    publisher.drain()
 
     def publisher_waits_on_a_lock() -> bool:
         query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stacwatchd' AND wait_event_type = 'Lock'"
@@ -631,11 +669,11 @@ def test_a_slow_database_blocks_neither_the_writer_nor_stop(world, publisher, pg
         assert time.monotonic() - started < 5
         blocker.rollback()
 
-    publisher.drain_once()
+    runners(pg_settings(pgstac_db), world).drain()  # as the next start would
     assert published_ids(pgstac_db) == ["alpha", "bravo", "charlie"]
 
 
-def test_a_batch_too_wide_for_the_lock_table_is_split_not_retried_forever(world, pg_cluster_factory, pg_settings, publishers):
+def test_a_batch_too_wide_for_the_lock_table_is_split_not_retried_forever(world, pg_cluster_factory, pg_settings, runners):
     """Locks grow with the partitions a transaction touches (~18 each with pgstac 0.10)."""
     cluster = pg_cluster_factory()
     # A small lock table: 10 locks x (40 connections + background processes), plus slack.
@@ -646,16 +684,133 @@ def test_a_batch_too_wide_for_the_lock_table_is_split_not_retried_forever(world,
     assert sql(cluster, "SHOW max_locks_per_transaction") == [("10",)]
     paths = testing.many_cogs(world.data, 200, start=datetime(2000, 1, 1, tzinfo=UTC), span=timedelta(days=200 * 30.5))
     world.add(paths[0])
-    publisher = publishers(pg_settings(cluster, batch_size=5000), world)
-    publisher.drain_once()
+    publisher = runners(pg_settings(cluster, batch_size=5000), world)
+    publisher.drain()
     sql(cluster, "UPDATE pgstac.collections SET partition_trunc = 'month'", admin=True)
     world.add(*paths[1:])
 
     with capture_logs() as logs:
-        counts = publisher.drain()
+        counts = drain(publisher)
 
     assert counts.items == 199 and publisher.depth() == 0
     assert [e["reason"] for e in logs if e["event"] == "pgstac_batch_bisected"] == ["out_of_locks"]
     ids = published_ids(cluster)
     assert len(ids) == len(set(ids)) == 200
     assert sql(cluster, "SELECT count(DISTINCT tableoid) FROM pgstac.items")[0][0] >= 190
+
+
+def test_a_batch_that_fails_part_way_is_resumed_after_the_rows_that_got_through(world, publisher, pgstac_db):
+    """A refused Item splits the batch; an outage in the middle keeps what committed."""
+    paths = [world.raster(f"{name}.tif", MAY_17 + timedelta(days=i)) for i, name in enumerate(["alpha", "bravo", "charlie", "zulu"])]
+    for path in paths:
+        world.add(path)  # rows: (collection, Item) per file, in time order
+    # bravo's document is one PostGIS cannot parse: PgSTAC refuses it, the batch is bisected.
+    db = world.writer.state.db
+    doc = json.loads(decompress(db.execute("SELECT doc FROM items WHERE id = 'bravo'").fetchone()[0]))
+    doc["geometry"]["type"] = "Nonsense"
+    db.execute("UPDATE items SET doc = ? WHERE id = 'bravo'", (compress(json.dumps(doc).encode()),))
+    # zulu's insert fails as an outage would (serialization failure: not the document's fault).
+    sql(pgstac_db, """
+        CREATE FUNCTION pgstac.stacwatchd_test_outage() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.id = 'zulu' THEN RAISE EXCEPTION 'going away' USING ERRCODE = '40001'; END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER stacwatchd_test_outage BEFORE INSERT ON pgstac.items
+            FOR EACH ROW EXECUTE FUNCTION pgstac.stacwatchd_test_outage();
+    """, admin=True)  # fmt: skip
+    try:
+        assert publisher.depth() == 8
+        with pytest.raises(PublishError) as failed:
+            publisher.drain()
+        # alpha committed and bravo was refused before charlie's half failed.
+        assert failed.value.delivered is not None
+        assert published_ids(pgstac_db) == ["alpha"]
+        assert publisher.depth() == 3  # charlie's collection row and Item, and zulu's
+    finally:
+        sql(pgstac_db, "DROP FUNCTION pgstac.stacwatchd_test_outage() CASCADE", admin=True)
+
+    assert drain(publisher).outbox_rows == 3
+    assert published_ids(pgstac_db) == ["alpha", "charlie", "zulu"]
+    assert pgstac_status(world)["last_refused"]["id"] == "bravo"
+
+
+def test_a_push_that_failed_part_way_counts_only_rows_whose_effect_is_committed(world, pgstac_db, pg_settings):
+    """The rule behind resuming: a row counts once it, and every row before it, is in PgSTAC."""
+    world.add(world.raster("alpha.tif", MAY_17))
+    world.add(world.raster("bravo.tif", MAY_17 + timedelta(days=1)))
+    state = world.writer.state
+    rows = state.changes_after(0, 100)
+    assert [(row.kind, row.key) for row in rows] == [("collection", None), ("item", "alpha"), ("collection", None), ("item", "bravo")]
+    plan = PgstacSink(pg_settings(pgstac_db), world.catalog).planner.changes(rows, state)
+    alpha, bravo = (COLLECTION, "alpha"), (COLLECTION, "bravo")
+    seqs = [row.seq for row in rows]
+
+    assert plan.delivered(Progress()) is None
+    assert plan.delivered(Progress(head=True)) == seqs[0]
+    assert plan.delivered(Progress(head=True, items={alpha})) == seqs[2]
+    assert plan.delivered(Progress(head=True, items={bravo})) == seqs[0]
+    assert plan.delivered(Progress(head=True, items={alpha, bravo})) == seqs[3]
+    assert plan.needs[0] == (seqs[0], HEAD)
+
+
+# -- one sink among others -------------------------------------------------------------------
+
+
+class Recorder(Sink):
+    """A second sink on the change stream, keeping what it was handed."""
+
+    name = "recorder"
+    stream = "changes"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, str | None]] = []
+
+    def deliver(self, rows: Sequence[Row], state: State) -> None:
+        self.seen += [(getattr(row, "event", None), getattr(row, "key", None)) for row in rows]
+
+
+def test_a_dead_pgstac_does_not_stop_another_sink_from_advancing(tmp_path, pg_cluster_factory, pg_settings, runners):
+    world = World(tmp_path, also=["recorder"])
+    try:
+        cluster = pg_cluster_factory()
+        alpha = world.raster("alpha.tif", MAY_17)
+        world.add(alpha)
+        pgstac = runners(pg_settings(cluster, retry_initial_seconds=0.05, retry_max_seconds=0.5), world, poll_seconds=0.5)
+        recorder = Recorder()
+        other = runners(recorder, world, poll_seconds=0.5)
+        pgstac.drain()
+        other.drain()
+        cluster.stop()
+
+        with capture_logs() as logs:
+            pgstac.start()
+            other.start()
+            world.add(world.raster("bravo.tif", MAY_17, lon=10.5), world.raster("charlie.tif", MAY_17, lon=11.0))
+            world.remove(alpha)
+            pgstac.wake()
+            other.wake()
+            wait_until(lambda: ("item.removed", "alpha") in recorder.seen and other.depth() == 0, timeout=20)
+            wait_until(lambda: failing_events(logs), timeout=20)
+            wait_until(lambda: pgstac_status(world).get("last_error"), timeout=20)
+            status = read_status(world.state_path)
+            assert status["sinks"]["recorder"]["backlog"] == 0 and "last_error" not in status["sinks"]["recorder"]
+            assert status["sinks"]["pgstac"]["backlog"] > 0
+            # The outbox keeps exactly what the slower sink still needs.
+            assert status["outbox_depth"] == status["sinks"]["pgstac"]["backlog"]
+
+            cluster.start()
+            wait_until(lambda: pgstac.depth() == 0, timeout=60, message="PgSTAC backlog never drained")
+
+        assert published_ids(cluster) == ["bravo", "charlie"]
+        assert read_status(world.state_path)["outbox_depth"] == 0
+        assert not failing_events(logs, "recorder")
+        assert [key for event, key in recorder.seen if event and event.startswith("item.")] == ["alpha", "bravo", "charlie", "alpha"]
+    finally:
+        world.close()
+
+
+def test_configured_sinks_include_pgstac_when_configured(world, pgstac_db, pg_settings):
+    assert configured_sinks(Settings(catalog=world.catalog)) == []
+    sinks = configured_sinks(settings_for(world, pg_settings(pgstac_db)))
+    assert [(s.name, s.stream) for s in sinks] == [("pgstac", "changes")] and isinstance(sinks[0], PgstacSink)

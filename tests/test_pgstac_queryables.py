@@ -17,10 +17,10 @@ from pydantic import SecretStr
 
 from stacwatchd import testing
 from stacwatchd.config import CatalogSettings, CollectionSettings, PgstacSettings
-from stacwatchd.engine.writer import CatalogWriter, op_for
+from stacwatchd.engine.writer import op_for, open_writer
 from stacwatchd.model.items import Rules, build
-from stacwatchd.sinks.pgstac import PgstacPublisher
-from stacwatchd.sinks.pgstac_queryables import queryables_document
+from stacwatchd.sinks.base import SinkRunner
+from stacwatchd.sinks.pgstac import PgstacSink, queryables_document
 
 COLLECTION = "s2-scenes"
 PASSWORD_ENV = "STACWATCHD_TEST_QUERYABLES_PASSWORD"
@@ -76,16 +76,15 @@ class Published:
         self.data = tmp_path / "data"
         self.catalog = CatalogSettings(root=tmp_path / "catalog", title="Test catalog")
         self.rules = Rules(collection_id=COLLECTION, root=self.data, collection=CONFIGURED)
-        self.writer = CatalogWriter(self.catalog, {COLLECTION: CONFIGURED}, outbox=True, durability="none")
         monkeypatch.setenv(PASSWORD_ENV, cluster.password)
         settings = PgstacSettings(
             dsn=SecretStr(f"postgresql://{cluster.user}@{cluster.host}:{cluster.port}/{cluster.dbname}"),
             password_env=PASSWORD_ENV,
             public_base_url="https://data.example.test/stac",
         )
-        self.publisher = PgstacPublisher(
-            settings, self.catalog, self.writer.state.path, collections={COLLECTION: CONFIGURED}
-        )
+        sink = PgstacSink(settings, self.catalog, collections={COLLECTION: CONFIGURED})
+        self.writer = open_writer(self.catalog, {COLLECTION: CONFIGURED}, [sink], durability="none")
+        self.publisher = SinkRunner(sink, self.writer.state.path)
 
     def add(self, *paths: Path) -> None:
         result = self.writer.apply([op_for(build(p, self.rules), self.rules) for p in paths])
@@ -93,7 +92,7 @@ class Published:
         self.publisher.drain()
 
     def close(self) -> None:
-        self.publisher.close()
+        self.publisher.stop()
         self.writer.close()
 
 

@@ -10,37 +10,26 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from stacwatchd import __version__
-from stacwatchd.engine.writer import BatchResult, CatalogWriter, open_writer
 from stacwatchd.config import Settings, WatchSettings, load_settings, require_watches
-from stacwatchd.errors import StacwatchdError
-from stacwatchd.model.items import Rules, build
-from stacwatchd.log import configure, get_logger
-from stacwatchd.metrics import Metrics
 from stacwatchd.engine.engine import Engine
-from stacwatchd.sinks import configured_sinks
-from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.scan import scan
 from stacwatchd.engine.scrub import Scrubber, ScrubReport, repair
 from stacwatchd.engine.settle import Settler
 from stacwatchd.state.recover import inspect_state
+from stacwatchd.engine.watch import FileEvent, Watcher
+from stacwatchd.engine.writer import BatchResult, open_writer
+from stacwatchd.errors import StacwatchdError
+from stacwatchd.log import configure, get_logger
+from stacwatchd.metrics import Metrics
+from stacwatchd.model.items import Rules, build
+from stacwatchd.sinks import configured_sinks
+from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
-from stacwatchd.engine.watch import FileEvent, Watcher
-
-
-class Sink(Protocol):
-    """A publisher fed after every writer batch (PgSTAC, later others)."""
-
-    def start(self) -> None: ...
-    def stop(self, timeout: float) -> None: ...
-    def wake(self) -> None: ...
-    def depth(self) -> int: ...
-    name: str
-    last_success: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +54,9 @@ class Daemon:
         self._reconcile_roots: set[Path] = set()
         self._reconcile_lock = threading.Lock()
         self.started = time.time()
-        self.sinks: list[Sink] = []
+        self.sinks: list[SinkRunner] = []
         self.scrubber = Scrubber(settings.scrub_full_every)
         self._repair_queued = threading.Event()
-        self._stall_watches: list[_StallWatch] = []
         self.metrics = Metrics()
 
     # -- set-up ----------------------------------------------------------------------------
@@ -77,7 +65,7 @@ class Daemon:
         s = self.settings
         collections = {w.collection_id: w.collection for w in s.watch}
         sinks = configured_sinks(s)
-        self.writer = open_writer(s.catalog, collections, [*sinks, *_legacy_pgstac(s)])
+        self.writer = open_writer(s.catalog, collections, sinks)
         try:
             self.writer.sync_collections(collections)
         except StateUnwritable as error:
@@ -104,15 +92,10 @@ class Daemon:
         self.watcher = Watcher(
             self.settler.feed, observer=s.observer, on_overflow=self._overflowed, on_root_changed=self._root_changed
         )
-        if s.pgstac is not None:
-            from stacwatchd.sinks.pgstac import PgstacPublisher
-
-            self.sinks.append(PgstacPublisher(s.pgstac, s.catalog, self.writer.state.path, collections=collections))
-        self.sinks += [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
-        self._stall_watches = [_StallWatch(sink, s.stall_warning_seconds) for sink in self.sinks if not isinstance(sink, SinkRunner)]
+        self.sinks = [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
         self.metrics.watch(queue_depth=self.engine.depth, settle_backlog=self.settler.pending, writer_alive=lambda: self.engine.healthy)
-        for sink in self.sinks:
-            self.metrics.sink(sink.name, backlog=sink.depth, last_success=lambda sink=sink: sink.last_success)
+        for runner in self.sinks:
+            self.metrics.sink(runner.name, backlog=runner.depth, last_success=lambda runner=runner: runner.last_success)
         for watch in s.watch:
             self._add_watch(watch)
 
@@ -175,10 +158,7 @@ class Daemon:
             self.engine.check_stall(self.settings.stall_warning_seconds)
             self.metrics.tick()
             for sink in self.sinks:
-                if isinstance(sink, SinkRunner):
-                    sink.check_stall()
-            for watch in self._stall_watches:
-                watch.check()
+                sink.check_stall()
             notify("WATCHDOG=1", f"STATUS={self._status_line()}")
             if time.monotonic() - last_heartbeat >= 2.0:
                 last_heartbeat = time.monotonic()
@@ -252,7 +232,7 @@ class Daemon:
             workers=s.workers,
             item_timeout=s.item_timeout_seconds,
             progress=None,
-            sinks=[*configured_sinks(s), *_legacy_pgstac(s)],
+            sinks=configured_sinks(s),
             deliver=False,
             damage=damage,
         )
@@ -361,10 +341,8 @@ class Daemon:
 
     def _sink_status(self) -> dict[str, Any]:
         report: dict[str, Any] = {"outbox": sum(sink.depth() for sink in self.sinks)}
-        runners = [sink for sink in self.sinks if isinstance(sink, SinkRunner)]
-        if runners or self._stall_watches:
-            report["sinks"] = {runner.name: runner.status() for runner in runners}
-            report["sinks"].update({watch.name: watch.status() for watch in self._stall_watches})
+        if self.sinks:
+            report["sinks"] = {runner.name: runner.status() for runner in self.sinks}
         return report
 
     def _status_line(self) -> str:
@@ -386,49 +364,6 @@ class Daemon:
             "scrub": self.scrubber.status(),
         }
         self.engine.post_meta("daemon", json.dumps(report))
-
-
-class _StallWatch:
-    """Stall detection for a sink without a runner of its own: a backlog that did not
-    shrink (nor empty) for ``seconds`` is logged once and shown in the status."""
-
-    def __init__(self, sink: Sink, seconds: float) -> None:
-        self.sink = sink
-        self.name = str(getattr(sink, "name", "pgstac"))
-        self.seconds = seconds
-        self.low: int | None = None
-        self.since = time.monotonic()
-        self.stalled = False
-        self.log = get_logger()
-
-    def check(self) -> bool:
-        depth = self.sink.depth()
-        now = time.monotonic()
-        if depth == 0 or self.low is None or depth < self.low:
-            self.low, self.since = depth, now
-            if self.stalled:
-                self.stalled = False
-                self.log.info("sink_moving_again", sink=self.name, backlog=depth)
-        elif not self.stalled and now - self.since >= self.seconds:
-            self.stalled = True
-            self.log.warning("sink_stalled", sink=self.name, backlog=depth, no_progress_for_s=round(now - self.since, 1))
-        return self.stalled
-
-    def status(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"backlog": self.sink.depth()}
-        if self.stalled:
-            report["stalled_for_s"] = round(time.monotonic() - self.since, 1)
-        return report
-
-
-@dataclass(frozen=True, slots=True)
-class _LegacyPgstac:
-    name: str = "pgstac"
-    stream: str = "changes"
-
-
-def _legacy_pgstac(settings: Settings) -> list[_LegacyPgstac]:
-    return [_LegacyPgstac()] if settings.pgstac is not None else []
 
 
 def run(config_path: Path | None) -> int:

@@ -145,6 +145,7 @@ class Engine:
         self._reader_lock = threading.Lock()
         self._abandoned: set[Path] = set()
         self._bad_names: set[Path] = set()
+        self._unannounced: list[tuple[list[tuple[str, str, str, str | None]], dict[str, float], float]] = []
         self._worker_seq = 0
         self._idle = threading.Condition()
         self._outstanding = 0
@@ -500,7 +501,11 @@ class Engine:
         self._journal = self.writer.pending()
         self.counters.batches += 1
         self.counters.absorb(result)
-        self._log_result(result, batch, started)
+        self._log_rejections(result)
+        began = {str(work.path): work.started for work in batch}
+        self._unannounced.append((result.changes, began, started))
+        if not self._journal:
+            self._announce()
         for path in result.requeue:
             rules = self._rules_containing(path)
             self.submit(Ready("upsert", path, rules.root if rules else path.parent), timeout=0)
@@ -527,6 +532,7 @@ class Engine:
         self.metrics.flushed(time.monotonic() - started)
         self._recovered(self.flush_retry, "catalog_write_recovered")
         self.counters.files_written += len(result.written)
+        self._announce()
         if self.on_batch is not None:
             self.on_batch(result)
         with self._idle:
@@ -563,21 +569,26 @@ class Engine:
             if self._outstanding <= 0:
                 self._idle.notify_all()
 
-    def _log_result(self, result: BatchResult, batch: list[_Work], started: float) -> None:
-        now = time.monotonic()
-        began = {str(work.path): work.started for work in batch}
-        for kind, collection, item_id, path in result.changes:
-            self.metrics.item_changed(kind)
-            self.log.info(
-                f"item_{kind}",
-                path=path,
-                collection=collection,
-                item_id=item_id,
-                duration_ms=round((now - began.get(path or "", started)) * 1000, 1),
-            )
+    def _log_rejections(self, result: BatchResult) -> None:
         for rejection in result.rejections:
             self.metrics.refused(rejection.kind)
             self.log.warning("item_rejected", path=str(rejection.path), error=rejection.kind, reason=rejection.reason)
+
+    def _announce(self) -> None:
+        """Log the changes whose files are now on disk: a user who reads the catalog after
+        an ``item_added`` line finds the Item there."""
+        now = time.monotonic()
+        for changes, began, started in self._unannounced:
+            for kind, collection, item_id, path in changes:
+                self.metrics.item_changed(kind)
+                self.log.info(
+                    f"item_{kind}",
+                    path=path,
+                    collection=collection,
+                    item_id=item_id,
+                    duration_ms=round((now - began.get(path or "", started)) * 1000, 1),
+                )
+        self._unannounced.clear()
 
 
 def _is_utf8(path: Path) -> bool:

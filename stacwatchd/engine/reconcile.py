@@ -48,9 +48,7 @@ def diff(
 ) -> Diff:
     """Compare one watched folder with what the state index remembers of it."""
     known = state.source_signatures(str(rules.root))
-    rejected = {
-        row[0] for row in state.db.execute("SELECT path FROM sources WHERE watch = ? AND status = 'rejected'", (str(rules.root),))
-    }
+    rejected = state.rejected_paths(str(rules.root))
     result = Diff()
     seen: set[str] = set()
     changed_sidecars: list[Path] = []

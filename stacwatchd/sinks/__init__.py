@@ -17,6 +17,15 @@ __all__ = ["configured_sinks"]
 
 
 def configured_sinks(settings: Settings) -> list[Sink]:
-    """One :class:`~stacwatchd.sinks.base.Sink` per configured destination."""
+    """One :class:`~stacwatchd.sinks.base.Sink` per configured destination.
+
+    Every entry point that opens the writer passes all of them: the state drops the
+    cursor (and the backlog) of a sink left out.
+    """
     sinks: list[Sink] = []
+    if settings.pgstac is not None:
+        from stacwatchd.sinks.pgstac import PgstacSink
+
+        collections = {w.collection_id: w.collection for w in settings.watch}
+        sinks.append(PgstacSink(settings.pgstac, settings.catalog, collections=collections))
     return sinks

@@ -16,6 +16,7 @@ its own runner, so a dead sink delays neither the local catalog nor another sink
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -29,7 +30,7 @@ from stacwatchd.errors import StacwatchdError
 from stacwatchd.log import get_logger
 from stacwatchd.state.store import Change, FileChange, State, StateUnwritable, Stream
 
-__all__ = ["Sink", "SinkError", "SinkRunner"]
+__all__ = ["Row", "Sink", "SinkError", "SinkRunner", "deliver_once", "note_refused", "refused_key"]
 
 Row = Change | FileChange
 
@@ -69,17 +70,24 @@ class Sink(ABC):
     stream: Stream
     #: Rows handed to one ``deliver`` call at most.
     batch_size: int = 500
+    #: Backoff after failures (first delay, cap), unless the runner is given its own.
+    retry: tuple[float, float] = (0.5, 60.0)
 
     @abstractmethod
     def deliver(self, rows: Sequence[Row], state: State) -> None:
         """Deliver ``rows`` in order or raise :class:`SinkError`. ``state`` is this sink's
-        own connection, for reading what the rows refer to (never for writing)."""
+        own connection, for reading what the rows refer to; it writes nothing there but
+        a note of a row it refused (:func:`note_refused`)."""
 
     def describe(self) -> str:
         """Where it delivers, safe to log (no secrets)."""
         return self.name
 
-    def close(self) -> None:
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
+        """Abort a delivery in flight (called from another thread when ``stop`` runs out
+        of patience); the rows are delivered again later."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once the runner stopped."""
 
 
@@ -92,13 +100,13 @@ class SinkRunner:
         state_path: Path,
         *,
         poll_seconds: float = 5.0,
-        retry: tuple[float, float] = (0.5, 60.0),
+        retry: tuple[float, float] | None = None,
         stall_seconds: float = 60.0,
     ) -> None:
         self.sink = sink
         self.state = State(state_path)
         self.poll_seconds = poll_seconds
-        self.backoff = Backoff(*retry)
+        self.backoff = Backoff(*(retry or sink.retry))
         self.stall_seconds = stall_seconds
         self.log = get_logger()
         self.delivered = 0
@@ -132,6 +140,10 @@ class SinkRunner:
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+            if thread.is_alive():
+                with contextlib.suppress(Exception):
+                    self.sink.interrupt()
+                thread.join(2.0)
         stopped = thread is None or not thread.is_alive()
         if stopped:
             self._thread = None
@@ -192,6 +204,15 @@ class SinkRunner:
 
     # -- delivery -----------------------------------------------------------------------
 
+    def acknowledge(self, seq: int) -> int:
+        """Move the cursor to ``seq`` for rows whose effect reached the target another way
+        (``publish --all`` pushed the whole state); returns how many rows that was."""
+        with self._drain_lock:
+            with self._lock:
+                count = self.state.backlog(self.name, until=seq)
+            self._advance(seq, count)
+        return count
+
     def drain(self, until: int | None = None) -> int:
         """Deliver every row up to ``until`` (default: what is queued now), synchronously.
 
@@ -239,6 +260,8 @@ class SinkRunner:
             try:
                 self.drain(None)
             except (SinkError, StateUnwritable) as error:
+                if self._stop.is_set():
+                    break  # interrupted by stop(): not a failure of the target
                 self._note_failure(error)
                 self._stop.wait(self.backoff.wait_seconds())
                 continue
@@ -272,6 +295,7 @@ class SinkRunner:
             "last_success": _iso(self.last_success),
             "delivered": self.delivered,
             "last_error": error.reason,
+            "last_error_kind": error.kind,
             "last_error_at": _iso(time.time()),
         }
         with contextlib.suppress(StateUnwritable), self._lock:
@@ -282,6 +306,21 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def refused_key(sink: str) -> str:
+    """The meta key holding the last row a sink refused (see :func:`note_refused`)."""
+    return f"sink.{sink}.refused"
+
+
+def note_refused(state: State, sink: str, record: dict[str, Any]) -> None:
+    """Remember the last row a sink refused as bad data and skipped, for ``status``.
+
+    Best effort: a state that cannot be written now must not turn a refusal into a
+    failure of the whole batch.
+    """
+    with contextlib.suppress(StateUnwritable):
+        state.set_meta({refused_key(sink): json.dumps(record)})
 
 
 def deliver_once(sink: Sink, state_path: Path) -> int:

@@ -141,6 +141,9 @@ class State:
         if found == 1 and self.db.execute("SELECT 1 FROM outbox LIMIT 1").fetchone():
             # Version 1 had one consumer of the outbox: PgSTAC.
             self.db.execute("INSERT OR IGNORE INTO sink_cursors (name, stream, seq) VALUES ('pgstac', 'changes', 0)")
+        if found == 1:
+            # Version 1's PgSTAC status; sinks now keep theirs with their cursor.
+            self.db.execute("DELETE FROM meta WHERE key IN ('publish_ok', 'publish_error', 'publish_refused')")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def _add_columns(self, table: str, columns: Iterable[tuple[str, str]]) -> None:
@@ -514,13 +517,15 @@ class State:
         row = self.db.execute(f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'").fetchone()
         return row[0] if row else 0
 
-    def backlog(self, name: str) -> int:
-        """Rows of its stream a sink has not yet delivered."""
+    def backlog(self, name: str, until: int | None = None) -> int:
+        """Rows of its stream a sink has not yet delivered (up to ``until``, if given)."""
         row = self.db.execute("SELECT stream, seq FROM sink_cursors WHERE name = ?", (name,)).fetchone()
         if row is None:
             return 0
         table = _STREAM_TABLES[row[0]]
-        return self.db.execute(f"SELECT count(*) FROM {table} WHERE seq > ?", (row[1],)).fetchone()[0]
+        return self.db.execute(
+            f"SELECT count(*) FROM {table} WHERE seq > ? AND seq <= ?", (row[1], until if until is not None else 2**62)
+        ).fetchone()[0]
 
     def queued_since(self, name: str) -> float | None:
         """When the oldest row a sink has not delivered was queued (None: nothing waits)."""

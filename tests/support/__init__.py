@@ -5,6 +5,7 @@
                           pytest fixtures.
 ``tests.support.stacapi`` a real stac-fastapi-pgstac server under uvicorn, and
                           the ``stac_api`` pytest fixture.
+``state_v1.sql``          the state schema of the first version, for migration tests.
 
 Both fixture modules are meant to be loaded from ``tests/conftest.py`` with
 ``pytest_plugins = ["support.pg", "support.stacapi"]`` after putting ``tests/``
