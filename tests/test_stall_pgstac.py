@@ -39,6 +39,15 @@ def postgres_processes(cluster) -> list[int]:
     return [postmaster, *children]
 
 
+def send(signum: int, pids: list[int]) -> None:
+    """Signal every process still there (a backend may have ended meanwhile)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            continue
+
+
 def status(config: Path) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "stacwatchd", "status", "--config", str(config), "--json"],
@@ -63,8 +72,7 @@ def test_stopped_postgresql_is_a_stalled_sink_within_the_configured_time(tmp_pat
         shutil.copy(made[0], daemon.watched / made[0].name)
         wait_until(lambda: ids_in_pgstac(cluster) == [made[0].stem], timeout=90, message="first Item published")
         stopped = postgres_processes(cluster)
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
+        send(signal.SIGSTOP, stopped)
         for path in made[1:]:
             shutil.copy(path, daemon.watched / path.name)
         daemon.wait_items({p.stem for p in made}, timeout=120)  # the static catalog goes on
@@ -77,8 +85,7 @@ def test_stopped_postgresql_is_a_stalled_sink_within_the_configured_time(tmp_pat
         report = wait_until(lambda: (s := status(daemon.config)).get("warnings") and s, timeout=30)
         assert any(w.startswith("sink pgstac stalled") for w in report["warnings"]), report["warnings"]
         assert report["daemon"]["sinks"]["pgstac"]["stalled_for_s"] >= STALL_SECONDS
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
+        send(signal.SIGCONT, stopped)
         stopped = []
         wait_until(lambda: set(ids_in_pgstac(cluster)) == {p.stem for p in made}, timeout=120, message="drained")
         daemon.wait_events("sink_moving_again", timeout=30)
@@ -86,6 +93,5 @@ def test_stopped_postgresql_is_a_stalled_sink_within_the_configured_time(tmp_pat
         assert len(daemon.events("sink_stalled")) == 1
         assert daemon.stop() == 0
     finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
+        send(signal.SIGCONT, stopped)
         daemon.close()

@@ -171,9 +171,9 @@ class Daemon:
         self.watcher.stop()
         self.settler.stop()
         drained = self.engine.stop(self.stop_timeout)
+        self._heartbeat(stopped=True)  # while the sinks can still say what they hold
         for sink in self.sinks:
             sink.stop(timeout=10.0)
-        self._heartbeat(stopped=True)
         self.writer.close()
         self.metrics.close()
         self.log.info("daemon_stopped", drained=drained, **self.engine.counters.summary())
