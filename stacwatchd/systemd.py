@@ -14,7 +14,9 @@ def notify(*fields: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
+            # Never wait: a reader that stopped reading (its queue holds 10 datagrams by
+            # default) must not hang the main loop that checks health and stalls.
             sock.connect(address)
             sock.sendall("\n".join(fields).encode())
     except OSError:

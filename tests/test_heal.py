@@ -543,3 +543,20 @@ def test_hung_sink_is_stalled_once_its_backlog_waited_the_stall_time_not_before(
         server.close()
         runner.stop(timeout=10)
         writer.close()
+
+
+def test_notify_socket_nobody_reads_never_blocks_the_main_loop(tmp_path, monkeypatch):
+    """The main loop that checks stalls sends WATCHDOG=1 every turn: a reader that stopped
+    reading (a full queue) costs a dropped datagram, not a hung daemon."""
+    from stacwatchd.systemd import notify
+
+    unread = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unread.bind(str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    try:
+        started = time.monotonic()
+        sent = [notify("WATCHDOG=1") for _ in range(50)]
+        assert time.monotonic() - started < 5
+        assert sent[0] and not all(sent), "the first ones arrive, the ones past a full queue are dropped"
+    finally:
+        unread.close()
