@@ -783,7 +783,9 @@ class Tx:
         for stream, table in _STREAM_TABLES.items():
             low = self.db.execute("SELECT min(seq) FROM sink_cursors WHERE stream = ?", (stream,)).fetchone()[0]
             if low is None:
-                self.db.execute(f"DELETE FROM {table}")
+                # A WHERE clause: an emptied table is not rewritten, so a start on a full
+                # disk with nothing to drop writes nothing.
+                self.db.execute(f"DELETE FROM {table} WHERE seq > 0")
             else:
                 self.db.execute(f"DELETE FROM {table} WHERE seq <= ?", (low,))
 
