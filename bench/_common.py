@@ -187,3 +187,288 @@ def write_json(path: Path, data: Any) -> Path:
 
 def mib(value: int | None) -> float | None:
     return None if value is None else value / (1024 * 1024)
+
+
+# -- distinct rasters ------------------------------------------------------------------
+
+# Where each CRS may put a tile: (x range, y range, pixel sizes), in the CRS's units.
+_UTM_N = ((250_000.0, 750_000.0), (4_000_000.0, 6_500_000.0), (10.0, 20.0, 30.0, 60.0))
+_UTM_S = ((250_000.0, 750_000.0), (6_000_000.0, 9_000_000.0), (10.0, 20.0, 30.0, 60.0))
+RASTER_CRSES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, ...]]] = {
+    **{f"EPSG:{32600 + z}": _UTM_N for z in range(29, 39)},
+    **{f"EPSG:{32700 + z}": _UTM_S for z in range(19, 24)},
+    "EPSG:25832": _UTM_N,
+    "EPSG:3035": ((3_500_000.0, 5_000_000.0), (2_500_000.0, 3_500_000.0), (10.0, 25.0, 100.0)),
+    "EPSG:3857": ((0.0, 2_000_000.0), (5_000_000.0, 7_000_000.0), (10.0, 30.0)),
+    "EPSG:2154": ((400_000.0, 900_000.0), (6_300_000.0, 6_900_000.0), (5.0, 20.0)),
+    "EPSG:4326": ((0.0, 20.0), (40.0, 55.0), (0.0001, 0.0005)),
+}
+# (weight, value) palettes: mostly small single-band files, as sensor pipelines write them.
+_SIZES = ((6, (256, 256)), (2, (512, 512)), (1, (300, 200)), (1, (200, 450)))
+_DTYPES = ((4, "uint8"), (3, "uint16"), (1, "int16"), (2, "float32"))
+_BANDS = ((6, 1), (3, 3), (1, 4))
+_LAYOUTS = ((5, "cog"), (3, "tiled"), (2, "striped"))
+_COMPRESS = ((5, "deflate"), (3, "lzw"), (2, None))
+
+
+def _pick(rng: Any, palette: Sequence[tuple[int, Any]]) -> Any:
+    total = sum(w for w, _ in palette)
+    x = rng.random() * total
+    for weight, value in palette:
+        x -= weight
+        if x < 0:
+            return value
+    return palette[-1][1]
+
+
+def raster_name(prefix: str, i: int, when: datetime) -> str:
+    return f"{prefix}_{i:06d}_{when:%Y%m%dT%H%M%S}.tif"
+
+
+def _write_distinct(folder: str, prefix: str, seed: int, start_ts: float, step_s: float, indexes: Sequence[int]) -> list[str]:
+    """Write the rasters ``indexes`` of the set; each one's parameters follow from (seed, index) alone."""
+    import random
+
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    out = []
+    crses = sorted(RASTER_CRSES)
+    with rasterio.Env(GDAL_NUM_THREADS="1"):
+        for i in indexes:
+            rng = random.Random(seed * 1_000_003 + i)
+            crs = crses[rng.randrange(len(crses))]
+            (x0, x1), (y0, y1), pixels = RASTER_CRSES[crs]
+            width, height = _pick(rng, _SIZES)
+            dtype, count = _pick(rng, _DTYPES), _pick(rng, _BANDS)
+            layout, compress = _pick(rng, _LAYOUTS), _pick(rng, _COMPRESS)
+            if compress is None and (dtype != "uint8" or count > 1):
+                compress = "deflate"  # uncompressed only where it stays small
+            pixel = rng.choice(pixels)
+            nodata: float | None = rng.choice([None, 0.0, -9999.0 if dtype in ("int16", "float32") else None,
+                                               float("nan") if dtype == "float32" else None])
+            when = datetime.fromtimestamp(start_ts + i * step_s, UTC).replace(microsecond=0)
+            # Blocks of random values: every file holds its own pixels, yet they compress well.
+            gen = np.random.default_rng(seed * 1_000_003 + i)
+            coarse = gen.integers(1, 200, size=(count, height // 32 + 1, width // 32 + 1)).astype(dtype)
+            data = coarse.repeat(32, axis=1).repeat(32, axis=2)[:, :height, :width]
+            profile: dict[str, Any] = {
+                "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype, "crs": crs,
+                "transform": from_origin(rng.uniform(x0, x1), rng.uniform(y0, y1), pixel, pixel), "nodata": nodata,
+            }
+            if compress:
+                profile["compress"] = compress
+            if layout == "cog":
+                profile.update(driver="COG", blocksize=256, overview_resampling="nearest")
+            elif layout == "tiled":
+                profile.update(tiled=True, blockxsize=256, blockysize=256)
+            path = Path(folder) / raster_name(prefix, i, when)
+            with rasterio.open(path, "w", **profile) as ds:
+                ds.write(data)
+                if rng.random() < 0.3:
+                    ds.update_tags(TIFFTAG_DATETIME=f"{when:%Y:%m:%d %H:%M:%S}")
+            out.append(str(path))
+    return out
+
+
+def distinct_rasters(
+    folder: Path,
+    n: int,
+    *,
+    seed: int = 8,
+    prefix: str = "scene",
+    start: datetime = datetime(2024, 1, 1, tzinfo=UTC),
+    span_days: float = 1096.0,
+    processes: int | None = None,
+) -> list[Path]:
+    """``n`` GeoTIFFs in one folder, each written by GDAL with its own parameters.
+
+    Not copies of one template: CRS (20 of them, UTM north and south, LAEA Europe, Web
+    Mercator, Lambert-93, WGS 84), size, data type, band count, layout (COG, tiled,
+    striped), compression, nodata and pixels vary from file to file, so no cache of a
+    reader sees the same file twice. Deterministic for a given ``seed``; written by
+    ``processes`` forked workers (default: every CPU).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    step = span_days * 86400.0 / max(n, 1)
+    chunks = [range(k, min(n, k + 250)) for k in range(0, n, 250)]
+    workers = max(1, min(processes or os.cpu_count() or 1, len(chunks)))
+    paths: list[str] = []
+    if workers == 1:
+        for chunk in chunks:
+            paths += _write_distinct(str(folder), prefix, seed, start.timestamp(), step, chunk)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_write_distinct, str(folder), prefix, seed, start.timestamp(), step, c) for c in chunks]
+            for future in futures:
+                paths += future.result()
+    return [Path(p) for p in paths]
+
+
+def link_subset(paths: Sequence[Path], folder: Path) -> list[Path]:
+    """Hard links of ``paths`` in a fresh folder: the very same files (bytes, inodes) in another directory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in paths:
+        target = folder / path.name
+        if not target.exists():
+            os.link(path, target)
+        out.append(target)
+    return out
+
+
+def fileset_digest(paths: Iterable[Path]) -> str:
+    """A short hash of (name, size, inode) of every file: proves two measurements saw the same set."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        st = path.stat()
+        digest.update(f"{path.name}\0{st.st_size}\0{st.st_ino}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+# -- a process and its descendants -----------------------------------------------------
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (build children of a fork server included)."""
+    kids = _children_map()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def _kb(path: str, key: str) -> int | None:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
+def _cpu_s(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class TreeMonitor:
+    """Samples a process tree: summed RSS and PSS (peaks), process count, CPU seconds per process.
+
+    RSS summed over processes counts every shared page (the GDAL and Python libraries,
+    pages a forked child still shares with its fork server) once per process; PSS
+    divides each shared page among the processes sharing it, so summed PSS is the
+    memory the tree really holds. Both are reported.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        import threading
+
+        self.pid = pid
+        self.peak_rss_kb = 0
+        self.peak_pss_kb = 0
+        self.peak_processes = 0
+        self.samples = 0
+        self.cpu: dict[int, float] = {}
+        self.roles: dict[int, str] = {}
+        self.peak_breakdown: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _role(self, pid: int) -> str:
+        if pid == self.pid:
+            return "main"
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return "other"
+        if b"resource_tracker" in cmdline:
+            return "resource tracker"
+        if b"forkserver" in cmdline:  # the fork server and the children it forked share its command line
+            return "fork server" if _ppid(pid) == self.pid else "build process"
+        return "other"
+
+    def sample(self) -> None:
+        rss = pss = alive = 0
+        seen: dict[str, dict[str, float]] = {}
+        for p in descendants(self.pid):
+            r = _kb(f"/proc/{p}/status", "VmRSS:")
+            if r is None:
+                continue
+            alive += 1
+            q = _kb(f"/proc/{p}/smaps_rollup", "Pss:") or 0
+            rss += r
+            pss += q
+            cpu = _cpu_s(p)
+            if cpu is not None:
+                self.cpu[p] = cpu
+            if p not in self.roles:
+                self.roles[p] = self._role(p)
+            role = seen.setdefault(self.roles[p], {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0})
+            role["processes"] += 1
+            role["rss_mib"] += r / 1024
+            role["pss_mib"] += q / 1024
+        self.samples += 1
+        self.peak_rss_kb = max(self.peak_rss_kb, rss)
+        if pss > self.peak_pss_kb:
+            self.peak_pss_kb = pss
+            self.peak_breakdown = seen
+        self.peak_processes = max(self.peak_processes, alive)
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.sample()
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        main_cpu = self.cpu.get(self.pid, 0.0)
+        return {
+            "peak_rss_sum_mib": self.peak_rss_kb / 1024,
+            "peak_pss_sum_mib": self.peak_pss_kb / 1024,
+            "peak_processes": self.peak_processes,
+            "samples": self.samples,
+            "cpu_main_s": main_cpu,
+            "cpu_others_s": sum(v for p, v in self.cpu.items() if p != self.pid),
+            "at_peak_pss": {k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in self.peak_breakdown.items()},
+        }

@@ -51,10 +51,10 @@ import rasterio.warp  # noqa: E402
 from rasterio.crs import CRS  # noqa: E402
 
 from stacwatchd.config import ItemRules  # noqa: E402
-from stacwatchd.stac.documents import item_document  # noqa: E402
 from stacwatchd.model.items import Rejection, Rules, build, item_to_dict  # noqa: E402
-from stacwatchd.stac.layout import Layout, partition_of  # noqa: E402
+from stacwatchd.stac.documents import item_document  # noqa: E402
 from stacwatchd.stac.json import dumps  # noqa: E402
+from stacwatchd.stac.layout import Layout, partition_of  # noqa: E402
 from stacwatchd.testing import many_cogs  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent

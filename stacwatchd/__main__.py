@@ -4,4 +4,5 @@ import sys
 
 from stacwatchd.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # build processes import this module too, and must not run it
+    sys.exit(main())

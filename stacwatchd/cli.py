@@ -201,14 +201,16 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     publish = _command(
-        sub, "publish", "push the catalog to PgSTAC: drain the outbox once, or everything with --all",
-        "Needs a [pgstac] section. Without --all, publishes the changes queued in the outbox (what\n"
-        "the daemon does continuously); with --all, pushes every collection and Item.",
+        sub, "publish", "deliver to the sinks once (PgSTAC, object store), or everything with --all",
+        "Needs a [pgstac] or [object_store] section. Without --all, delivers the changes queued for\n"
+        "each sink (what the daemon does continuously); with --all, pushes every collection and Item\n"
+        "to PgSTAC and makes the bucket equal to the local catalog. --sink picks one sink.",
     )  # fmt: skip
     _config_option(publish)
     _catalog_option(publish)
     publish.add_argument("--all", action="store_true", help="push every collection and Item (first load, after a restore); idempotent")
     publish.add_argument("--no-prune", action="store_true", help="with --all, keep Items PgSTAC has that the state does not")
+    publish.add_argument("--sink", metavar="NAME", help="only this sink (pgstac, object_store); default: every configured one")
     publish.set_defaults(func=_cmd_publish)
 
     validate = _command(
@@ -245,6 +247,22 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _config_option(check)
     check.set_defaults(func=_cmd_config_check)
+
+    notify = _command(
+        sub, "notify", "change notifications (webhooks, SNS)",
+        "stacwatchd notify test --config FILE sends a test event to the configured targets.",
+    )  # fmt: skip
+    notify_sub = notify.add_subparsers(metavar="ACTION")
+    notify_test = _command(
+        notify_sub, "test", "send a signed test event to every notification target, or to one",
+        "Sends one 'notify.test' event, signed like every message, to each [[notify.webhook]]\n"
+        "and [[notify.sns]] target (or to the one --target names) and prints each answer.",
+        "exit status: 0 every target accepted it; 1 one or more did not; 2 no such target, or\n"
+        "an invalid configuration (a secret that cannot be read)",
+    )  # fmt: skip
+    _config_option(notify_test)
+    notify_test.add_argument("--target", metavar="NAME", help="the target's name, as 'status' shows it (default: all)")
+    notify_test.set_defaults(func=_cmd_notify_test)
 
     demo = _command(
         sub, "demo", "run the daemon on sample rasters and show what it does",
@@ -345,13 +363,21 @@ def _print_refused(settings: Settings, folders: Sequence[Path], this_run: set[st
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from stacwatchd.publish import publish_all, publish_outbox
+    from stacwatchd.publish import publish_all, publish_outbox, publish_sink
 
     settings = _settings(args)
-    if settings.pgstac is None:
-        raise StacwatchdError(args.config, "no [pgstac] section configured")
-    counts = publish_all(settings, prune=not args.no_prune) if args.all else publish_outbox(settings)
-    print("publish: " + ", ".join(f"{k} {v}" for k, v in counts.as_dict().items()))
+    configured = [name for name, on in (("pgstac", settings.pgstac), ("object_store", settings.object_store)) if on is not None]
+    chosen = [name for name in configured if args.sink in (None, name)]
+    if not chosen:
+        wanted = f"no [{args.sink}] section configured" if args.sink else "no sink configured ([pgstac], [object_store])"
+        raise StacwatchdError(args.config, wanted)
+    for name in chosen:
+        if name == "pgstac":
+            counts = publish_all(settings, prune=not args.no_prune) if args.all else publish_outbox(settings)
+            print("publish: " + ", ".join(f"{k} {v}" for k, v in counts.as_dict().items()))
+        else:
+            done = publish_sink(settings, name, everything=args.all)
+            print(f"publish {name}: " + ", ".join(f"{k} {v}" for k, v in done.items()))
     return EXIT_OK
 
 
@@ -384,6 +410,7 @@ def _cmd_scrub(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from stacwatchd.sinks.object_store import public_root_url
     from stacwatchd.status import read_status, render_status
 
     settings = _settings(args)
@@ -391,10 +418,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not state.exists():
         raise StacwatchdError(state, "no state file (nothing cataloged yet, or another --catalog/--config)")
     report = read_status(state, catalog_root=settings.catalog.root)
+    url = public_root_url(settings)
+    if url:
+        report["public_root_url"] = url
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(render_status(report, catalog=settings.catalog.root, state=state))
+        if url:
+            print(f"public:   {url}")
     return EXIT_OK
 
 
@@ -494,6 +526,29 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         print(f"stacwatchd: warning: watched folder {folder} does not exist (yet); `run` waits for it", file=sys.stderr)
     print(json.dumps(display_settings(settings), indent=2))
     return EXIT_OK
+
+
+def _cmd_notify_test(args: argparse.Namespace) -> int:
+    from stacwatchd.sinks.base import SinkError
+    from stacwatchd.sinks.notify import notify_sinks
+
+    settings = _settings(args)
+    sinks = notify_sinks(settings)
+    if not sinks:
+        raise StacwatchdError(args.config, "no [[notify.webhook]] or [[notify.sns]] targets configured")
+    if args.target is not None:
+        sinks = [sink for sink in sinks if sink.name == args.target]
+        if not sinks:
+            known = ", ".join(settings.notify.target_names())
+            raise StacwatchdError(args.config, f"no notification target named {args.target!r} (configured: {known})")
+    failed = 0
+    for sink in sinks:
+        try:
+            print(f"{sink.name}: delivered ({sink.send_test()})")
+        except SinkError as error:
+            failed += 1
+            print(f"{sink.name}: failed: {error.reason.removeprefix(sink.name + ': ')}")
+    return EXIT_OK if not failed else EXIT_REJECTED
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

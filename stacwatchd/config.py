@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -222,6 +223,9 @@ class WatchSettings(_Model):
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     recursive: bool = True
     on_delete: Literal["remove", "keep"] = "remove"
+    #: With ``[object_store] assets = "upload"``: publish files that are symlinks to
+    #: places outside this folder (refused by default, so nothing leaves by accident).
+    follow_symlinks: bool = False
 
     @property
     def collection_id(self) -> str:
@@ -302,6 +306,208 @@ class PgstacSettings(_Model):
         return self
 
 
+#: Keys that would put credentials into the configuration file; they come from the
+#: standard chains (environment, instance and web-identity roles) instead.
+_CREDENTIAL_KEYS = frozenset({
+    "access_key_id", "secret_access_key", "session_token", "token", "aws_access_key_id",
+    "aws_secret_access_key", "aws_session_token", "account_key", "sas_key", "client_secret",
+    "service_account_key", "password", "credentials",
+})  # fmt: skip
+
+
+class ObjectStoreSettings(_Model):
+    """A mirror of the static catalog in object storage (S3 and compatibles, GCS, Azure).
+
+    Credentials never appear here: obstore reads them from the standard chains
+    (``AWS_ACCESS_KEY_ID``…, container and instance roles, web identity tokens,
+    ``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_STORAGE_…``).
+    """
+
+    url: str = Field(description="s3://bucket/prefix/, gs://bucket/prefix/, az://container/prefix/ or file:///path/")
+    endpoint: str | None = None
+    region: str | None = None
+    cache_control_catalogs: str = "max-age=60"
+    cache_control_items: str = "max-age=3600"
+    assets: Literal["reference", "upload"] = "reference"
+    public_base_url: str | None = None
+    concurrency: int = Field(default=16, ge=1, le=256)
+    batch_size: int = Field(default=500, ge=1, le=50_000)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = sorted(k for k in data if str(k).lower() in _CREDENTIAL_KEYS)
+            if found:
+                raise ValueError(
+                    f"{', '.join(found)}: credentials never go into the configuration; they come from "
+                    "the environment (AWS_ACCESS_KEY_ID…, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_…) "
+                    "or the instance's role"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _retry_range(self) -> ObjectStoreSettings:
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("retry_max_seconds must be at least retry_initial_seconds")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl", "file", "memory"):
+            raise ValueError("expected s3://bucket/prefix/, gs://…, az://… or file:///…")
+        if parts.scheme not in ("file", "memory") and not parts.netloc:
+            raise ValueError("the URL names no bucket")
+        if parts.username or parts.password or parts.query:
+            raise ValueError("the URL must not carry credentials or parameters")
+        if ".." in parts.path.split("/"):
+            raise ValueError("the prefix must not contain '..'")
+        return value
+
+    @field_validator("endpoint", "public_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ValueError("the URL must not carry credentials")
+        return value
+
+#: Every change event a notification target can receive (the default: all of them).
+NOTIFY_EVENTS: tuple[str, ...] = (
+    "item.added",
+    "item.updated",
+    "item.removed",
+    "collection.created",
+    "collection.changed",
+    "collection.removed",
+)
+NotifyEvent = Literal[
+    "item.added", "item.updated", "item.removed", "collection.created", "collection.changed", "collection.removed"
+]
+_SINK_NAME = r"^[A-Za-z0-9_.:/@-]{1,120}$"
+
+
+class NotifyTarget(_Model):
+    """What every notification target shares: which changes it wants, and retries."""
+
+    name: str | None = Field(default=None, pattern=_SINK_NAME, description="keeps its cursor when targets are reordered")
+    events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+    collections: tuple[str, ...] = ()  # empty: every collection
+    timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    #: A message the target refuses for good (a webhook's 4xx other than 408 and 429, an
+    #: SNS invalid parameter) this many times in a row is dropped, logged and counted.
+    max_attempts: int = Field(default=5, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _retry_range(self) -> NotifyTarget:
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("retry_max_seconds must be at least retry_initial_seconds")
+        if not self.events:
+            raise ValueError("events must name at least one event (leave it out for all)")
+        return self
+
+
+class WebhookSettings(NotifyTarget):
+    """One HTTP(S) endpoint that receives a signed ``POST`` per change."""
+
+    url: str
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.password:
+            raise ValueError("the url must not contain a password: use secret_env or secret_file")
+        return value
+
+    @field_serializer("url", when_used="json")
+    def _masked_url(self, value: str) -> str:
+        """Shown (``config check``) without its path and query: either may hold a token."""
+        parts = urlsplit(value)
+        hidden = (parts.path not in ("", "/")) or parts.query
+        return f"{parts.scheme}://{parts.netloc}" + ("/***" if hidden else parts.path)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        if bool(self.secret_env) == bool(self.secret_file):
+            raise ValueError("set secret_env or secret_file (exactly one): every message is signed")
+        return self
+
+
+class SnsSettings(NotifyTarget):
+    """One SNS topic (or a compatible service) that receives a message per change."""
+
+    topic_arn: str = Field(pattern=r"^arn:[a-z-]+:sns:[a-z0-9-]*:[0-9]*:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+    region: str | None = None  # default: the ARN's
+    endpoint: str | None = None  # e.g. a local test server; default: AWS
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL")
+            if parts.password:
+                raise ValueError("the endpoint must not contain credentials: use the AWS credential chain")
+        return value
+
+    @property
+    def topic_region(self) -> str | None:
+        return self.region or self.topic_arn.split(":")[3] or None
+
+
+class NotifySettings(_Model):
+    """Change notifications: each target is its own sink with its own cursor."""
+
+    #: Where the catalog root is published; Item hrefs in messages are made absolute under it.
+    public_base_url: str | None = None
+    webhook: tuple[WebhookSettings, ...] = ()
+    sns: tuple[SnsSettings, ...] = ()
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not urlsplit(value).scheme:
+            raise ValueError("must be an absolute URL (https://example.org/stac/)")
+        return value
+
+    def target_names(self) -> list[str]:
+        """Sink names in configuration order: ``webhook:<host>/<n>``, ``sns:<topic>``."""
+        names: list[str] = []
+        per_host: dict[str, int] = {}
+        for hook in self.webhook:
+            netloc = urlsplit(hook.url).netloc.rpartition("@")[2]
+            per_host[netloc] = per_host.get(netloc, 0) + 1
+            names.append(hook.name or f"webhook:{netloc}/{per_host[netloc]}")
+        names += [topic.name or f"sns:{topic.topic_arn.rsplit(':', 1)[1]}" for topic in self.sns]
+        return names
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotifySettings:
+        names = self.target_names()
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two targets are named {', '.join(twice)}: give one a 'name'")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one stacwatchd instance."""
 
@@ -325,6 +531,8 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     pgstac: PgstacSettings | None = None
     metrics: MetricsSettings = MetricsSettings()
+    object_store: ObjectStoreSettings | None = None
+    notify: NotifySettings = NotifySettings()
 
     @classmethod
     def settings_customise_sources(

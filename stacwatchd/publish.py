@@ -1,4 +1,4 @@
-"""``stacwatchd publish [--all]``: push the state to PgSTAC once, from the command line.
+"""``stacwatchd publish [--all] [--sink NAME]``: deliver to the sinks once, from the command line.
 
 Without ``--all`` the PgSTAC sink's backlog is delivered once, from its cursor, exactly
 as the daemon's runner does continuously. With ``--all`` every collection and Item of
@@ -6,6 +6,7 @@ the state is pushed in bulk, for a first load or after a database restore, and t
 cursor then moves past what was queued before. Both are idempotent: running them again
 changes nothing in PgSTAC and never duplicates an Item. They may run while the daemon
 does; the two then take turns through the state file and PgSTAC's idempotent upserts.
+Other sinks (the object store) are published one by one with :func:`publish_sink`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.sinks.pgstac import PgstacSink, PublishCounts, PublishError
 from stacwatchd.sinks.pgstac import publish_all as push_everything
 
-__all__ = ["PublishCounts", "PublishError", "publish_all", "publish_outbox"]
+__all__ = ["PublishCounts", "PublishError", "publish_all", "publish_outbox", "publish_sink"]
 
 
 @contextlib.contextmanager
@@ -61,3 +62,33 @@ def publish_outbox(settings: Settings) -> PublishCounts:
     with _pgstac_runner(settings) as (sink, runner):
         runner.drain()
         return sink.counts
+
+
+def publish_sink(settings: Settings, name: str, *, everything: bool) -> dict[str, int]:
+    """Deliver one configured sink's backlog now, or with ``everything`` make its target
+    equal the local catalog (a sink that can compare, such as the object store); the
+    cursor then moves past what was queued before.
+
+    Raises :class:`~stacwatchd.sinks.base.SinkError` when the target fails.
+    """
+    state_path = settings.catalog.state_path
+    if not state_path.exists():
+        raise StacwatchdError(state_path, "no state file: catalog something first (stacwatchd scan)")
+    sinks = configured_sinks(settings)
+    sink = next((s for s in sinks if s.name == name), None)
+    if sink is None:
+        known = ", ".join(sorted(s.name for s in sinks)) or "none"
+        raise ConfigError(None, f"no sink named {name!r} is configured (configured: {known})")
+    runner = SinkRunner(sink, state_path)
+    try:
+        runner.state.register_sinks({s.name: s.stream for s in sinks})
+        mirror = getattr(sink, "mirror", None)
+        if everything and mirror is not None:
+            counts = mirror(runner.state)
+            runner.acknowledge(counts.through)
+            return counts.as_dict()
+        return {"delivered": runner.drain()}
+    finally:
+        for each in sinks:
+            each.close()
+        runner.state.close()

@@ -7,16 +7,19 @@ import socket
 
 
 def notify(*fields: str) -> bool:
-    """Send ``READY=1``, ``STATUS=…``, ``WATCHDOG=1``, ``STOPPING=1``; False outside systemd."""
+    """Send ``READY=1``, ``STATUS=…``, ``WATCHDOG=1``, ``STOPPING=1``; False outside systemd.
+
+    Never waits: a listener that stopped reading (its queue full) loses the message
+    instead of wedging the daemon's main loop.
+    """
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
-            # Never wait: a reader that stopped reading (its queue holds 10 datagrams by
-            # default) must not hang the main loop that checks health and stalls.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.setblocking(False)
             sock.connect(address)
             sock.sendall("\n".join(fields).encode())
     except OSError:

@@ -77,7 +77,7 @@ def test_kill_9_during_scans_loses_duplicates_and_corrupts_nothing(tmp_path, sch
         try:
             # Kill only once the writer is at work, at a random instant inside a batch.
             testing.wait_until(
-                lambda: process.poll() is not None or items_in_state(catalog) > before,
+                lambda process=process, before=before: process.poll() is not None or items_in_state(catalog) > before,
                 timeout=120,
                 interval=0.01,
                 message="the scan never started writing",

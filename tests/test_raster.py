@@ -47,7 +47,7 @@ def independent_outline(path: Path, per_edge: int = 50) -> Polygon:
             crs = src.crs
     transformer = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
     lons, lats = transformer.transform(np.asarray(xs), np.asarray(ys))
-    return Polygon(zip(lons, lats))
+    return Polygon(zip(lons, lats, strict=True))
 
 
 def unwrap(geometry: dict) -> Polygon | MultiPolygon:

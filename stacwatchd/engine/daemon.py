@@ -14,6 +14,7 @@ from typing import Any
 
 from stacwatchd import __version__
 from stacwatchd.config import Settings, WatchSettings, load_settings, require_watches
+from stacwatchd.engine.builders import Builder
 from stacwatchd.engine.engine import Engine
 from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.scan import scan
@@ -25,7 +26,7 @@ from stacwatchd.engine.writer import BatchResult, open_writer
 from stacwatchd.errors import StacwatchdError
 from stacwatchd.log import configure, get_logger
 from stacwatchd.metrics import Metrics
-from stacwatchd.model.items import Rules, build
+from stacwatchd.model.items import Rules
 from stacwatchd.sinks import configured_sinks
 from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.state.store import State, StateUnwritable
@@ -71,18 +72,19 @@ class Daemon:
         except StateUnwritable as error:
             self.log.error("collections_sync_failed", path=str(error.path), reason=error.reason, hint="applied at the next start or SIGHUP")
         self.catalog_root = self.writer.root
+        self.builder = Builder(s.workers, s.item_timeout_seconds)
         self.engine = Engine(
             self.writer,
             self.rules_for,
-            build=build,
-            workers=s.workers,
+            build=self.builder.build,
+            workers=s.workers * self.builder.depth,
             queue_size=s.queue_size,
-            item_timeout=s.item_timeout_seconds,
             keep_deleted=lambda root: (w := self.watches.get(root)) is not None and w.settings.on_delete == "keep",
             on_batch=self._after_batch,
             metrics=self.metrics,
         )
         self.engine.status_extra = self._sink_status
+        self.engine.running_builds = self.builder.running
         self.settler = Settler(
             self._settled,
             s.settle_seconds,
@@ -154,7 +156,6 @@ class Daemon:
                 self.log.error("writer_died", error="the writer thread stopped unexpectedly")
                 status = 1
                 break
-            self.engine.check_stuck()
             self.engine.check_stall(self.settings.stall_warning_seconds)
             self.metrics.tick()
             for sink in self.sinks:
@@ -171,7 +172,8 @@ class Daemon:
         self.watcher.stop()
         self.settler.stop()
         drained = self.engine.stop(self.stop_timeout)
-        self._heartbeat(stopped=True)  # while the sinks can still say what they hold
+        self.builder.close()
+        self._heartbeat(stopped=True)  # while the sinks can still say their backlog
         for sink in self.sinks:
             sink.stop(timeout=10.0)
         self.writer.close()

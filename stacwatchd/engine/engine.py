@@ -32,7 +32,6 @@ from stacwatchd.engine.writer import (
     CatalogUnwritable,
     CatalogWriter,
     Op,
-    Reject,
     Remove,
     RemoveTree,
     op_for,
@@ -77,6 +76,7 @@ class Counters:
         self.removed += result.removed
         self.unchanged += result.unchanged
         self.rejected += result.rejected
+        self.timeouts += sum(1 for r in result.rejections if r.kind == "timeout")
         self.files_written += len(result.written)
         self.rejections = (list(reversed(result.rejections)) + self.rejections)[:1000]
 
@@ -108,7 +108,6 @@ class Engine:
         build: Build,
         workers: int,
         queue_size: int,
-        item_timeout: float,
         keep_deleted: Callable[[Path], bool] = lambda watch: False,
         max_batch: int = 1000,
         linger: float = 0.05,
@@ -123,7 +122,6 @@ class Engine:
         self.counters = Counters()
         self.log = get_logger()
         self.n_workers = workers
-        self.item_timeout = item_timeout
         self.keep_deleted = keep_deleted
         self.max_batch = max_batch
         self.linger = linger
@@ -143,7 +141,6 @@ class Engine:
         self._writer_thread: threading.Thread | None = None
         self._reader = State(writer.state.path, readonly=True)
         self._reader_lock = threading.Lock()
-        self._abandoned: set[Path] = set()
         self._bad_names: set[Path] = set()
         self._unannounced: list[tuple[list[tuple[str, str, str, str | None]], dict[str, float], float]] = []
         self._worker_seq = 0
@@ -154,7 +151,10 @@ class Engine:
         self._tasks: deque[Callable[[], None]] = deque()
         self._progress_at = time.monotonic()
         self._writer_stalled = False
-        self._stalled_builds: dict[int, _Busy] = {}
+        self._stalled_builds: dict[tuple[Path, float], _Busy] = {}
+        #: (path, monotonic start) of the builds running now, where the builds run
+        #: elsewhere (a Builder's processes); else the worker threads' own view.
+        self.running_builds: Callable[[], list[tuple[Path, float]]] | None = None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -267,12 +267,6 @@ class Engine:
             finally:
                 with self._busy_lock:
                     self._busy.pop(me, None)
-                    abandoned = me not in self._live_workers()
-            if abandoned:
-                return
-
-    def _live_workers(self) -> set[int]:
-        return {t.ident for t in self._threads if t.ident is not None}
 
     def _handle(self, ready: Ready) -> None:
         started = time.monotonic()
@@ -308,9 +302,6 @@ class Engine:
                 self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
                 result = Rejection(target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target))
             self.metrics.build_time(time.monotonic() - built_at)
-            if target in self._abandoned:
-                self._abandoned.discard(target)  # already refused with a timeout
-                continue
             self._to_writer(_Work(op_for(result, rules), started, target))
 
     def _refuse_name(self, path: Path) -> None:
@@ -348,34 +339,6 @@ class Engine:
                     self._done()
                     return
 
-    def check_stuck(self) -> list[Path]:
-        """Replace workers stuck on one file longer than the item timeout.
-
-        Python cannot interrupt a hung read; the stuck thread is left behind (it is a
-        daemon thread) and a fresh worker takes its place, so the rest keeps moving.
-        The file is refused with a timeout so it is not retried until it changes.
-        """
-        now = time.monotonic()
-        stuck: list[Path] = []
-        with self._busy_lock:
-            for ident, busy in list(self._busy.items()):
-                if now - busy.since > self.item_timeout:
-                    stuck.append(busy.path)
-                    self._busy.pop(ident)
-                    self._threads = [t for t in self._threads if t.ident != ident]
-                    self._abandoned.add(busy.path)
-        for path in stuck:
-            self.counters.timeouts += 1
-            self.log.error("item_timeout", path=str(path), error="timeout", timeout_s=self.item_timeout)
-            self._spawn_worker()
-            rules = self._rules_containing(path)
-            if rules is not None:
-                rejection = Rejection(path, f"reading the file took longer than {self.item_timeout:g} s", "timeout", signature_of(path))
-                self._to_writer(_Work(Reject(rejection, rules.root, rules.collection_id), now, path))
-            else:
-                self._done()
-        return stuck
-
     def check_stall(self, seconds: float) -> bool:
         """Warn once when the writer's backlog (operations to commit, journal to flush)
         made no progress for ``seconds``, and once per build running that long; called
@@ -396,17 +359,17 @@ class Engine:
         elif self._writer_stalled and idle < seconds:
             self._writer_stalled = False
             self.log.info("writer_moving_again", pending_commit=len(self._pending) + self._inbox.qsize(), journal=self._journal)
-        with self._busy_lock:
-            busy = dict(self._busy)
-        for ident in [i for i, b in self._stalled_builds.items() if busy.get(i) is not b]:
-            del self._stalled_builds[ident]
-        for ident, build in busy.items():
-            if now - build.since >= seconds and ident not in self._stalled_builds:
-                self._stalled_builds[ident] = build
-                self.log.warning(
-                    "build_stalled", path=str(build.path), running_for_s=round(now - build.since, 1),
-                    timeout_s=self.item_timeout,
-                )  # fmt: skip
+        if self.running_builds is not None:
+            running = {(path, since): _Busy(path, since) for path, since in self.running_builds()}
+        else:
+            with self._busy_lock:
+                running = {(b.path, b.since): b for b in self._busy.values()}
+        for key in [k for k in self._stalled_builds if k not in running]:
+            del self._stalled_builds[key]
+        for key, build in running.items():
+            if now - build.since >= seconds and key not in self._stalled_builds:
+                self._stalled_builds[key] = build
+                self.log.warning("build_stalled", path=str(build.path), running_for_s=round(now - build.since, 1))
         return self._writer_stalled or bool(self._stalled_builds)
 
     def in_writer(self, task: Callable[[], None]) -> None:

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -294,6 +295,7 @@ class CatalogWriter:
             self._unlink(rel)
         self._prune_dirs(stale)
         result.deleted.extend(stale)
+        self._repair_modes()
         return result
 
     def repair(self, rewrite: Iterable[str], remove: Iterable[str] = ()) -> Repaired:
@@ -361,6 +363,18 @@ class CatalogWriter:
             if item_file_stem(item_id) == folder:
                 return ("item", collection, item_id)
         return None
+
+    def _repair_modes(self) -> None:
+        """Give every catalog file and folder its mode (catalogs of older versions were
+        written 0600, which a web server cannot serve)."""
+        files = self.state.file_paths()
+        folders = {self.root} | {(self.root / rel).parent for rel in files}
+        for folder in list(folders):
+            folders.update(p for p in folder.parents if p.is_relative_to(self.root))
+        for path, mode in [*((f, self.modes.dir) for f in folders), *((self.root / r, self.modes.file) for r in files)]:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_IMODE(path.stat().st_mode) != mode:
+                    os.chmod(path, mode)
 
     def sync_collections(self, configured: Mapping[str, CollectionSettings]) -> list[str]:
         """Apply the configured metadata of each collection (the configuration wins).
@@ -883,8 +897,10 @@ class _Batch:
         rows: list[tuple[str, str | None, str, str | None, bytes | None]] = []
         emptied = []
         for collection in sorted(self.collections | set(self.had_items)):
-            had = self.had_items.get(collection, True)
-            if self.state.has_items(collection):
+            has = self.state.has_items(collection)
+            # Untouched by Items (only its metadata changed): it had what it has.
+            had = self.had_items.get(collection, has)
+            if has:
                 event = "collection.changed" if had else "collection.created"
                 rows.append(("collection", event, collection, None, None))
             elif had:

@@ -28,4 +28,12 @@ def configured_sinks(settings: Settings) -> list[Sink]:
 
         collections = {w.collection_id: w.collection for w in settings.watch}
         sinks.append(PgstacSink(settings.pgstac, settings.catalog, collections=collections))
+    if settings.object_store is not None:
+        from stacwatchd.sinks.object_store import ObjectStoreSink
+
+        sinks.append(ObjectStoreSink(settings.object_store, settings))
+    if settings.notify.webhook or settings.notify.sns:
+        from stacwatchd.sinks.notify import notify_sinks
+
+        sinks += notify_sinks(settings)
     return sinks

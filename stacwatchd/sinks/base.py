@@ -119,6 +119,7 @@ class SinkRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._final_depth: int | None = None
 
     @property
     def name(self) -> str:
@@ -150,7 +151,9 @@ class SinkRunner:
             with contextlib.suppress(Exception):
                 self.sink.close()
             with self._lock:
-                self.state.close()
+                if self._final_depth is None:  # not stopped before
+                    self._final_depth = self.state.backlog(self.name)
+                    self.state.close()
         self.log.info("sink_stopped", sink=self.name, clean=stopped)
         return stopped
 
@@ -159,8 +162,10 @@ class SinkRunner:
         self._wake.set()
 
     def depth(self) -> int:
-        """Rows not yet delivered."""
+        """Rows not yet delivered (once stopped: as they were when it stopped)."""
         with self._lock:
+            if self._final_depth is not None:
+                return self._final_depth
             return self.state.backlog(self.name)
 
     @property

@@ -14,6 +14,7 @@ import re
 import sqlite3
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -497,6 +498,18 @@ class State:
         """
         with self.transaction() as tx:
             return tx.register_sinks(sinks)
+
+    def identity(self) -> str:
+        """A random id given to this state file once: with a change's ``seq`` it names
+        that change uniquely and stably (a dedupe key that survives retries and restarts;
+        a new state file starts its seqs again under a new identity)."""
+        found = self.meta("identity")
+        if found is None:
+            with self.transaction() as tx:
+                tx.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('identity', ?)", (str(uuid.uuid4()),))
+            found = self.meta("identity")
+        assert found is not None
+        return found
 
     def cursor(self, name: str) -> int | None:
         row = self.db.execute("SELECT seq FROM sink_cursors WHERE name = ?", (name,)).fetchone()
