@@ -172,6 +172,23 @@ def _parser() -> argparse.ArgumentParser:
     _catalog_option(rebuild)
     rebuild.set_defaults(func=_cmd_rebuild)
 
+    scrub = _command(
+        sub, "scrub", "check every catalog file against the state index; --repair puts them right",
+        "Stats every file the state says the writer wrote (present, same size) and hashes it\n"
+        "(every file, or with --quick those whose mtime moved since last found right). Missing\n"
+        "or damaged files, and stray files of ours the state does not list (Item JSON and\n"
+        "catalogs in our layout, our temp files), are listed; --repair rewrites the first from\n"
+        "the state and removes the others. Any other file is listed and left alone. A running\n"
+        "daemon does the same at every reconcile pass; --repair then leaves it to the daemon.",
+        "exit status: 0 the catalog matches the state (or was repaired); 1 damage found and not\n"
+        "repaired; 2 no state file, usage or configuration error",
+    )  # fmt: skip
+    _config_option(scrub)
+    _catalog_option(scrub)
+    scrub.add_argument("--repair", action="store_true", help="rewrite missing or damaged files from the state, remove stray files of ours")
+    scrub.add_argument("--quick", action="store_true", help="hash only files whose mtime moved since they were last found right")
+    scrub.set_defaults(func=_cmd_scrub)
+
     status = _command(
         sub, "status", "counts, daemon state, outbox and recent failures from the state file",
         "Reads the state file (safe while the daemon runs): Items and sources, the daemon's last\n"
@@ -384,6 +401,14 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_scrub(args: argparse.Namespace) -> int:
+    from stacwatchd.engine.scrub import scrub_command
+
+    settings = _settings(args)
+    watched = [w.path for w in settings.watch]
+    return scrub_command(settings.catalog, watched, fix=args.repair, full=not args.quick, out=sys.stdout)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from stacwatchd.sinks.object_store import public_root_url
     from stacwatchd.status import read_status, render_status
@@ -392,7 +417,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     state = settings.catalog.state_path
     if not state.exists():
         raise StacwatchdError(state, "no state file (nothing cataloged yet, or another --catalog/--config)")
-    report = read_status(state)
+    report = read_status(state, catalog_root=settings.catalog.root)
     url = public_root_url(settings)
     if url:
         report["public_root_url"] = url
@@ -450,6 +475,7 @@ def _reject(rejection: object, args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from stacwatchd.engine.scrub import repair_hint
     from stacwatchd.stac.json import loads
     from stacwatchd.validate import coverage, default_store, validate_catalog, validate_object
     from stacwatchd.validate.schemas import ValidateError
@@ -471,6 +497,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         try:
             catalog_report = validate_catalog(root, store, strict=False, check_assets=args.check_assets)
         except ValidateError as exc:
+            hint = repair_hint(root, _settings(args).catalog)
+            if hint is not None:  # the catalog lost its root catalog, and the state can write it again
+                print(f"{root}: {exc}\n{hint}", file=sys.stderr)
+                return EXIT_REJECTED
             raise StacwatchdError(root, f"{exc} (give the folder holding catalog.json, or a STAC JSON file)") from None
         problems, unchecked = catalog_report.problems, catalog_report.unchecked
         summary = (
@@ -481,6 +511,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     status = "valid" if not problems else f"{len(problems)} problems"
     print(f"{summary}: {status}")
+    if problems and (hint := repair_hint(root, _settings(args).catalog)):
+        print(hint, file=sys.stderr)
     for line in coverage(store, unchecked).lines(network=args.network):
         print(line)
     failed = bool(problems) or (args.strict and bool(unchecked))

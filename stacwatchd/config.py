@@ -526,6 +526,7 @@ class Settings(BaseSettings):
     item_timeout_seconds: float = Field(default=120.0, gt=0)
     queue_size: int = Field(default=10_000, ge=1)
     stall_warning_seconds: float = Field(default=60.0, gt=0)
+    scrub_full_every: int = Field(default=6, ge=0)
     observer: Literal["auto", "inotify", "polling"] = "auto"
     log: LogSettings = LogSettings()
     pgstac: PgstacSettings | None = None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from stacwatchd.config import STATE_DIRNAME
+from stacwatchd.engine.scrub import REPAIR_COMMAND
 from stacwatchd.sinks.base import refused_key
 from stacwatchd.state.store import SourceRecord, State
 
@@ -18,9 +21,12 @@ __all__ = ["HEARTBEAT_STALE_SECONDS", "ago", "read_status", "refused_under", "re
 HEARTBEAT_STALE_SECONDS = 30.0
 
 
-def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:
+def read_status(state_path: Path, recent: int = 10, catalog_root: Path | None = None) -> dict[str, Any]:
     """Counts, the daemon's last heartbeat, each sink's backlog and last success or
-    error, and the most recent failures."""
+    error, the most recent failures, and ``warnings``: stalls the daemon reported and
+    catalog files found missing."""
+    if catalog_root is None and state_path.parent.name == STATE_DIRNAME:
+        catalog_root = state_path.parent.parent
     state = State(state_path, readonly=True)
     try:
         counts = state.counts()
@@ -44,9 +50,41 @@ def read_status(state_path: Path, recent: int = 10) -> dict[str, Any]:
         if sinks:
             report["sinks"] = sinks
         report["recent_failures"] = [f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)]
+        daemon = report.get("daemon") or {}
+        running = bool(daemon.get("running")) and time.time() - float(daemon.get("heartbeat_at") or 0) <= HEARTBEAT_STALE_SECONDS
+        warnings = _stalls(daemon) if running else []
+        if catalog_root is not None:
+            warnings += _missing_catalogs(state, catalog_root, running=running)
+        if warnings:
+            report["warnings"] = warnings
         return report
     finally:
         state.close()
+
+
+def _stalls(daemon: dict[str, Any]) -> list[str]:
+    """What the running daemon last reported as stalled."""
+    found = []
+    for name, sink in (daemon.get("sinks") or {}).items():
+        if "stalled_for_s" in sink:
+            found.append(f"sink {name} stalled: no progress for {sink['stalled_for_s']} s, backlog {sink.get('backlog')}")
+    if "writer_stalled_for_s" in daemon:
+        found.append(
+            f"writer stalled: no progress for {daemon['writer_stalled_for_s']} s "
+            f"(pending {daemon.get('pending_commit', 0)}, journal {daemon.get('journal', 0)})"
+        )
+    for build in daemon.get("stalled_builds") or []:
+        found.append(f"build stalled: {build['path']} running for {build['running_for_s']} s")
+    return found
+
+
+def _missing_catalogs(state: State, root: Path, *, running: bool) -> list[str]:
+    """Catalog files (root, collections, partitions: few) the state says exist but are gone."""
+    missing = [rel for rel in state.catalog_file_paths() if not os.path.exists(root / rel)]
+    if not missing:
+        return []
+    fix = "the running daemon repairs them at its next reconcile pass" if running else f"run '{REPAIR_COMMAND}'"
+    return [f"{len(missing)} catalog files missing (e.g. {min(missing)}): {fix}"]
 
 
 def refused_under(state_path: Path, folders: Sequence[Path], limit: int = 100_000) -> list[SourceRecord]:
@@ -94,6 +132,10 @@ def render_status(report: dict[str, Any], *, catalog: Path, state: Path, now: fl
     if failures:
         lines.append("recent refusals:")
         lines += [f"  {entry}" for entry in failures]
+    warnings = report.get("warnings") or []
+    if warnings:
+        lines.append("warnings:")
+        lines += [f"  {entry}" for entry in warnings]
     return "\n".join(lines)
 
 

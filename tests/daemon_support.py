@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,27 +17,46 @@ from stacwatchd.testing import wait_until
 
 
 class NotifySocket:
-    """A datagram socket standing in for systemd's $NOTIFY_SOCKET."""
+    """A datagram socket standing in for systemd's $NOTIFY_SOCKET, read as systemd reads
+    it: all the time (a queue left unread fills after 10 datagrams)."""
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="stacwatchd-notify-"))
         self.path = self.folder / "notify.sock"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
-        self.sock.setblocking(False)
+        self.sock.settimeout(0.1)
         self.messages: list[str] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="notify-socket", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.messages.append(data.decode())
 
     def poll(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(65536).decode())
-            except BlockingIOError:
-                return self.messages
+        with self._lock:
+            return list(self.messages)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
 
     def seen(self, field: str) -> bool:
         return any(field in message.split("\n") or message.startswith(field) for message in self.poll())
 
     def close(self) -> None:
+        self._closed.set()
+        self._reader.join(5)
         self.sock.close()
         self.path.unlink(missing_ok=True)
         self.folder.rmdir()
@@ -74,6 +94,7 @@ class DaemonProcess:
         self._log_handle = None
 
     def start(self, *, wait_ready: bool = True) -> DaemonProcess:
+        self.notify.clear()  # a READY=1 of an earlier start must not count for this one
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), WATCHDOG_USEC="2000000", **self.env)
         env.pop("WATCHDOG_PID", None)
         self._log_handle = self.log_path.open("ab")

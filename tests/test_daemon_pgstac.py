@@ -162,7 +162,8 @@ def write_v1_state(current: Path, target: Path) -> int:
         db.executescript(STATE_V1.read_text())
         db.execute("ATTACH DATABASE ? AS now", (f"file:{current}?mode=ro",))
         for table in ("sources", "collections", "items", "item_values", "value_counts", "partitions", "files"):
-            db.execute(f"INSERT INTO {table} SELECT * FROM now.{table}")
+            columns = ", ".join(row[1] for row in db.execute(f"PRAGMA main.table_info({table})"))  # the ones version 1 had
+            db.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM now.{table}")
         db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
         db.execute("INSERT INTO meta VALUES ('publish_error', '2026-01-01T00:00:00Z unavailable: from before')")
         db.execute("INSERT INTO outbox (kind, collection, key, queued_at) VALUES ('collection', 'scenes', NULL, 0)")

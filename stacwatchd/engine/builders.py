@@ -138,6 +138,13 @@ class Builder:
             self._cond.notify_all()
         return request.future
 
+    def running(self) -> list[tuple[Path, float]]:
+        """(path, monotonic start) of every build a slot is working on now (not those
+        queued behind it)."""
+        with self._cond:
+            heads = [slot.outstanding[0] for slot in self._slots if slot.outstanding]
+        return [(request.path, request.began) for request in heads if request.began is not None]
+
     def pids(self) -> list[int]:
         """Process ids of the live build children (empty in thread mode)."""
         with self._cond:

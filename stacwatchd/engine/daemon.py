@@ -17,7 +17,10 @@ from stacwatchd.config import Settings, WatchSettings, load_settings, require_wa
 from stacwatchd.engine.builders import Builder
 from stacwatchd.engine.engine import Engine
 from stacwatchd.engine.reconcile import accepts_for, diff
+from stacwatchd.engine.scan import scan
+from stacwatchd.engine.scrub import Scrubber, ScrubReport, repair
 from stacwatchd.engine.settle import Settler
+from stacwatchd.state.recover import inspect_state
 from stacwatchd.engine.watch import FileEvent, Watcher
 from stacwatchd.engine.writer import BatchResult, open_writer
 from stacwatchd.errors import StacwatchdError
@@ -53,6 +56,8 @@ class Daemon:
         self._reconcile_lock = threading.Lock()
         self.started = time.time()
         self.sinks: list[SinkRunner] = []
+        self.scrubber = Scrubber(settings.scrub_full_every)
+        self._repair_queued = threading.Event()
         self.metrics = Metrics()
 
     # -- set-up ----------------------------------------------------------------------------
@@ -79,6 +84,7 @@ class Daemon:
             metrics=self.metrics,
         )
         self.engine.status_extra = self._sink_status
+        self.engine.running_builds = self.builder.running
         self.settler = Settler(
             self._settled,
             s.settle_seconds,
@@ -119,6 +125,7 @@ class Daemon:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the process exit status."""
         self._install_signals()
+        self._heal_state()
         self._build()
         for sink in self.sinks:
             sink.start()
@@ -149,6 +156,7 @@ class Daemon:
                 self.log.error("writer_died", error="the writer thread stopped unexpectedly")
                 status = 1
                 break
+            self.engine.check_stall(self.settings.stall_warning_seconds)
             self.metrics.tick()
             for sink in self.sinks:
                 sink.check_stall()
@@ -209,6 +217,65 @@ class Daemon:
             self.log.error("reload_failed", error=error.kind, reason=error.reason, path=str(error.path))
         self._request_reconcile(added)
 
+    # -- state and catalog healing -------------------------------------------------------------
+
+    def _heal_state(self) -> None:
+        """A corrupt state (SQLite's quick check), or none beside an existing catalog, is
+        rebuilt before anything else starts: a scan of the sources that keeps the ids and
+        ``created`` times of the Items on disk and removes those whose sources are gone."""
+        s = self.settings
+        damage = inspect_state(s.catalog.state_path, s.catalog.root)
+        if damage is None:
+            return
+        notify(f"STATUS=rebuilding the state ({damage.kind})", "EXTEND_TIMEOUT_USEC=600000000")
+        scan(
+            s.catalog,
+            s.watch,
+            workers=s.workers,
+            item_timeout=s.item_timeout_seconds,
+            progress=None,
+            sinks=configured_sinks(s),
+            deliver=False,
+            damage=damage,
+        )
+
+    def _scrub(self) -> None:
+        """Check the catalog files against the state; what needs repair goes to the writer."""
+        skip = [root for root in self.watches if root.is_relative_to(self.catalog_root)]
+        try:
+            report = self.scrubber.run(self.catalog_root, self.writer.state.path, skip)
+        except OSError as exc:
+            self.log.error("scrub_failed", path=str(self.catalog_root), reason=exc.strerror or str(exc))
+            return
+        except StacwatchdError as error:
+            self.log.error("scrub_failed", path=str(error.path), reason=error.reason)
+            return
+        self.log.info("catalog_scrubbed", path=str(self.catalog_root), **report.summary())
+        fresh = self.scrubber.new_foreign(report)
+        if fresh:
+            self.log.warning(
+                "catalog_foreign_files", path=str(self.catalog_root), count=len(fresh), paths=fresh[:10],
+                hint="not written by stacwatchd: left alone",
+            )  # fmt: skip
+        if (report.damage or report.verified) and not self._repair_queued.is_set():
+            self._repair_queued.set()  # one at a time: a repair the writer cannot land yet is not queued again
+            self.engine.in_writer(lambda: self._repair(report))
+
+    def _repair(self, report: ScrubReport) -> None:
+        """In the writer thread: confirm and repair; one log line for what was done."""
+        self._repair_queued.clear()
+        confirmed, done = repair(self.writer, report)
+        count = len(done.rewritten) + len(done.removed) + len(done.forgotten)
+        if not count:
+            return
+        self.scrubber.repaired += len(done.rewritten)
+        self.scrubber.removed += len(done.removed)
+        paths = [*done.rewritten, *done.removed, *done.forgotten]
+        self.log.warning(
+            "catalog_repaired", path=str(self.catalog_root), count=count, paths=paths[:10], more_paths=max(0, len(paths) - 10),
+            missing=len(confirmed.missing), damaged=len(confirmed.damaged), removed=len(done.removed),
+        )  # fmt: skip
+
     # -- reconcile ---------------------------------------------------------------------------
 
     def _overflowed(self, root: Path) -> None:
@@ -238,6 +305,8 @@ class Daemon:
                 watch = self.watches.get(root)
                 if watch is not None:
                     self.reconcile(watch)
+            if roots >= set(self.watches):
+                self._scrub()
 
     def reconcile(self, watch: _Watch) -> None:
         """Folders vs state: changed files go through the settler, vanished ones are removed."""
@@ -294,6 +363,7 @@ class Daemon:
             "running": not stopped,
             "watches": {str(p): state for p, state in self.watcher.status().items()},
             **self.engine.status(),
+            "scrub": self.scrubber.status(),
         }
         self.engine.post_meta("daemon", json.dumps(report))
 

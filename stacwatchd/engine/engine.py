@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,13 @@ class Engine:
         self._outstanding = 0
         self._meta: dict[str, str] = {}
         self._meta_lock = threading.Lock()
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._progress_at = time.monotonic()
+        self._writer_stalled = False
+        self._stalled_builds: dict[tuple[Path, float], _Busy] = {}
+        #: (path, monotonic start) of the builds running now, where the builds run
+        #: elsewhere (a Builder's processes); else the worker threads' own view.
+        self.running_builds: Callable[[], list[tuple[Path, float]]] | None = None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -217,6 +225,13 @@ class Engine:
             "last_errors": [str(r) for r in c.rejections[:5]],
             **self.status_extra(),
         }
+        if self._writer_stalled:
+            report["writer_stalled_for_s"] = round(time.monotonic() - self._progress_at, 1)
+        if self._stalled_builds:
+            now = time.monotonic()
+            report["stalled_builds"] = [
+                {"path": str(busy.path), "running_for_s": round(now - busy.since, 1)} for busy in self._stalled_builds.values()
+            ]
         failing = self.commit_retry if self.commit_retry.failing else self.flush_retry
         if failing.failing:
             report["writer_error"] = {
@@ -324,6 +339,45 @@ class Engine:
                     self._done()
                     return
 
+    def check_stall(self, seconds: float) -> bool:
+        """Warn once when the writer's backlog (operations to commit, journal to flush)
+        made no progress for ``seconds``, and once per build running that long; called
+        from the daemon's main loop, so a writer or worker hung inside a call is seen too.
+        Returns whether anything is stalled."""
+        now = time.monotonic()
+        backlog = len(self._pending) + self._inbox.qsize() + self._journal
+        if backlog == 0:
+            self._progress_at = now
+        idle = now - self._progress_at
+        if backlog and idle >= seconds and not self._writer_stalled:
+            self._writer_stalled = True
+            failing = self.commit_retry if self.commit_retry.failing else self.flush_retry
+            self.log.warning(
+                "writer_stalled", pending_commit=len(self._pending) + self._inbox.qsize(), journal=self._journal,
+                no_progress_for_s=round(idle, 1), last_error=failing.last_error,
+            )  # fmt: skip
+        elif self._writer_stalled and idle < seconds:
+            self._writer_stalled = False
+            self.log.info("writer_moving_again", pending_commit=len(self._pending) + self._inbox.qsize(), journal=self._journal)
+        if self.running_builds is not None:
+            running = {(path, since): _Busy(path, since) for path, since in self.running_builds()}
+        else:
+            with self._busy_lock:
+                running = {(b.path, b.since): b for b in self._busy.values()}
+        for key in [k for k in self._stalled_builds if k not in running]:
+            del self._stalled_builds[key]
+        for key, build in running.items():
+            if now - build.since >= seconds and key not in self._stalled_builds:
+                self._stalled_builds[key] = build
+                self.log.warning("build_stalled", path=str(build.path), running_for_s=round(now - build.since, 1))
+        return self._writer_stalled or bool(self._stalled_builds)
+
+    def in_writer(self, task: Callable[[], None]) -> None:
+        """Run ``task`` in the writer thread once the journal is flushed (a repair of
+        the catalog must not race the writer); a task that leaves journal entries has
+        them flushed like any batch's."""
+        self._tasks.append(task)
+
     def _rules_containing(self, path: Path) -> Rules | None:
         for parent in path.parents:
             rules = self.rules_for(parent)
@@ -367,6 +421,8 @@ class Engine:
             self._commit(self._pending[: self.max_batch])
         if self._journal and self.flush_retry.due():
             self._flush()
+        if self._tasks and not self._journal:
+            self._run_task(self._tasks.popleft())
         self._flush_meta()
         stopping = self._stop.is_set() and self._inbox.empty()
         blocked = self.commit_retry.failing or self.flush_retry.failing
@@ -402,6 +458,7 @@ class Engine:
             self._failed(self.commit_retry, "state_write_failed", error, [str(w.path) for w in batch])
             return
         del self._pending[: len(batch)]
+        self._progress_at = time.monotonic()
         self.metrics.committed(time.monotonic() - started)
         self._recovered(self.commit_retry, "state_write_recovered")
         self._journal = self.writer.pending()
@@ -418,6 +475,13 @@ class Engine:
         for _ in batch:
             self._done()
 
+    def _run_task(self, task: Callable[[], None]) -> None:
+        try:
+            task()
+        except (CatalogUnwritable, StateUnwritable) as error:
+            self.log.warning("writer_task_failed", path=str(error.path), error=error.kind, reason=error.reason)
+        self._journal = self.writer.pending()
+
     def _flush(self) -> None:
         started = time.monotonic()
         try:
@@ -427,6 +491,7 @@ class Engine:
             self._failed(self.flush_retry, "catalog_write_failed", error, [str(error.path)])
             return
         self._journal = 0
+        self._progress_at = time.monotonic()
         self.metrics.flushed(time.monotonic() - started)
         self._recovered(self.flush_retry, "catalog_write_recovered")
         self.counters.files_written += len(result.written)

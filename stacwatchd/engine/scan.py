@@ -13,10 +13,13 @@ from stacwatchd.config import CatalogSettings, WatchSettings
 from stacwatchd.engine.builders import Builder, BuildMode
 from stacwatchd.engine.engine import Build, Counters, Engine
 from stacwatchd.engine.reconcile import diff
+from stacwatchd.engine.recovery import begin_recovery
 from stacwatchd.engine.settle import Ready
 from stacwatchd.engine.writer import open_writer
 from stacwatchd.log import get_logger
 from stacwatchd.model.items import Rules
+from stacwatchd.model.items import build as build_item
+from stacwatchd.state.recover import StateDamage, inspect_state
 from stacwatchd.sinks.base import Sink, deliver_once
 
 
@@ -65,20 +68,28 @@ def scan(
     progress: Callable[[int], Progress] | None = Progress,
     build: Build | None = None,
     sinks: Sequence[Sink] = (),
+    deliver: bool = True,
+    damage: StateDamage | None = None,
     build_mode: BuildMode = "process",
 ) -> Counters:
     """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk.
 
     Unless ``build`` is given, Items are built by a ``Builder`` of ``workers`` slots
     (``build_mode``); the engine runs ``depth`` threads per slot, so that each build
-    process always has its next file queued.
+    process always has its next file queued. A lost state (or ``damage`` found by the
+    caller) is rebuilt on the way, keeping the ids and ``created`` times of the Items
+    already in the catalog. With ``deliver`` false the sinks' rows stay in the outbox
+    for the daemon's runners.
     """
     started = time.monotonic()
     log = get_logger()
     collections = {w.collection_id: w.collection for w in watches}
     rules = {Rules.from_watch(w).root: (Rules.from_watch(w), w) for w in watches}
+    recovery = begin_recovery(catalog, damage or inspect_state(catalog.state_path, catalog.root, quick_check=False))
     builder = Builder(workers, item_timeout, mode=build_mode) if build is None else None
     with builder or contextlib.nullcontext(), open_writer(catalog, collections, sinks) as writer:
+        if recovery is not None:
+            recovery.attach(writer)
         writer.sync_collections(collections)
         engine = Engine(
             writer,
@@ -108,7 +119,9 @@ def scan(
         engine.stop()
         if bar:
             bar.close()
-        for sink in sinks:
+        if recovery is not None:
+            recovery.finish(writer, skip=list(rules))
+        for sink in sinks if deliver else ():
             deliver_once(sink, writer.state.path)
     engine.counters.seconds = time.monotonic() - started
     return engine.counters

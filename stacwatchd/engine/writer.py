@@ -26,11 +26,11 @@ from stacwatchd.config import CatalogSettings, CollectionSettings
 from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.errors import IdClash, StacwatchdError
 from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
-from stacwatchd.stac.layout import Layout, partition_of
+from stacwatchd.stac.layout import Layout, item_file_stem, partition_of
 from stacwatchd.log import get_logger
 from stacwatchd.model.sources import Signature
 from stacwatchd.stac.json import dumps, loads
-from stacwatchd.stac.names import THUMBNAIL_FILE
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, THUMBNAIL_FILE
 from stacwatchd.state.store import State, StateUnwritable, Tx, compress
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
@@ -77,6 +77,16 @@ class Reject:
 
 
 Op = Upsert | Remove | RemoveTree | Reject
+
+
+@dataclass(slots=True)
+class Repaired:
+    """What :meth:`CatalogWriter.repair` did: files journaled to be written again,
+    stray files removed, and recorded files that belong to nothing (forgotten)."""
+
+    rewritten: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -171,6 +181,9 @@ class CatalogWriter:
         self.render = Renderer(self.state, self.layout, settings, self.collections, tuple(summaries))
         self.log = get_logger()
         self.modes = _Modes.of(settings)
+        #: ``created`` of Items the catalog held before the state was lost, by
+        #: (collection, id): a rebuilt state keeps them (see stacwatchd.state.recover).
+        self.created_hints: dict[tuple[str, str], str] = {}
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         self.recover()
 
@@ -285,6 +298,72 @@ class CatalogWriter:
         self._repair_modes()
         return result
 
+    def repair(self, rewrite: Iterable[str], remove: Iterable[str] = ()) -> Repaired:
+        """Put catalog files right that changed behind the writer's back (``scrub``).
+
+        A file to rewrite is journaled through what it belongs to (the root, a
+        collection, a partition, an Item) and its recorded hash forgotten, so the next
+        ``flush`` writes it from the state; one that belongs to nothing the state holds
+        is forgotten. Files to remove (strays of ours the state does not list) are
+        deleted now, Items before catalogs; a removed Item JSON whose id the state does
+        not hold is announced to the sinks as removed.
+        """
+        done = Repaired()
+        owners: dict[tuple[str, str | None, str | None], None] = {}
+        for rel in sorted(set(rewrite)):
+            owner = self._owner(rel)
+            if owner is None:
+                done.forgotten.append(rel)
+            else:
+                owners[owner] = None
+                done.rewritten.append(rel)
+        strays = sorted((rel for rel in set(remove) if self.state.file_record(rel) is None), key=_deletion_order)
+        gone: list[tuple[str, str | None, str, str | None, bytes | None]] = []
+        for rel in strays:
+            try:
+                data = (self.root / rel).read_bytes() if rel.endswith(".json") else None
+                os.unlink(self.root / rel)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise CatalogUnwritable(self.root / rel, f"cannot remove: {exc.strerror or exc}", _errno_name(exc)) from exc
+            done.removed.append(rel)
+            removed_item = _stray_item(data, rel)
+            if removed_item is not None and self.state.item(*removed_item) is None:
+                gone.append(("delete_item", "item.removed", *removed_item, compress(data or b"")))
+        self._prune_dirs(done.removed)
+        with self.state.transaction() as tx:
+            tx.forget_file_hashes([*done.rewritten, *done.forgotten])
+            tx.append_journal(sorted(owners, key=_journal_order))
+            if self.outbox and gone:
+                tx.append_changes(gone)
+            if self.file_outbox and done.removed:
+                tx.append_files([(rel, None) for rel in done.removed])
+        return done
+
+    def _owner(self, rel: str) -> tuple[str, str | None, str | None] | None:
+        """The journal entry that renders the catalog file ``rel``, if the state has one."""
+        if rel == self._rel(self.layout.root_catalog):
+            return ("root", None, None)
+        parts = rel.split("/")
+        collection = parts[0]
+        if len(parts) < 2 or self.state.collection_settings(collection) is None:
+            return None
+        if parts[1:] == [COLLECTION_FILE]:
+            return ("collection", collection, None)
+        if parts[-1] == CATALOG_FILE:
+            return ("partition", collection, "/".join(parts[1:-1]))
+        folder, partition = parts[-2] if len(parts) > 2 else "", "/".join(parts[1:-2])
+        if parts[-1] not in (f"{folder}.json", THUMBNAIL_FILE):
+            return None
+        found = self.state.item(collection, folder)
+        if found is not None and found.partition == partition and item_file_stem(folder) == folder:
+            return ("item", collection, folder)
+        for item_id in self.state.items_in_partition(collection, partition):
+            if item_file_stem(item_id) == folder:
+                return ("item", collection, item_id)
+        return None
+
     def _repair_modes(self) -> None:
         """Give every catalog file and folder its mode (catalogs of older versions were
         written 0600, which a web server cannot serve)."""
@@ -365,7 +444,7 @@ class CatalogWriter:
             where = exc.filename or self.root
             raise CatalogUnwritable(where, f"cannot change {where}: {exc.strerror or exc}", _errno_name(exc)) from exc
         with self.state.transaction() as tx:
-            tx.finish_journal(entries[-1][0], [(rel, hashes[rel]) for rel, _ in writes], deletes)
+            tx.finish_journal(entries[-1][0], [(rel, hashes[rel], len(data)) for rel, data in writes], deletes)
             if self.file_outbox:
                 tx.append_files([*stubs, *writes, *((rel, None) for rel in deleted)])
         result.written.extend(rel for rel, _ in writes)
@@ -687,7 +766,7 @@ class _Batch:
             parts=parts,
             root_title=self.w.root_title,
             collection_title=meta.get("title") or collection,
-            created=existing.created if existing else None,
+            created=existing.created if existing else self.w.created_hints.get((collection, item_id)),
         )
         data = dumps(doc)
         if existing is not None and existing.partition == partition and self._same_but_updated(collection, item_id, doc):
@@ -861,6 +940,29 @@ def _without_downward_links(data: bytes) -> bytes:
 def _deletion_order(rel: str) -> tuple[int, int]:
     """Item files first, then catalogs from the deepest up."""
     return (1 if _is_catalog(rel) else 0, -rel.count("/"))
+
+
+_JOURNAL_KINDS = {"item": 0, "partition": 1, "collection": 2, "root": 3}
+
+
+def _journal_order(entry: tuple[str, str | None, str | None]) -> tuple[int, int, str, str]:
+    """Items, then partitions from the deepest up, collections, the root: links last."""
+    kind, collection, key = entry
+    depth = -(key or "").count("/") if kind == "partition" else 0
+    return (_JOURNAL_KINDS[kind], depth, collection or "", key or "")
+
+
+def _stray_item(data: bytes | None, rel: str) -> tuple[str, str] | None:
+    """(collection, id) of a removed Item JSON, when it is one."""
+    if data is None:
+        return None
+    try:
+        doc = loads(data)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("type") != "Feature" or not isinstance(doc.get("id"), str):
+        return None
+    return (rel.split("/")[0], doc["id"])
 
 
 def _parts(partition: str) -> tuple[str, ...]:

@@ -113,6 +113,7 @@ class SinkRunner:
         self.last_success: float | None = None  # wall clock, for status
         self.last_progress = time.monotonic()
         self.stalled = False
+        self._stalled_at = 0.0
         self._lock = threading.RLock()
         self._drain_lock = threading.Lock()
         self._wake = threading.Event()
@@ -183,22 +184,27 @@ class SinkRunner:
             report["failing_for_s"] = round(time.monotonic() - (self.backoff.since or time.monotonic()), 1)
             report["retry_in_s"] = round(self.backoff.wait_seconds(), 1)
         if self.stalled:
-            report["stalled_for_s"] = round(time.monotonic() - self.last_progress, 1)
+            report["stalled_for_s"] = round(time.monotonic() - self._stalled_at, 1)
         return report
 
     def check_stall(self) -> bool:
         """Warn once when rows wait and nothing moved for ``stall_seconds`` (even when the
-        sink hangs inside a delivery); called from the daemon's main loop."""
-        idle = time.monotonic() - self.last_progress
-        waiting = idle >= self.stall_seconds and self.depth() > 0
-        if waiting and not self.stalled:
+        sink hangs inside a delivery); called from the daemon's main loop. The wait is
+        counted from the later of the last delivery and the oldest waiting row's arrival:
+        rows that arrive after a quiet hour are not late."""
+        with self._lock:
+            since = self.state.queued_since(self.name)
+        if since is None:
+            self.stalled = False
+            return False
+        idle = time.time() - max(since, self.last_success or since)
+        if idle >= self.stall_seconds and not self.stalled:
             self.stalled = True
+            self._stalled_at = time.monotonic() - idle
             self.log.warning(
                 "sink_stalled", sink=self.name, target=self.sink.describe(), backlog=self.depth(),
                 no_progress_for_s=round(idle, 1), last_error=self.backoff.last_error,
             )  # fmt: skip
-        elif not waiting and self.stalled and self.depth() == 0:
-            self.stalled = False
         return self.stalled
 
     # -- delivery -----------------------------------------------------------------------

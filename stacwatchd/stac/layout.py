@@ -28,6 +28,11 @@ def partition_of(when: datetime, scheme: Partitioning) -> tuple[str, ...]:
     return parts[: _PARTITION_DEPTH[scheme]]
 
 
+def partition_depth(scheme: str | None) -> int:
+    """How many partition folders a scheme puts between a collection and its Items."""
+    return _PARTITION_DEPTH[scheme or "year/month"]  # type: ignore[index]
+
+
 def partition_title(collection_title: str, parts: tuple[str, ...]) -> str:
     """Human title of a partition catalog (``ndvi 2024-05``), shown by browsers without opening it.
 

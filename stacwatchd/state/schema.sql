@@ -74,9 +74,13 @@ CREATE TABLE IF NOT EXISTS partitions (
     PRIMARY KEY (collection, partition)
 ) WITHOUT ROWID;
 
+-- Catalog files on disk: what the writer wrote (sha256, size) and, once a scrub has
+-- hashed the file on disk and found it right, the mtime it had then (NULL: not since).
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS journal (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stacwatchd.errors import StacwatchdError
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+_NULL_REPORT = re.compile(r"NULL value in (\w+)\.(\w+)")
 _SCHEMA = (Path(__file__).with_name("schema.sql")).read_text(encoding="utf-8")
 
 #: The outbox streams: item-level changes (PgSTAC, notifications) and catalog files
@@ -55,6 +58,17 @@ class SourceRecord:
     item_id: str | None
     error_kind: str | None
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A catalog file as the writer left it: sha256 and size; ``mtime_ns`` is the mtime it
+    had when a scrub last hashed it and found it right (None: not since it was written)."""
+
+    path: str
+    hash: str
+    size: int | None
+    mtime_ns: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +133,11 @@ class State:
             return  # nothing to write: a start on a full disk must not fail here
         # Each step is idempotent, so a migration killed half-way is finished next time.
         if found == 1:
-            columns = {r[1] for r in self.db.execute("PRAGMA table_info(outbox)")}
-            for name, kind in (("event", "TEXT"), ("doc", "BLOB")):
-                if name not in columns:
-                    self.db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+            self._add_columns("outbox", (("event", "TEXT"), ("doc", "BLOB")))
+        if found in (1, 2):
+            # Version 3 records each catalog file's size (a scrub's cheap check) and the
+            # mtime it had when last verified; rows of older versions learn them later.
+            self._add_columns("files", (("size", "INTEGER"), ("mtime_ns", "INTEGER")))
         self.db.executescript(_SCHEMA)
         if found == 1 and self.db.execute("SELECT 1 FROM outbox LIMIT 1").fetchone():
             # Version 1 had one consumer of the outbox: PgSTAC.
@@ -131,6 +146,15 @@ class State:
             # Version 1's PgSTAC status; sinks now keep theirs with their cursor.
             self.db.execute("DELETE FROM meta WHERE key IN ('publish_ok', 'publish_error', 'publish_refused')")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _add_columns(self, table: str, columns: Iterable[tuple[str, str]]) -> None:
+        """Add the columns a table lacks (a migration step that may run twice)."""
+        present = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+        if not present:
+            return  # the table itself is created by the schema script
+        for name, kind in columns:
+            if name not in present:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -167,8 +191,42 @@ class State:
 
     def check_integrity(self) -> str | None:
         """None when SQLite's quick check passes, else what it reported."""
-        rows = [r[0] for r in self.db.execute("PRAGMA quick_check")]
-        return None if rows == ["ok"] else "; ".join(rows[:5])
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA quick_check") if not self._null_misreported(r[0])]
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None if rows in (["ok"], []) else "; ".join(rows[:5])
+
+    def _null_misreported(self, line: str) -> bool:
+        """Whether a quick check's "NULL value in T.C" is false: SQLite 3.40's quick check
+        reports NULLs in WITHOUT ROWID tables whose key order differs from the column
+        order (integrity_check does not). A query that finds no such NULL settles it."""
+        found = _NULL_REPORT.fullmatch(line)
+        if found is None:
+            return False
+        table, column = found.groups()
+        if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
+            return False
+        return self.db.execute(f"SELECT 1 FROM {table} WHERE {column} IS NULL LIMIT 1").fetchone() is None
+
+    @classmethod
+    def probe(cls, path: Path, *, quick_check: bool = True, keys: Iterable[str] = ()) -> tuple[str | None, dict[str, str]]:
+        """Open a state file read-only: (None, the meta values asked for) when it is
+        healthy, else (what is wrong with it, {}). Never changes the file."""
+        try:
+            state = cls(path, readonly=True)
+        except StateError as error:
+            return error.reason, {}
+        try:
+            problem = state.check_integrity() if quick_check else None
+            if problem is not None:
+                return problem, {}
+            values = {key: value for key in keys if (value := state.meta(key)) is not None}
+            return None, values
+        except sqlite3.DatabaseError as exc:
+            return str(exc), {}
+        finally:
+            state.close()
 
     # -- sources -------------------------------------------------------------------
 
@@ -403,6 +461,33 @@ class State:
         """(relative path, sha256) of every catalog file the state says exists."""
         yield from self.db.execute("SELECT path, hash FROM files ORDER BY path")
 
+    def file_records(self) -> Iterator[FileRecord]:
+        """Every catalog file the state says exists, with what a scrub compares."""
+        yield from (FileRecord(*row) for row in self.db.execute("SELECT path, hash, size, mtime_ns FROM files"))
+
+    def catalog_file_paths(self) -> list[str]:
+        """The root, collection and partition catalogs among the files (a few per collection)."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT path FROM files WHERE path = ? OR path LIKE ? OR path LIKE ?",
+                (CATALOG_FILE, f"%/{CATALOG_FILE}", f"%/{COLLECTION_FILE}"),
+            )
+        ]
+
+    def file_record(self, relpath: str) -> FileRecord | None:
+        row = self.db.execute("SELECT path, hash, size, mtime_ns FROM files WHERE path = ?", (relpath,)).fetchone()
+        return FileRecord(*row) if row else None
+
+    def record_verified(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
+        """(path, sha256, size, mtime_ns) of files a scrub hashed and found as written;
+        a row whose file was written again since (another hash) is left alone."""
+        with self.transaction() as tx:
+            tx.db.executemany(
+                "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ? AND hash = ?",
+                [(size, mtime_ns, path, digest) for path, digest, size, mtime_ns in rows],
+            )
+
     # -- the outbox and the sinks' cursors ------------------------------------------------
 
     def register_sinks(self, sinks: dict[str, Stream]) -> list[str]:
@@ -454,6 +539,15 @@ class State:
         return self.db.execute(
             f"SELECT count(*) FROM {table} WHERE seq > ? AND seq <= ?", (row[1], until if until is not None else 2**62)
         ).fetchone()[0]
+
+    def queued_since(self, name: str) -> float | None:
+        """When the oldest row a sink has not delivered was queued (None: nothing waits)."""
+        row = self.db.execute("SELECT stream, seq FROM sink_cursors WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        table = _STREAM_TABLES[row[0]]
+        found = self.db.execute(f"SELECT queued_at FROM {table} WHERE seq > ? ORDER BY seq LIMIT 1", (row[1],)).fetchone()
+        return found[0] if found else None
 
     def changes_after(self, seq: int, limit: int, until: int | None = None) -> list[Change]:
         rows = self.db.execute(
@@ -639,10 +733,11 @@ class Tx:
     def append_journal(self, rows: Iterable[tuple[str, str | None, str | None]]) -> None:
         self.db.executemany("INSERT INTO journal (kind, collection, key) VALUES (?, ?, ?)", rows)
 
-    def finish_journal(self, upto: int, written: Iterable[tuple[str, str]], deleted: Iterable[str]) -> None:
-        """Record the files now on disk (path, sha256) and those gone; drop the entries done."""
+    def finish_journal(self, upto: int, written: Iterable[tuple[str, str, int]], deleted: Iterable[str]) -> None:
+        """Record the files now on disk (path, sha256, size) and those gone; drop the entries done."""
         self.db.executemany(
-            "INSERT INTO files (path, hash) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET hash = excluded.hash",
+            "INSERT INTO files (path, hash, size, mtime_ns) VALUES (?, ?, ?, NULL) ON CONFLICT (path) "
+            "DO UPDATE SET hash = excluded.hash, size = excluded.size, mtime_ns = NULL",
             list(written),
         )
         self.db.executemany("DELETE FROM files WHERE path = ?", [(rel,) for rel in deleted])
@@ -650,6 +745,11 @@ class Tx:
 
     def drop_journal_entry(self, seq: int) -> None:
         self.db.execute("DELETE FROM journal WHERE seq = ?", (seq,))
+
+    def forget_file_hashes(self, rels: Iterable[str]) -> None:
+        """Forget what is on disk at these paths, so the next flush writes them whatever
+        their bytes (a file damaged or removed behind the writer's back)."""
+        self.db.executemany("DELETE FROM files WHERE path = ?", [(rel,) for rel in rels])
 
     def forget_files(self) -> set[str]:
         """Empty the table of files on disk (``rebuild``); returns what it held."""
@@ -696,7 +796,9 @@ class Tx:
         for stream, table in _STREAM_TABLES.items():
             low = self.db.execute("SELECT min(seq) FROM sink_cursors WHERE stream = ?", (stream,)).fetchone()[0]
             if low is None:
-                self.db.execute(f"DELETE FROM {table}")
+                # A WHERE clause: an emptied table is not rewritten, so a start on a full
+                # disk with nothing to drop writes nothing.
+                self.db.execute(f"DELETE FROM {table} WHERE seq > 0")
             else:
                 self.db.execute(f"DELETE FROM {table} WHERE seq <= ?", (low,))
 
