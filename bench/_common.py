@@ -169,6 +169,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str,
                 line.append(format(value, spec) if spec else str(value))
         cells.append(line)
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+
     # The first two columns (labels) left-aligned, numbers right-aligned.
     def render(r: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
@@ -246,16 +247,23 @@ def _write_distinct(folder: str, prefix: str, seed: int, start_ts: float, step_s
             if compress is None and (dtype != "uint8" or count > 1):
                 compress = "deflate"  # uncompressed only where it stays small
             pixel = rng.choice(pixels)
-            nodata: float | None = rng.choice([None, 0.0, -9999.0 if dtype in ("int16", "float32") else None,
-                                               float("nan") if dtype == "float32" else None])
+            nodata: float | None = rng.choice(
+                [None, 0.0, -9999.0 if dtype in ("int16", "float32") else None, float("nan") if dtype == "float32" else None]
+            )
             when = datetime.fromtimestamp(start_ts + i * step_s, UTC).replace(microsecond=0)
             # Blocks of random values: every file holds its own pixels, yet they compress well.
             gen = np.random.default_rng(seed * 1_000_003 + i)
             coarse = gen.integers(1, 200, size=(count, height // 32 + 1, width // 32 + 1)).astype(dtype)
             data = coarse.repeat(32, axis=1).repeat(32, axis=2)[:, :height, :width]
             profile: dict[str, Any] = {
-                "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype, "crs": crs,
-                "transform": from_origin(rng.uniform(x0, x1), rng.uniform(y0, y1), pixel, pixel), "nodata": nodata,
+                "driver": "GTiff",
+                "width": width,
+                "height": height,
+                "count": count,
+                "dtype": dtype,
+                "crs": crs,
+                "transform": from_origin(rng.uniform(x0, x1), rng.uniform(y0, y1), pixel, pixel),
+                "nodata": nodata,
             }
             if compress:
                 profile["compress"] = compress

@@ -184,8 +184,14 @@ def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     build: Any = None
     if mode == "inline":  # the engine's threads call build themselves, as before the Builder
         from stacwatchd.model.items import build
-    summary = scan(CatalogSettings(root=root), [_watch(src)], workers=p["workers"], progress=_Progress if p.get("progress") else None,
-                   build=build, build_mode="process" if mode == "inline" else mode)
+    summary = scan(
+        CatalogSettings(root=root),
+        [_watch(src)],
+        workers=p["workers"],
+        progress=_Progress if p.get("progress") else None,
+        build=build,
+        build_mode="process" if mode == "inline" else mode,
+    )
     seconds = time.perf_counter() - t0
     if summary.rejected or summary.added != p["n"]:
         reasons = "; ".join(str(r) for r in summary.rejections[:3])
@@ -510,7 +516,14 @@ def make_cogs(folder: Path, n: int, chunk: int | None) -> dict[str, Any]:
         for k in range(chunks):
             count = min(chunk, grid - k * chunk)
             origin = (ORIGIN[0] + (k % per_row) * width, ORIGIN[1] - (k // per_row) * height)
-            many_cogs(folder / f"part{k:04d}", count, start=START + k * chunk * step, span=count * step, origin=origin, prefix=f"scene{k:04d}")
+            many_cogs(
+                folder / f"part{k:04d}",
+                count,
+                start=START + k * chunk * step,
+                span=count * step,
+                origin=origin,
+                prefix=f"scene{k:04d}",
+            )
         layout = f"{chunks} sub-folders of ≤{chunk}"
     outlier = many_cogs(folder, 1, start=OUTLIER_WHEN, origin=OUTLIER_ORIGIN, prefix="outlier")[0]
     if outlier.name != OUTLIER_NAME:
@@ -556,8 +569,17 @@ def bench_backfill(args: argparse.Namespace, run: Runner, workdir: Path, log: Lo
     return rows
 
 
-def _backfill_n(n: int, every: list[Path], pool: Path, args: argparse.Namespace, run: Runner, workdir: Path, log: Log,
-                state: dict[str, Any], made_s: float) -> list[dict[str, Any]]:
+def _backfill_n(
+    n: int,
+    every: list[Path],
+    pool: Path,
+    args: argparse.Namespace,
+    run: Runner,
+    workdir: Path,
+    log: Log,
+    state: dict[str, Any],
+    made_s: float,
+) -> list[dict[str, Any]]:
     smallest = n == min(args.backfill_n)
     src = pool if n == len(every) else workdir / f"rasters-{n}"
     paths = every if src == pool else _common.link_subset(every[:n], src)
@@ -571,13 +593,29 @@ def _backfill_n(n: int, every: list[Path], pool: Path, args: argparse.Namespace,
         res = run(task, n=n, **params)
         rate = n / res["seconds"]
         tree = res["tree"]
-        log(f"[backfill N={n:,}] {key:<13} {res['seconds']:9.2f} s  {rate:9.1f} items/s  peak RSS Σ {tree['peak_rss_sum_mib']:.0f} MiB, "
-            f"PSS Σ {tree['peak_pss_sum_mib']:.0f} MiB over ≤ {tree['peak_processes']} processes")
-        row = {"part": "backfill", "method": key, "label": label, "side": side, "n": n, "seconds": res["seconds"],
-               "items_per_s": rate, "peak_rss_mb": tree["peak_rss_sum_mib"], "peak_pss_mb": tree["peak_pss_sum_mib"],
-               "processes": tree["peak_processes"], "cpu_main_s": tree["cpu_main_s"], "cpu_children_s": tree["cpu_others_s"],
-               "cpu_us_per_item": (tree["cpu_main_s"] + tree["cpu_others_s"]) / n * 1e6, "files_written": res.get("files_written"),
-               "fileset": digest, "load_after": os.getloadavg()[0], "pss_by_role": tree["at_peak_pss"]}
+        log(
+            f"[backfill N={n:,}] {key:<13} {res['seconds']:9.2f} s  {rate:9.1f} items/s  peak RSS Σ {tree['peak_rss_sum_mib']:.0f} MiB, "
+            f"PSS Σ {tree['peak_pss_sum_mib']:.0f} MiB over ≤ {tree['peak_processes']} processes"
+        )
+        row = {
+            "part": "backfill",
+            "method": key,
+            "label": label,
+            "side": side,
+            "n": n,
+            "seconds": res["seconds"],
+            "items_per_s": rate,
+            "peak_rss_mb": tree["peak_rss_sum_mib"],
+            "peak_pss_mb": tree["peak_pss_sum_mib"],
+            "processes": tree["peak_processes"],
+            "cpu_main_s": tree["cpu_main_s"],
+            "cpu_children_s": tree["cpu_others_s"],
+            "cpu_us_per_item": (tree["cpu_main_s"] + tree["cpu_others_s"]) / n * 1e6,
+            "files_written": res.get("files_written"),
+            "fileset": digest,
+            "load_after": os.getloadavg()[0],
+            "pss_by_role": tree["at_peak_pss"],
+        }
         rows.append(row)
         return res
 
@@ -586,25 +624,53 @@ def _backfill_n(n: int, every: list[Path], pool: Path, args: argparse.Namespace,
     method("floor", "floor (first)", "serial: 1 thread", "floor", src=str(src), out=str(floor_out), floor_bytes=args.floor_bytes)
     shutil.rmtree(floor_out, ignore_errors=True)
     root = workdir / f"catalog-{n}"
-    method("scan", f"stacwatchd scan, {args.workers} build processes", f"parallel: {args.workers} processes + 1 writer", "scan",
-           src=str(src), root=str(root), workers=args.workers)
+    method(
+        "scan",
+        f"stacwatchd scan, {args.workers} build processes",
+        f"parallel: {args.workers} processes + 1 writer",
+        "scan",
+        src=str(src),
+        root=str(root),
+        workers=args.workers,
+    )
     shutil.rmtree(root, ignore_errors=True)
     if smallest and not args.no_thread_mode:
-        method("scan_threads", f"stacwatchd scan, {args.workers} engine threads calling build", f"{args.workers} threads, 1 process",
-               "scan", src=str(src), root=str(root), workers=args.workers, mode="inline")
+        method(
+            "scan_threads",
+            f"stacwatchd scan, {args.workers} engine threads calling build",
+            f"{args.workers} threads, 1 process",
+            "scan",
+            src=str(src),
+            root=str(root),
+            workers=args.workers,
+            mode="inline",
+        )
         shutil.rmtree(root, ignore_errors=True)
     if smallest:
         chunked = workdir / f"rasters-{n}-chunked"
         chunked_links(src, chunked, args.chunk)
         chunk_root = workdir / f"catalog-{n}-chunked"
-        method("scan_chunked", f"stacwatchd scan, {args.workers} build processes, sub-folders of {args.chunk}",
-               f"parallel: {args.workers} processes + 1 writer", "scan", src=str(chunked), root=str(chunk_root), workers=args.workers)
+        method(
+            "scan_chunked",
+            f"stacwatchd scan, {args.workers} build processes, sub-folders of {args.chunk}",
+            f"parallel: {args.workers} processes + 1 writer",
+            "scan",
+            src=str(chunked),
+            root=str(chunk_root),
+            workers=args.workers,
+        )
         shutil.rmtree(chunk_root, ignore_errors=True)
         shutil.rmtree(chunked, ignore_errors=True)
     if smallest and n <= 10_000 and not args.no_pystac:
         naive_root = workdir / f"naive-backfill-{n}"
-        method("pystac", "pystac + rio-stac (create, add_item, normalize, save)", "serial: 1 thread", "naive_backfill",
-               src=str(src), out=str(naive_root))
+        method(
+            "pystac",
+            "pystac + rio-stac (create, add_item, normalize, save)",
+            "serial: 1 thread",
+            "naive_backfill",
+            src=str(src),
+            out=str(naive_root),
+        )
         shutil.rmtree(naive_root, ignore_errors=True)
     method("floor", "floor (last)", "serial: 1 thread", "floor", src=str(src), out=str(floor_out), floor_bytes=args.floor_bytes)
     shutil.rmtree(floor_out, ignore_errors=True)
@@ -621,7 +687,9 @@ def _backfill_n(n: int, every: list[Path], pool: Path, args: argparse.Namespace,
     if args.profile and smallest:
         log(f"[profile] build() over {min(args.profile_files, n)} files of the {n:,}-file set …")
         prof = args.out.with_suffix(".build.prof")
-        res = run("profile_build", src=str(pool), count=min(args.profile_files, n), profile_out=str(prof), profile_top=args.profile_top)
+        res = run(
+            "profile_build", src=str(pool), count=min(args.profile_files, n), profile_out=str(prof), profile_top=args.profile_top
+        )
         state["profiles"]["build"] = {"file": str(prof), "count": res["count"], "seconds": res["seconds"], "text": res["profile"]}
     return rows
 
@@ -629,7 +697,9 @@ def _backfill_n(n: int, every: list[Path], pool: Path, args: argparse.Namespace,
 # -- add one -------------------------------------------------------------------------------
 
 
-def ensure_catalog(n: int, args: argparse.Namespace, run: Runner, workdir: Path, log: Log, state: dict[str, Any]) -> dict[str, Any]:
+def ensure_catalog(
+    n: int, args: argparse.Namespace, run: Runner, workdir: Path, log: Log, state: dict[str, Any]
+) -> dict[str, Any]:
     if n in state["catalogs"]:
         return state["catalogs"][n]
     src = workdir / f"cogs-{n}"
@@ -643,9 +713,18 @@ def ensure_catalog(n: int, args: argparse.Namespace, run: Runner, workdir: Path,
     made = make_cogs(src, n, args.chunk)
     log(f"[setup N={n:,}] {made['layout']} in {made['seconds']:.1f} s; scanning into {root} (untimed set-up) …")
     res = run("scan", n=n, src=str(src), root=str(root), workers=args.workers, progress=True)
-    log(f"[setup N={n:,}] scan took {res['seconds']:.1f} s ({n / res['seconds']:.0f} items/s), peak RSS {_common.mib(res['peak_rss']):.0f} MiB")
-    entry = {"root": root, "src": src, "outlier": made["outlier"], "setup_s": res["seconds"], "cogs_s": made["seconds"],
-             "setup": f"many_cogs ({made['layout']}) + one scan", "setup_peak_rss_mb": _common.mib(res["peak_rss"])}
+    log(
+        f"[setup N={n:,}] scan took {res['seconds']:.1f} s ({n / res['seconds']:.0f} items/s), peak RSS {_common.mib(res['peak_rss']):.0f} MiB"
+    )
+    entry = {
+        "root": root,
+        "src": src,
+        "outlier": made["outlier"],
+        "setup_s": res["seconds"],
+        "cogs_s": made["seconds"],
+        "setup": f"many_cogs ({made['layout']}) + one scan",
+        "setup_peak_rss_mb": _common.mib(res["peak_rss"]),
+    }
     state["catalogs"][n] = entry
     return entry
 
@@ -715,8 +794,12 @@ def bench_add(args: argparse.Namespace, run: Runner, workdir: Path, log: Log, st
         adds, new_part = make_adds(cat["src"], args.adds + 1 + profile_n)
         timed_adds, profile_adds = adds[: args.adds + 1], adds[args.adds + 1 :]
         log(f"[add N={n:,}] stacwatchd: 1 warm-up + {args.adds} timed adds + 1 new partition …")
-        params: dict[str, Any] = {"root": str(cat["root"]), "src": str(cat["src"]), "adds": [str(p) for p in timed_adds],
-                                  "new_partition": str(new_part)}
+        params: dict[str, Any] = {
+            "root": str(cat["root"]),
+            "src": str(cat["src"]),
+            "adds": [str(p) for p in timed_adds],
+            "new_partition": str(new_part),
+        }
         if profile_adds:
             prof = args.out.with_suffix(f".add-{n}.prof")
             params |= {"profile_adds": [str(p) for p in profile_adds], "profile_out": str(prof), "profile_top": args.profile_top}
@@ -731,30 +814,62 @@ def bench_add(args: argparse.Namespace, run: Runner, workdir: Path, log: Log, st
         nbytes = [a["bytes_written"] for a in res["adds"]]
         st = _stats(ms)
         row = {
-            "part": "add", "n": n, "method": "stacwatchd", "label": "writer.apply([op]), same partition", "count": len(ms),
-            "median_ms": st["median"], "p95_ms": st["p95"], "max_ms": st["max"], "min_ms": st["min"],
-            "files_median": _common.median(files), "files_max": max(files), "new_partitions": created,
-            "bytes_median": _common.median(nbytes), "peak_rss_mb": _common.mib(res["peak_rss"]),
-            "rss_after_imports_mb": _common.mib(res["rss_after_imports"]), "rss_after_open_mb": _common.mib(res["rss_after_open"]),
-            "writer_open_s": res["writer_open_s"], "written_example": res["adds"][0]["written"],
-            "setup": cat["setup"], "setup_s": cat["setup_s"],
+            "part": "add",
+            "n": n,
+            "method": "stacwatchd",
+            "label": "writer.apply([op]), same partition",
+            "count": len(ms),
+            "median_ms": st["median"],
+            "p95_ms": st["p95"],
+            "max_ms": st["max"],
+            "min_ms": st["min"],
+            "files_median": _common.median(files),
+            "files_max": max(files),
+            "new_partitions": created,
+            "bytes_median": _common.median(nbytes),
+            "peak_rss_mb": _common.mib(res["peak_rss"]),
+            "rss_after_imports_mb": _common.mib(res["rss_after_imports"]),
+            "rss_after_open_mb": _common.mib(res["rss_after_open"]),
+            "writer_open_s": res["writer_open_s"],
+            "written_example": res["adds"][0]["written"],
+            "setup": cat["setup"],
+            "setup_s": cat["setup_s"],
         }
         row["meets_target"] = st["median"] <= TARGET_ADD_MS and max(files) <= TARGET_ADD_FILES
         rows.append(row)
         npart = res["new_partition"]
-        rows.append({
-            "part": "add", "n": n, "method": "stacwatchd_new_partition", "label": "writer.apply([op]), new year+month", "count": 1,
-            "median_ms": npart["ms"], "p95_ms": npart["ms"], "max_ms": npart["ms"], "min_ms": npart["ms"],
-            "files_median": len(npart["written"]) - len(npart["new_partitions"]), "files_max": len(npart["written"]) - len(npart["new_partitions"]),
-            "files_total": len(npart["written"]), "new_partitions": len(npart["new_partitions"]),
-            "bytes_median": npart["bytes_written"], "peak_rss_mb": None, "written_example": npart["written"],
-            "meets_target": npart["ms"] <= TARGET_ADD_MS and len(npart["written"]) - len(npart["new_partitions"]) <= TARGET_ADD_FILES,
-        })
-        log(f"[add N={n:,}] stacwatchd median {st['median']:.1f} ms, p95 {st['p95']:.1f} ms, files {max(files)}, "
-            f"{_common.median(nbytes):,.0f} B; new partition {npart['ms']:.1f} ms; peak RSS {_common.mib(res['peak_rss']):.0f} MiB")
+        rows.append(
+            {
+                "part": "add",
+                "n": n,
+                "method": "stacwatchd_new_partition",
+                "label": "writer.apply([op]), new year+month",
+                "count": 1,
+                "median_ms": npart["ms"],
+                "p95_ms": npart["ms"],
+                "max_ms": npart["ms"],
+                "min_ms": npart["ms"],
+                "files_median": len(npart["written"]) - len(npart["new_partitions"]),
+                "files_max": len(npart["written"]) - len(npart["new_partitions"]),
+                "files_total": len(npart["written"]),
+                "new_partitions": len(npart["new_partitions"]),
+                "bytes_median": npart["bytes_written"],
+                "peak_rss_mb": None,
+                "written_example": npart["written"],
+                "meets_target": npart["ms"] <= TARGET_ADD_MS
+                and len(npart["written"]) - len(npart["new_partitions"]) <= TARGET_ADD_FILES,
+            }
+        )
+        log(
+            f"[add N={n:,}] stacwatchd median {st['median']:.1f} ms, p95 {st['p95']:.1f} ms, files {max(files)}, "
+            f"{_common.median(nbytes):,.0f} B; new partition {npart['ms']:.1f} ms; peak RSS {_common.mib(res['peak_rss']):.0f} MiB"
+        )
         if n in args.naive_n:
             naive_root = ensure_naive(n, run, workdir, log, state)
-            for mode, label in (("tutorial", "from_file, add_item, normalize_hrefs, save"), ("save_only", "in memory: add_item + save")):
+            for mode, label in (
+                ("tutorial", "from_file, add_item, normalize_hrefs, save"),
+                ("save_only", "in memory: add_item + save"),
+            ):
                 k = args.naive_repeats
                 log(f"[add N={n:,}] pystac {mode}: {k} adds …")
                 picks = adds[:k] if mode == "tutorial" else adds[k : 2 * k]
@@ -762,13 +877,24 @@ def bench_add(args: argparse.Namespace, run: Runner, workdir: Path, log: Log, st
                 nms = [a["ms"] for a in nres["adds"]]
                 nst = _stats(nms)
                 nfiles = [a["files"] for a in nres["adds"]]
-                rows.append({
-                    "part": "add", "n": n, "method": f"pystac_{mode}", "label": f"pystac {label}", "count": len(nms),
-                    "median_ms": nst["median"], "p95_ms": nst["p95"], "max_ms": nst["max"], "min_ms": nst["min"],
-                    "files_median": _common.median(nfiles), "files_max": max(nfiles),
-                    "bytes_median": _common.median(a["bytes_written"] for a in nres["adds"]),
-                    "peak_rss_mb": _common.mib(nres["peak_rss"]), "rss_after_imports_mb": _common.mib(nres["rss_after_imports"]),
-                })
+                rows.append(
+                    {
+                        "part": "add",
+                        "n": n,
+                        "method": f"pystac_{mode}",
+                        "label": f"pystac {label}",
+                        "count": len(nms),
+                        "median_ms": nst["median"],
+                        "p95_ms": nst["p95"],
+                        "max_ms": nst["max"],
+                        "min_ms": nst["min"],
+                        "files_median": _common.median(nfiles),
+                        "files_max": max(nfiles),
+                        "bytes_median": _common.median(a["bytes_written"] for a in nres["adds"]),
+                        "peak_rss_mb": _common.mib(nres["peak_rss"]),
+                        "rss_after_imports_mb": _common.mib(nres["rss_after_imports"]),
+                    }
+                )
                 log(f"[add N={n:,}] pystac {mode}: median {nst['median']:.0f} ms, {max(nfiles):,} files")
         shutil.rmtree(cat["src"] / "_adds", ignore_errors=True)
     return rows
@@ -809,8 +935,10 @@ def expected_extent(items: dict[str, dict[str, Any]]) -> tuple[list[float], list
     if any(b[0] > b[2] for b in boxes):
         raise BenchError("an Item crosses the antimeridian: plain min/max would be wrong")
     bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
-    times = [min(pystac.utils.str_to_datetime(i["start"]) for i in items.values()),
-             max(pystac.utils.str_to_datetime(i["end"]) for i in items.values())]
+    times = [
+        min(pystac.utils.str_to_datetime(i["start"]) for i in items.values()),
+        max(pystac.utils.str_to_datetime(i["end"]) for i in items.values()),
+    ]
     return bbox, times
 
 
@@ -875,15 +1003,32 @@ def bench_remove(args: argparse.Namespace, run: Runner, workdir: Path, log: Log,
             "items_left": len(remaining) == len(items) - 1,
         }
         ok = all(checks.values())
-        rows.append({
-            "part": "remove", "n": len(items), "method": "stacwatchd", "case": f"sole holder of {'+'.join(sides)}",
-            "item": victim, "ms": res["ms"], "files_written": len(res["written"]), "files_deleted": len(res["deleted"]),
-            "written": res["written"], "deleted": res["deleted"], "bytes_written": res["bytes_written"],
-            "extent_before": before_bbox, "extent_after": got_bbox, "extent_recomputed": want_bbox, "max_abs_diff": diff,
-            "checks": checks, "correct": "pass" if ok else "FAIL", "peak_rss_mb": _common.mib(res["peak_rss"]),
-        })
-        log(f"[remove N={n:,}] {res['ms']:.1f} ms, wrote {len(res['written'])}, deleted {len(res['deleted'])}: "
-            f"{'pass' if ok else 'FAIL ' + str(checks)}")
+        rows.append(
+            {
+                "part": "remove",
+                "n": len(items),
+                "method": "stacwatchd",
+                "case": f"sole holder of {'+'.join(sides)}",
+                "item": victim,
+                "ms": res["ms"],
+                "files_written": len(res["written"]),
+                "files_deleted": len(res["deleted"]),
+                "written": res["written"],
+                "deleted": res["deleted"],
+                "bytes_written": res["bytes_written"],
+                "extent_before": before_bbox,
+                "extent_after": got_bbox,
+                "extent_recomputed": want_bbox,
+                "max_abs_diff": diff,
+                "checks": checks,
+                "correct": "pass" if ok else "FAIL",
+                "peak_rss_mb": _common.mib(res["peak_rss"]),
+            }
+        )
+        log(
+            f"[remove N={n:,}] {res['ms']:.1f} ms, wrote {len(res['written'])}, deleted {len(res['deleted'])}: "
+            f"{'pass' if ok else 'FAIL ' + str(checks)}"
+        )
         items = remaining
         if step == 0:
             holders = sole_holders(items)
@@ -936,25 +1081,41 @@ REMOVE_COLUMNS = (
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="backfill 1,000; add at 1k/10k (pystac at 1k); remove at 10k; fewer repeats")
-    parser.add_argument("--backfill-n", type=int, nargs="+", help="sizes of the backfill benchmark (default 10000 50000; quick 1000)")
+    parser.add_argument(
+        "--quick", action="store_true", help="backfill 1,000; add at 1k/10k (pystac at 1k); remove at 10k; fewer repeats"
+    )
+    parser.add_argument(
+        "--backfill-n", type=int, nargs="+", help="sizes of the backfill benchmark (default 10000 50000; quick 1000)"
+    )
     parser.add_argument("--no-thread-mode", action="store_true", help="backfill: leave out scan with build threads")
     parser.add_argument("--no-pystac", action="store_true", help="backfill: leave out pystac + rio-stac")
     parser.add_argument("--add-n", type=int, nargs="+", help="catalog sizes of the add benchmark (default 1000 10000 100000)")
-    parser.add_argument("--naive-n", type=int, nargs="*", help="sizes at which pystac adds are timed too (default 1000 10000; quick 1000)")
+    parser.add_argument(
+        "--naive-n", type=int, nargs="*", help="sizes at which pystac adds are timed too (default 1000 10000; quick 1000)"
+    )
     parser.add_argument("--remove-n", type=int, help="catalog size of the remove benchmark (default 100,000; quick 10,000)")
     parser.add_argument("--adds", type=int, help="timed stacwatchd adds per N (default 20; quick 10)")
     parser.add_argument("--naive-repeats", type=int, help="timed pystac adds per N and mode (default 3; quick 2)")
-    parser.add_argument("--chunk", type=int, default=1000, help="files per sub-folder for large set-up catalogs and scan_chunked (default 1000)")
+    parser.add_argument(
+        "--chunk", type=int, default=1000, help="files per sub-folder for large set-up catalogs and scan_chunked (default 1000)"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="scan workers (default: CPU count)")
     parser.add_argument("--floor-bytes", type=int, default=3072, help="size of the floor's JSON document (default 3072)")
     parser.add_argument("--skip", nargs="+", choices=["backfill", "add", "remove"], default=[], help="parts to leave out")
-    parser.add_argument("--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(BENCH_DIR.parent)}; --quick: {QUICK_OUT.name})")
+    parser.add_argument(
+        "--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(BENCH_DIR.parent)}; --quick: {QUICK_OUT.name})"
+    )
     parser.add_argument("--no-out", action="store_true", help="do not write JSON results")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new one under /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    parser.add_argument("--reuse", action="store_true", help="with --workdir: reuse catalog-N/ and cogs-N/ a kept run left there (no backfill reuse)")
-    parser.add_argument("--profile", action="store_true", help="cProfile build() and the adds at the largest N (.prof next to the JSON)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --workdir: reuse catalog-N/ and cogs-N/ a kept run left there (no backfill reuse)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile build() and the adds at the largest N (.prof next to the JSON)"
+    )
     parser.add_argument("--profile-files", type=int, default=500, help="files of the build() profile (default 500)")
     parser.add_argument("--profile-top", type=int, default=30, help="rows of each profile listing (default 30)")
     parser.add_argument("--quiet", action="store_true", help="print only the tables")
@@ -979,25 +1140,35 @@ def _targets(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     scans = [r for r in rows if r["part"] == "backfill" and r["method"] == "scan"]
     for r in scans:
-        lines.append(f"backfill N={r['n']:,}: scan {r['ratio_to_floor']:.3f}× floor — {'meets' if r['meets_target'] else 'MISSES'} "
-                     f"the ≥ {TARGET_BACKFILL_RATIO}× target")
+        lines.append(
+            f"backfill N={r['n']:,}: scan {r['ratio_to_floor']:.3f}× floor — {'meets' if r['meets_target'] else 'MISSES'} "
+            f"the ≥ {TARGET_BACKFILL_RATIO}× target"
+        )
     if scans:
         r = max(scans, key=lambda r: r["n"])
-        lines.append(f"backfill N={r['n']:,}: peak RSS Σ {r['peak_rss_mb']:.0f} MiB, PSS Σ {r['peak_pss_mb']:.0f} MiB over "
-                     f"{r['processes']} processes — RSS {'meets' if r['peak_rss_mb'] * 1.048576 <= TARGET_BACKFILL_RSS_MB else 'MISSES'}, "
-                     f"PSS {'meets' if r['peak_pss_mb'] * 1.048576 <= TARGET_BACKFILL_RSS_MB else 'MISSES'} ≤ {TARGET_BACKFILL_RSS_MB:.0f} MB "
-                     "(RSS Σ counts each shared page once per process)")
+        lines.append(
+            f"backfill N={r['n']:,}: peak RSS Σ {r['peak_rss_mb']:.0f} MiB, PSS Σ {r['peak_pss_mb']:.0f} MiB over "
+            f"{r['processes']} processes — RSS {'meets' if r['peak_rss_mb'] * 1.048576 <= TARGET_BACKFILL_RSS_MB else 'MISSES'}, "
+            f"PSS {'meets' if r['peak_pss_mb'] * 1.048576 <= TARGET_BACKFILL_RSS_MB else 'MISSES'} ≤ {TARGET_BACKFILL_RSS_MB:.0f} MB "
+            "(RSS Σ counts each shared page once per process)"
+        )
     adds = {r["n"]: r for r in rows if r["part"] == "add" and r["method"] == "stacwatchd"}
     for n, r in adds.items():
-        lines.append(f"add N={n:,}: median {r['median_ms']:.1f} ms, ≤ {r['files_max']} files — "
-                     f"{'meets' if r['meets_target'] else 'MISSES'} ≤ {TARGET_ADD_MS:.0f} ms and ≤ {TARGET_ADD_FILES} files")
+        lines.append(
+            f"add N={n:,}: median {r['median_ms']:.1f} ms, ≤ {r['files_max']} files — "
+            f"{'meets' if r['meets_target'] else 'MISSES'} ≤ {TARGET_ADD_MS:.0f} ms and ≤ {TARGET_ADD_FILES} files"
+        )
     if len(adds) >= 2:
         lo, hi = min(adds), max(adds)
         growth = adds[hi]["median_ms"] / adds[lo]["median_ms"]
-        lines.append(f"add growth {lo:,} → {hi:,}: {growth:.2f}× — {'meets' if growth <= TARGET_GROWTH else 'MISSES'} ≤ {TARGET_GROWTH:.0f}×")
+        lines.append(
+            f"add growth {lo:,} → {hi:,}: {growth:.2f}× — {'meets' if growth <= TARGET_GROWTH else 'MISSES'} ≤ {TARGET_GROWTH:.0f}×"
+        )
         rss = adds[hi]["peak_rss_mb"]
-        lines.append(f"add RSS at N={hi:,}: peak {rss:.0f} MiB (after imports {adds[hi]['rss_after_imports_mb']:.0f}) — "
-                     f"{'meets' if rss <= TARGET_RSS_MIB else 'MISSES'} ≤ {TARGET_RSS_MIB:.0f} MB")
+        lines.append(
+            f"add RSS at N={hi:,}: peak {rss:.0f} MiB (after imports {adds[hi]['rss_after_imports_mb']:.0f}) — "
+            f"{'meets' if rss <= TARGET_RSS_MIB else 'MISSES'} ≤ {TARGET_RSS_MIB:.0f} MB"
+        )
     for r in rows:
         if r["part"] == "remove":
             lines.append(f"remove N={r['n']:,} ({r['case']}): {r['ms']:.1f} ms, extent {r['correct']}")
@@ -1053,11 +1224,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"sources {version_before['sources_sha256']}, a snapshot copied at the start",
     ]
     if code_changed:
-        notes.append(f"the live stacwatchd changed during the run (now {version_after['git_head']}, sources "
-                     f"{version_after['sources_sha256']}); every child imported the snapshot, so the numbers are of one version")
-    setups = {
-        str(n): {k: (str(v) if isinstance(v, Path) else v) for k, v in c.items()} for n, c in state["catalogs"].items()
-    }
+        notes.append(
+            f"the live stacwatchd changed during the run (now {version_after['git_head']}, sources "
+            f"{version_after['sources_sha256']}); every child imported the snapshot, so the numbers are of one version"
+        )
+    setups = {str(n): {k: (str(v) if isinstance(v, Path) else v) for k, v in c.items()} for n, c in state["catalogs"].items()}
     results: dict[str, Any] = {
         "benchmark": "catalog",
         "schema": 1,
@@ -1065,8 +1236,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "code": {"measured": version_before, "live_at_end": version_after, "live_changed_during_run": code_changed},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "targets": {
-            "backfill_min_ratio_to_floor": TARGET_BACKFILL_RATIO, "backfill_max_rss_mb": TARGET_BACKFILL_RSS_MB, "add_max_ms": TARGET_ADD_MS,
-            "add_max_files": TARGET_ADD_FILES, "add_max_growth": TARGET_GROWTH, "add_max_rss_mib": TARGET_RSS_MIB,
+            "backfill_min_ratio_to_floor": TARGET_BACKFILL_RATIO,
+            "backfill_max_rss_mb": TARGET_BACKFILL_RSS_MB,
+            "add_max_ms": TARGET_ADD_MS,
+            "add_max_files": TARGET_ADD_FILES,
+            "add_max_growth": TARGET_GROWTH,
+            "add_max_rss_mib": TARGET_RSS_MIB,
         },
         "verdicts": _targets(rows),
         "results": rows,
@@ -1083,7 +1258,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print()
     for n, c in state["catalogs"].items():
         if c.get("setup_s"):
-            print(f"set-up N={n:,}: {c['setup']}: COGs {c['cogs_s']:.0f} s, scan {c['setup_s']:.0f} s ({n / c['setup_s']:.0f} items/s)")
+            print(
+                f"set-up N={n:,}: {c['setup']}: COGs {c['cogs_s']:.0f} s, scan {c['setup_s']:.0f} s ({n / c['setup_s']:.0f} items/s)"
+            )
     for line in results["verdicts"]:
         print(line)
     for note in notes:

@@ -121,8 +121,15 @@ def code_version() -> dict[str, Any]:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     head = dirty = None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip() or None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "stacwatchd"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.split("\n")
+        head = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "stacwatchd"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.split("\n")
         dirty = [line for line in dirty if line.strip()]
     return {"sources_sha256": digest.hexdigest()[:16], "git_head": head, "uncommitted_stacwatchd": dirty}
 
@@ -274,7 +281,9 @@ class Daemon:
         self.log_path = base / "daemon.log"
         self.settle = settle
         self.workers = workers
-        self.config.write_text(config_text(self.catalog, self.watched, settle=settle, workers=workers, reconcile=reconcile, level=level))
+        self.config.write_text(
+            config_text(self.catalog, self.watched, settle=settle, workers=workers, reconcile=reconcile, level=level)
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self.log = LogTail(self.log_path)
         self.notify: NotifyListener | None = None
@@ -321,7 +330,9 @@ class Daemon:
             if self.process is not None and self.process.poll() is not None:
                 raise BenchError(f"daemon exited ({self.process.returncode}) waiting for {count}× {name}; log {self.log_path}")
             if time.monotonic() > deadline:
-                raise BenchError(f"timed out after {timeout:.0f} s waiting for {count}× {name} (got {len(found)}); log {self.log_path}")
+                raise BenchError(
+                    f"timed out after {timeout:.0f} s waiting for {count}× {name} (got {len(found)}); log {self.log_path}"
+                )
             time.sleep(interval)
 
     def cpu_seconds(self) -> float:
@@ -361,11 +372,11 @@ class Daemon:
 
 def config_text(catalog: Path, watched: Path, *, settle: float, workers: int, reconcile: float, level: str) -> str:
     return (
-        f"settle_seconds = {settle}\nworkers = {workers}\nobserver = \"inotify\"\nreconcile_interval = {reconcile}\n"
-        f"[log]\nformat = \"json\"\nlevel = \"{level}\"\n"
-        f"[catalog]\nroot = \"{catalog}\"\ntitle = \"Benchmark\"\n"
-        f"[[watch]]\npath = \"{watched}\"\n"
-        f"[watch.collection]\nid = \"{COLLECTION}\"\n"
+        f'settle_seconds = {settle}\nworkers = {workers}\nobserver = "inotify"\nreconcile_interval = {reconcile}\n'
+        f'[log]\nformat = "json"\nlevel = "{level}"\n'
+        f'[catalog]\nroot = "{catalog}"\ntitle = "Benchmark"\n'
+        f'[[watch]]\npath = "{watched}"\n'
+        f'[watch.collection]\nid = "{COLLECTION}"\n'
     )
 
 
@@ -420,9 +431,7 @@ class CatalogWrites:
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_dir(follow_symlinks=False):
-                if depth < self.depth and not entry.name.startswith(".") and not any(
-                    w[0] == child for w in self._wds.values()
-                ):
+                if depth < self.depth and not entry.name.startswith(".") and not any(w[0] == child for w in self._wds.values()):
                     self._watch(Path(entry.path), child, depth + 1)
             elif entry.name.encode() in _CATALOG_NAMES and child not in self.counts:
                 self.counts[child] += 1
@@ -562,7 +571,9 @@ def summarise_collapsed(path: Path, top: int) -> dict[str, Any]:
         "self": [(f, n, pct(n, total)) for f, n in own.most_common(top)],
         "inclusive": [(f, n, pct(n, total)) for f, n in inclusive.most_common(top)],
         "self_by_role": {
-            r: [(f, n, pct(n, roles[r])) for f, n in c.most_common(10)] for r, c in role_own.items() if r in ("writer", "workers", "main loop", "settler")
+            r: [(f, n, pct(n, roles[r])) for f, n in c.most_common(10)]
+            for r, c in role_own.items()
+            if r in ("writer", "workers", "main loop", "settler")
         },
     }
 
@@ -765,7 +776,9 @@ def steady_rate(
     return row
 
 
-def measure_latency(mode: str, blobs: list[tuple[str, bytes]], args: argparse.Namespace, workdir: Path, log: Log) -> dict[str, Any]:
+def measure_latency(
+    mode: str, blobs: list[tuple[str, bytes]], args: argparse.Namespace, workdir: Path, log: Log
+) -> dict[str, Any]:
     base = _fresh(workdir / f"latency-{mode}")
     daemon = Daemon(base, settle=args.settle, workers=args.workers)
     load = load_average()
@@ -801,7 +814,9 @@ def measure_burst(args: argparse.Namespace, workdir: Path, log: Log) -> dict[str
     ratio and the worst peak RSS, because a run can land in either of two regimes (the
     writer keeping up with small batches, or falling behind with batches of max_batch)."""
     pool = workdir / "burst-rasters"
-    log(f"[burst] writing {args.burst:,} distinct rasters dated over {args.burst_span_days:g} days (once; hard-linked per repeat) …")
+    log(
+        f"[burst] writing {args.burst:,} distinct rasters dated over {args.burst_span_days:g} days (once; hard-linked per repeat) …"
+    )
     t = time.monotonic()
     rasters = _common.distinct_rasters(pool, args.burst, prefix="burst", start=START, span_days=args.burst_span_days)
     gen_s = time.monotonic() - t
@@ -922,9 +937,15 @@ def burst_once(args: argparse.Namespace, workdir: Path, log: Log, rep: int, rast
     busiest, busiest_n = max(partitions.items(), key=lambda kv: kv[1]) if partitions else ("–", 0)
     missed = sorted(m for m in writes.missed if m != "catalog.json")  # the root predates the watch
 
-    log(f"[burst {rep + 1}/{args.burst_repeats}] drained {n:,} in {drain_s:.1f} s; scanning the same files into a fresh catalog …")
+    log(
+        f"[burst {rep + 1}/{args.burst_repeats}] drained {n:,} in {drain_s:.1f} s; scanning the same files into a fresh catalog …"
+    )
     scan_cfg = base / "scan.toml"
-    scan_cfg.write_text(config_text(base / "catalog-scan", daemon.watched, settle=args.settle, workers=args.workers, reconcile=600, level="warning"))
+    scan_cfg.write_text(
+        config_text(
+            base / "catalog-scan", daemon.watched, settle=args.settle, workers=args.workers, reconcile=600, level="warning"
+        )
+    )
     _common.settle()
     load_scan = load_average()
     scan_code = code_version()
@@ -1129,17 +1150,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", nargs="+", choices=["closed", "renamed"], default=["closed", "renamed"])
     parser.add_argument("--burst", type=int, help="burst: files (default 10,000; --quick 1,000)")
     parser.add_argument("--burst-repeats", type=int, help="burst: repeats, each daemon then scan (default 3; --quick 1)")
-    parser.add_argument("--burst-mode", choices=["move", "copy"], default="move", help="burst: os.rename from a staging folder (default) or copy")
-    parser.add_argument("--burst-span-days", type=float, default=28.0, help="burst: dates spread over this many days from 2024-01-01 (default 28: one partition)")
+    parser.add_argument(
+        "--burst-mode", choices=["move", "copy"], default="move", help="burst: os.rename from a staging folder (default) or copy"
+    )
+    parser.add_argument(
+        "--burst-span-days",
+        type=float,
+        default=28.0,
+        help="burst: dates spread over this many days from 2024-01-01 (default 28: one partition)",
+    )
     parser.add_argument("--idle-files", type=int, help="idle: cataloged files (default 100,000; --quick 10,000)")
     parser.add_argument("--idle-seconds", type=float, help="idle: measured window (default 60; --quick 15)")
-    parser.add_argument("--big-duration", type=float, help="after the idle window: seconds of the steady-rate latency (closed mode) on top of the idle catalog; 0 skips (default 20; --quick 5)")
+    parser.add_argument(
+        "--big-duration",
+        type=float,
+        help="after the idle window: seconds of the steady-rate latency (closed mode) on top of the idle catalog; 0 skips (default 20; --quick 5)",
+    )
     parser.add_argument("--chunk", type=int, default=1000, help="idle: files per sub-folder (default 1,000)")
     parser.add_argument("--skip", nargs="+", choices=["latency", "burst", "idle"], default=[], help="parts to leave out")
     parser.add_argument("--profile", action="store_true", help="py-spy record the daemon during the burst and the idle window")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new one under /tmp)")
-    parser.add_argument("--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(REPO)}; --quick: {QUICK_OUT.name})")
+    parser.add_argument(
+        "--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(REPO)}; --quick: {QUICK_OUT.name})"
+    )
     parser.add_argument("--no-out", action="store_true", help="do not write JSON results")
     parser.add_argument("--quiet", action="store_true", help="print only the tables")
     args = parser.parse_args(argv)
@@ -1158,7 +1192,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.out is None:
         args.out = QUICK_OUT if args.quick else DEFAULT_OUT
     args.profile_dir = args.out.parent
-    if min(args.rate, args.duration, args.burst, args.burst_repeats, args.idle_files, args.idle_seconds, args.chunk, args.workers) <= 0:
+    if (
+        min(
+            args.rate, args.duration, args.burst, args.burst_repeats, args.idle_files, args.idle_seconds, args.chunk, args.workers
+        )
+        <= 0
+    ):
         parser.error("counts, rates and durations must be positive")
     return args
 
@@ -1214,7 +1253,11 @@ def render(results: dict[str, Any]) -> str:
         lat.append(late | {"mode": f"{late['mode']} @{late['catalog_items_before']:,}"})
     if lat:
         rows = [r | {"verdict": "yes" if r["meets_target"] else "NO"} for r in lat]
-        out += ["Latency close → Item JSON on disk (item_added timestamp − own close/rename time)", _common.format_table(rows, LATENCY_COLUMNS), ""]
+        out += [
+            "Latency close → Item JSON on disk (item_added timestamp − own close/rename time)",
+            _common.format_table(rows, LATENCY_COLUMNS),
+            "",
+        ]
     burst = results.get("burst")
     if burst:
         rows = []
@@ -1244,7 +1287,11 @@ def render(results: dict[str, Any]) -> str:
                     "cpu_s": run["scan_cpu_s"],
                 },
             ]
-        out += [f"Burst of {burst['files']:,} files ({burst['mode']} into the watched folder), {burst['repeats']}×", _common.format_table(rows, BURST_COLUMNS), ""]
+        out += [
+            f"Burst of {burst['files']:,} files ({burst['mode']} into the watched folder), {burst['repeats']}×",
+            _common.format_table(rows, BURST_COLUMNS),
+            "",
+        ]
     idle = results.get("idle")
     if idle:
         out += ["Idle with a cataloged tree", _common.format_table([idle], IDLE_COLUMNS), ""]
@@ -1260,7 +1307,9 @@ def verdicts(results: dict[str, Any]) -> list[str]:
     late = (results.get("idle") or {}).get("latency_at_n")
     for r in [*(results.get("latency") or []), *([late] if late else [])]:
         ok = "meets" if r["meets_target"] else "MISSES"
-        lines.append(f"latency {r['mode']} on a catalog of {r['catalog_items_before']:,}: p99 {r['p99_ms']:.0f} ms vs ≤ {r['target_p99_ms']:.0f} ms (settle {r['settle_s']:g} s + 250) — {ok}")
+        lines.append(
+            f"latency {r['mode']} on a catalog of {r['catalog_items_before']:,}: p99 {r['p99_ms']:.0f} ms vs ≤ {r['target_p99_ms']:.0f} ms (settle {r['settle_s']:g} s + 250) — {ok}"
+        )
     b = results.get("burst")
     if b:
         ratios = ", ".join(f"{r:.2f}" for r in b["ratio_to_scan_all"])
@@ -1310,7 +1359,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"load average at start {load_start} on {os.cpu_count()} CPUs; per part in the JSON",
     ]
     code_start = code_version()
-    results: dict[str, Any] = {"benchmark": "daemon", "schema": 1, "environment": _common.environment(PACKAGES), "code": code_start}
+    results: dict[str, Any] = {
+        "benchmark": "daemon",
+        "schema": 1,
+        "environment": _common.environment(PACKAGES),
+        "code": code_start,
+    }
     t_all = time.monotonic()
     try:
         if "latency" not in args.skip:
@@ -1329,9 +1383,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
         elif args.keep:
             log(f"kept {workdir}")
-    results["config"] = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("quiet",)
-    }
+    results["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("quiet",)}
     results["targets"] = {
         "latency_p99_ms": f"settle*1000 + {TARGET_LATENCY_MARGIN_MS:g}",
         "burst_ratio_to_scan": TARGET_BURST_RATIO,
@@ -1351,7 +1403,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         versions |= {v["sources_sha256"] for v in (part.get("code"), part.get("scan_code")) if v}
     versions.add(code_version()["sources_sha256"])
     if len(versions) > 1:
-        notes.append(f"stacwatchd's sources CHANGED during the run ({len(versions)} versions); each part's 'code' in the JSON says which it ran")
+        notes.append(
+            f"stacwatchd's sources CHANGED during the run ({len(versions)} versions); each part's 'code' in the JSON says which it ran"
+        )
     results["notes"] = notes
     print(render(results))
     bursts = (results.get("burst") or {}).get("runs") or []

@@ -322,8 +322,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, nargs="+", help=f"file counts (default {' '.join(map(str, DEFAULT_N))})")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: N={QUICK_N}, 1 repeat unless --repeats")
     parser.add_argument("--repeats", type=int, help="timed passes per method and N; the median is reported (default 3)")
-    parser.add_argument("--methods", nargs="+", choices=["stacwatchd", "rio_stac_proj_raster", "rio_stac_proj"], help="subset to run (the floor always runs)")
-    parser.add_argument("--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(BENCH_DIR.parent)}; --quick: {QUICK_OUT.name})")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=["stacwatchd", "rio_stac_proj_raster", "rio_stac_proj"],
+        help="subset to run (the floor always runs)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(BENCH_DIR.parent)}; --quick: {QUICK_OUT.name})"
+    )
     parser.add_argument("--no-out", action="store_true", help="do not write JSON results")
     parser.add_argument("--floor-bytes", type=int, default=3072, help="size of the floor's JSON document (default 3072)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed files per method before timing (default 20)")
@@ -375,9 +382,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     table_rows = [r for r in rows if not r["method"].startswith("_")]
     orders = {str(r["n"]): r["orders"] for r in rows if r["method"] == "_order"}
     target = {
-        str(r["n"]): {"ratio": r["ratio_to_floor"], "met": r["meets_target"]}
-        for r in table_rows
-        if r["method"] == "stacwatchd"
+        str(r["n"]): {"ratio": r["ratio_to_floor"], "met": r["meets_target"]} for r in table_rows if r["method"] == "stacwatchd"
     }
     results: dict[str, Any] = {
         "benchmark": "items",

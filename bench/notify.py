@@ -265,7 +265,10 @@ def measure_latency(args: argparse.Namespace, workdir: Path, log: Log) -> dict[s
     n = max(1, round(args.rate * args.duration))
     base = workdir / "latency"
     staging = base / "staging"
-    blobs = [(p.name, p.read_bytes()) for p in sorted(many_cogs(staging, n, size=128, start=START, span=timedelta(days=28), prefix="lat"))]
+    blobs = [
+        (p.name, p.read_bytes())
+        for p in sorted(many_cogs(staging, n, size=128, start=START, span=timedelta(days=28), prefix="lat"))
+    ]
     shutil.rmtree(staging)
     receiver = Receiver()
     daemon = notifying_daemon(base, receiver, args)
@@ -332,8 +335,14 @@ def render(results: dict[str, Any]) -> str:
         rows = [{"what": what, "p50": lat[key]["p50_ms"], "p99": lat[key]["p99_ms"], "max": lat[key]["max_ms"]}
                 for key, what in (("catalog", "file closed → item_added"), ("added", "item_added → webhook (added)"),
                                   ("end_to_end", "file closed → webhook"))]  # fmt: skip
-        out.append(f"latency at {lat['achieved_rate_per_s']:.1f} files/s, settle {lat['settle_s']:g} s, {lat['measured']} files measured")
-        out.append(_common.format_table(rows, [("what", "span", ""), ("p50", "p50 ms", ".1f"), ("p99", "p99 ms", ".1f"), ("max", "max ms", ".1f")]))
+        out.append(
+            f"latency at {lat['achieved_rate_per_s']:.1f} files/s, settle {lat['settle_s']:g} s, {lat['measured']} files measured"
+        )
+        out.append(
+            _common.format_table(
+                rows, [("what", "span", ""), ("p50", "p50 ms", ".1f"), ("p99", "p99 ms", ".1f"), ("max", "max ms", ".1f")]
+            )
+        )
     return "\n\n".join(out)
 
 

@@ -180,7 +180,9 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
 
-def compare(server: Server, catalog: Path, sources: Path, n: int, assets: str) -> tuple[bool, list[str], list[str], dict[str, Path], set[str]]:
+def compare(
+    server: Server, catalog: Path, sources: Path, n: int, assets: str
+) -> tuple[bool, list[str], list[str], dict[str, Path], set[str]]:
     """Whether the bucket equals the local catalog: every file there with its MD5 as ETag
     (with ``upload``: Items by key, every data object equal to its source)."""
     files = local_files(catalog)
@@ -188,7 +190,11 @@ def compare(server: Server, catalog: Path, sources: Path, n: int, assets: str) -
     bucket = {k[len(catalog.name) + 1 :]: v for k, v in bucket.items()}
     missing = [rel for rel in files if rel not in bucket]
     items = {rel for rel in files if rel.endswith(".json") and not rel.endswith(("catalog.json", "collection.json"))}
-    differ = [rel for rel, path in files.items() if rel in bucket and rel not in (items if assets == "upload" else ()) and bucket[rel] != md5(path)]
+    differ = [
+        rel
+        for rel, path in files.items()
+        if rel in bucket and rel not in (items if assets == "upload" else ()) and bucket[rel] != md5(path)
+    ]
     data = {k: v for k, v in bucket.items() if k not in files}
     if assets == "upload":
         by_name = {p.name: p for p in sources.iterdir()}
@@ -228,7 +234,9 @@ def daemon_backfill(base: Path, server: Server, sources: Path, n: int, workers: 
     watched.mkdir()
     for path in sources.iterdir():
         os.link(path, staging / path.name)
-    daemon = start_daemon(base, "backfill", config(base, server, watched, catalog, assets="reference", settle=1.0, workers=workers))
+    daemon = start_daemon(
+        base, "backfill", config(base, server, watched, catalog, assets="reference", settle=1.0, workers=workers)
+    )
     try:
         mark = server.mark()
         started = time.time()
@@ -238,7 +246,11 @@ def daemon_backfill(base: Path, server: Server, sources: Path, n: int, workers: 
         while True:
             time.sleep(1.0)
             requests = [r for r in server.since(mark) if r[2].startswith(prefix)]
-            items = {r[2] for r in requests if r[1] == "PUT" and r[2].endswith(".json") and not r[2].endswith(("catalog.json", "collection.json"))}
+            items = {
+                r[2]
+                for r in requests
+                if r[1] == "PUT" and r[2].endswith(".json") and not r[2].endswith(("catalog.json", "collection.json"))
+            }
             if len(items) >= n and requests and time.time() - requests[-1][0] > 3.0:
                 break
             if daemon.poll() is not None:
@@ -265,7 +277,9 @@ def backfill(base: Path, server: Server, sources: Path, n: int, assets: str, wor
     cfg = config(base, server, sources, catalog, assets=assets, settle=1.0, workers=workers)
     mark = server.mark()
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "stacwatchd", "scan", "--config", str(cfg)], capture_output=True, text=True, env=env(), check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "stacwatchd", "scan", "--config", str(cfg)], capture_output=True, text=True, env=env(), check=False
+    )
     wall = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"scan failed: {done.stderr[-2000:]}")
@@ -286,7 +300,9 @@ def backfill(base: Path, server: Server, sources: Path, n: int, assets: str, wor
 # -- 2. latency --------------------------------------------------------------------------------------
 
 
-def latency(base: Path, server: Server, template: bytes, mode: str, rate: float, duration: float, settle: float, warmup: int, workers: int) -> dict[str, Any]:
+def latency(
+    base: Path, server: Server, template: bytes, mode: str, rate: float, duration: float, settle: float, warmup: int, workers: int
+) -> dict[str, Any]:
     watched = base / f"watched-{mode}"
     catalog = base / f"catalog-{mode}"
     watched.mkdir()
@@ -391,7 +407,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ("mode", "mode", ""), ("rate", "files/s", ".0f"), ("files", "files", ""), ("settle_s", "settle s", ".1f"),
             ("p50_ms", "p50 ms", ".0f"), ("p99_ms", "p99 ms", ".0f"), ("max_ms", "max ms", ".0f"), ("visible", "visible", ""),
         ]))  # fmt: skip
-    result = {"environment": environment(["obstore", "moto"]), "args": {"n": n, "workers": args.workers, "rate": args.rate, "duration": duration, "settle": args.settle}, "results": rows}
+    result = {
+        "environment": environment(["obstore", "moto"]),
+        "args": {"n": n, "workers": args.workers, "rate": args.rate, "duration": duration, "settle": args.settle},
+        "results": rows,
+    }
     if not args.no_out:
         write_json(args.out, result)
     return result

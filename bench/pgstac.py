@@ -255,7 +255,9 @@ def check(cluster: PgCluster, n: int, key: str) -> None:
 # -- running ------------------------------------------------------------------------------------
 
 
-def measure(ctx: Context, n: int, methods: Sequence[str], repeats: int, seed: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def measure(
+    ctx: Context, n: int, methods: Sequence[str], repeats: int, seed: int, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     rng = random.Random(seed)
     orders = []
@@ -317,9 +319,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, help=f"Items (default {DEFAULT_N:,}; --quick {QUICK_N:,})")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: N={QUICK_N:,}, 1 repeat unless --repeats")
     parser.add_argument("--repeats", type=int, help="timed passes per method; the median is reported (default 3)")
-    parser.add_argument("--batch-size", type=int, default=PgstacSettings().batch_size, help="outbox rows per batch (default: the setting's default)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=PgstacSettings().batch_size,
+        help="outbox rows per batch (default: the setting's default)",
+    )
     parser.add_argument("--sql-function", action="store_true", help="also time pgstac.upsert_items(jsonb) per batch")
-    parser.add_argument("--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(REPO)}; --quick: {QUICK_OUT.name})")
+    parser.add_argument(
+        "--out", type=Path, help=f"JSON results (default {DEFAULT_OUT.relative_to(REPO)}; --quick: {QUICK_OUT.name})"
+    )
     parser.add_argument("--no-out", action="store_true", help="do not write JSON results")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run-order shuffle")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (COGs, catalog, states)")

@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         env = dict(os.environ, **{PASSWORD_ENV: cluster.password})
         daemon = subprocess.Popen(
             [sys.executable, "-m", "stacwatchd", "run", "--config", str(config)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         testing.wait_until(lambda: (catalog / "catalog.json").exists(), timeout=60)
         closed: dict[str, float] = {}

@@ -98,7 +98,9 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _command(sub: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+def _command(
+    sub: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         name,
         help=summary,
@@ -185,7 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _config_option(scrub)
     _catalog_option(scrub)
-    scrub.add_argument("--repair", action="store_true", help="rewrite missing or damaged files from the state, remove stray files of ours")
+    scrub.add_argument(
+        "--repair", action="store_true", help="rewrite missing or damaged files from the state, remove stray files of ours"
+    )
     scrub.add_argument("--quick", action="store_true", help="hash only files whose mtime moved since they were last found right")
     scrub.set_defaults(func=_cmd_scrub)
 
@@ -208,7 +212,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _config_option(publish)
     _catalog_option(publish)
-    publish.add_argument("--all", action="store_true", help="push every collection and Item (first load, after a restore); idempotent")
+    publish.add_argument(
+        "--all", action="store_true", help="push every collection and Item (first load, after a restore); idempotent"
+    )
     publish.add_argument("--no-prune", action="store_true", help="with --all, keep Items PgSTAC has that the state does not")
     publish.add_argument("--sink", metavar="NAME", help="only this sink (pgstac, object_store); default: every configured one")
     publish.set_defaults(func=_cmd_publish)
@@ -226,8 +232,12 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("root", type=Path, nargs="?", help="catalog root folder, catalog.json or any STAC JSON file")
     _config_option(validate)
     validate.add_argument("--schemas", type=Path, help="folder of STAC schemas laid out by URL (default: $STAC_SCHEMA_ROOT)")
-    validate.add_argument("--schema-cache", type=Path, help="where fetched schemas are cached (default: ~/.cache/stacwatchd/schemas)")
-    validate.add_argument("--network", action="store_true", help="fetch schemas that are neither bundled, in --schemas nor cached")
+    validate.add_argument(
+        "--schema-cache", type=Path, help="where fetched schemas are cached (default: ~/.cache/stacwatchd/schemas)"
+    )
+    validate.add_argument(
+        "--network", action="store_true", help="fetch schemas that are neither bundled, in --schemas nor cached"
+    )
     validate.add_argument("--strict", action="store_true", help="fail (exit 1) when a schema could not be checked")
     validate.add_argument("--check-assets", action="store_true", help="also check that local asset files exist")
     validate.set_defaults(func=_cmd_validate)
@@ -270,7 +280,9 @@ def _parser() -> argparse.ArgumentParser:
         "pipelines write them (copy, slow write, write-then-rename, burst with broken files,\n"
         "overwrite, delete), then validates the catalog and says what was checked.",
     )  # fmt: skip
-    demo.add_argument("--dir", type=Path, default=Path("stacwatchd-demo"), help="where the demo writes (default ./stacwatchd-demo)")
+    demo.add_argument(
+        "--dir", type=Path, default=Path("stacwatchd-demo"), help="where the demo writes (default ./stacwatchd-demo)"
+    )
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -504,8 +516,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             raise StacwatchdError(root, f"{exc} (give the folder holding catalog.json, or a STAC JSON file)") from None
         problems, unchecked = catalog_report.problems, catalog_report.unchecked
         summary = (
-            f"{root}: {catalog_report.catalogs} catalogs, {catalog_report.collections} collections, "
-            f"{catalog_report.items} items"
+            f"{root}: {catalog_report.catalogs} catalogs, {catalog_report.collections} collections, {catalog_report.items} items"
         )
     for problem in problems:
         print(problem, file=sys.stderr)

@@ -382,6 +382,7 @@ class ObjectStoreSettings(_Model):
             raise ValueError("the URL must not carry credentials")
         return value
 
+
 #: Every change event a notification target can receive (the default: all of them).
 NOTIFY_EVENTS: tuple[str, ...] = (
     "item.added",
@@ -556,9 +557,7 @@ class Settings(BaseSettings):
         best: WatchSettings | None = None
         for watch in self.watch:
             folder = watch.path.resolve()
-            if path.is_relative_to(folder) and (
-                best is None or len(folder.parts) > len(best.path.resolve().parts)
-            ):
+            if path.is_relative_to(folder) and (best is None or len(folder.parts) > len(best.path.resolve().parts)):
                 best = watch
         return best
 

@@ -65,7 +65,11 @@ def run_demo(base: Path) -> int:
         _say(f"   catalog now holds {_count(len(items()), 'Item')}")
 
     cog = samples["cog"]
-    step("copy a COG into the watched folder", lambda: shutil.copy(cog, incoming / cog.name), lambda ids: sanitize_id(cog.stem) in ids)
+    step(
+        "copy a COG into the watched folder",
+        lambda: shutil.copy(cog, incoming / cog.name),
+        lambda ids: sanitize_id(cog.stem) in ids,
+    )
     slow = samples["multiband_rgb"]
     step(
         "a slow writer appends a file in chunks (cataloged only once complete)",
@@ -86,8 +90,10 @@ def run_demo(base: Path) -> int:
     step(
         f"a burst of {len(burst) + len(broken)} files, {refusals} of them broken or without date/location",
         lambda: [shutil.copy(p, incoming / p.name) for p in burst + broken],
-        lambda ids: {sanitize_id(p.stem) for p in burst if p.stem not in unlocated} <= ids
-        and daemon.engine.counters.rejected >= refused_before + refusals,
+        lambda ids: (
+            {sanitize_id(p.stem) for p in burst if p.stem not in unlocated} <= ids
+            and daemon.engine.counters.rejected >= refused_before + refusals
+        ),
     )
     new_size = samples["utm"].stat().st_size
     step(
@@ -95,7 +101,11 @@ def run_demo(base: Path) -> int:
         lambda: shutil.copy(samples["utm"], incoming / cog.name),
         lambda ids: _asset_size(catalog, sanitize_id(cog.stem)) == new_size,
     )
-    step("delete a file (its Item goes)", lambda: (incoming / renamed.name).unlink(), lambda ids: sanitize_id(renamed.stem) not in ids)
+    step(
+        "delete a file (its Item goes)",
+        lambda: (incoming / renamed.name).unlink(),
+        lambda ids: sanitize_id(renamed.stem) not in ids,
+    )
     daemon.stop()
     thread.join(60)
     return _report(catalog)

@@ -51,6 +51,4 @@ class IdClash(StacwatchdError):
         self.other = Path(other)
         self.item_id = item_id
         self.collection = collection
-        super().__init__(
-            path, f"item id {item_id!r} in collection {collection!r} is already taken by {other}"
-        )
+        super().__init__(path, f"item id {item_id!r} in collection {collection!r} is already taken by {other}")

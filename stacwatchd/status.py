@@ -187,7 +187,7 @@ def _sink_state(sink: dict[str, Any], now: float) -> str:
 
 def _watch_state(how: str) -> str:
     if how.startswith("lost: "):
-        return f"NOT watched ({how[len('lost: '):]})"
+        return f"NOT watched ({how[len('lost: ') :]})"
     return f"watched ({how})"
 
 

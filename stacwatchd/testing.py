@@ -407,9 +407,7 @@ def polar_stereographic(path: Path | str, **kw: Any) -> Path:
 
 
 #: A Lambert azimuthal equal-area CRS close to, but not equal to, EPSG:3035.
-CUSTOM_LAEA = (
-    "+proj=laea +lat_0=52 +lon_0=10.5 +x_0=4321001 +y_0=3210001 +ellps=GRS80 +units=m +no_defs"
-)
+CUSTOM_LAEA = "+proj=laea +lat_0=52 +lon_0=10.5 +x_0=4321001 +y_0=3210001 +ellps=GRS80 +units=m +no_defs"
 
 
 def crs_without_epsg(path: Path | str, **kw: Any) -> Path:
@@ -424,9 +422,7 @@ def rotated(path: Path | str, **kw: Any) -> Path:
     return write_raster(path, **{"transform": transform, **kw})
 
 
-def affine_gcps(
-    transform: Affine, width: int, height: int, *, per_side: int = 3
-) -> list[GroundControlPoint]:
+def affine_gcps(transform: Affine, width: int, height: int, *, per_side: int = 3) -> list[GroundControlPoint]:
     """GCPs on a regular grid, lying exactly on ``transform``, so a fitted affine reproduces them."""
     points = []
     for i in range(per_side):
@@ -564,9 +560,7 @@ def sample_set(directory: Path | str) -> dict[str, Path]:
     for index, (kind, maker) in enumerate(_good_samples().items()):
         stamp = SAMPLE_STAMPS[index % len(SAMPLE_STAMPS)]
         written[kind] = maker(directory / f"{kind}_{stamp}.tif")
-    written["timestamp_in_tags"] = write_raster(
-        directory / "timestamp_in_tags.tif", tags={"TIFFTAG_DATETIME": _TIFFTAG_DATETIME}
-    )
+    written["timestamp_in_tags"] = write_raster(directory / "timestamp_in_tags.tif", tags={"TIFFTAG_DATETIME": _TIFFTAG_DATETIME})
     written["no_date"] = write_raster(directory / "no_date.tif")
     written["truncated"] = truncated(directory / "truncated.tif")
     written["random_bytes"] = random_bytes(directory / "random_bytes.tif")

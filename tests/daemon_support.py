@@ -82,11 +82,11 @@ class DaemonProcess:
         self.config = base / "config.toml"
         self.log_path = base / "daemon.log"
         self.config.write_text(
-            f"settle_seconds = {settle}\nworkers = 2\nobserver = \"{observer}\"\nreconcile_interval = {reconcile}\n{extra}\n"
-            f"[log]\nformat = \"json\"\nlevel = \"debug\"\n"
-            f"[catalog]\nroot = \"{self.catalog}\"\ntitle = \"Test\"\n"
-            f"[[watch]]\npath = \"{self.watched}\"\n{watch_extra}\n"
-            f"[watch.collection]\nid = \"scenes\"\n"
+            f'settle_seconds = {settle}\nworkers = 2\nobserver = "{observer}"\nreconcile_interval = {reconcile}\n{extra}\n'
+            f'[log]\nformat = "json"\nlevel = "debug"\n'
+            f'[catalog]\nroot = "{self.catalog}"\ntitle = "Test"\n'
+            f'[[watch]]\npath = "{self.watched}"\n{watch_extra}\n'
+            f'[watch.collection]\nid = "scenes"\n'
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
@@ -143,6 +143,7 @@ class DaemonProcess:
 
     def wait_events(self, name: str, count: int = 1, timeout: float = 30) -> list[dict]:
         """The log events named ``name`` once there are at least ``count`` of them."""
+
         def enough() -> list[dict] | None:
             found = self.events(name)
             return found if len(found) >= count else None
@@ -168,7 +169,11 @@ class DaemonProcess:
                     yield Path(folder) / name
 
     def wait_items(self, ids: set[str], timeout: float = 60) -> dict[str, dict]:
-        wait_until(lambda: set(self.items()) == ids, timeout=timeout, message=f"catalog items == {sorted(ids)[:5]}… (got {sorted(self.items())[:5]}…)")
+        wait_until(
+            lambda: set(self.items()) == ids,
+            timeout=timeout,
+            message=f"catalog items == {sorted(ids)[:5]}… (got {sorted(self.items())[:5]}…)",
+        )
         return self.items()
 
     def close(self) -> None:

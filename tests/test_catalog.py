@@ -12,22 +12,19 @@ from pathlib import Path
 
 import pystac
 import pytest
+from conftest import schema_option
 from shapely.geometry import box, shape
 
 from stacwatchd import testing
-from stacwatchd.engine.writer import CatalogWriter, Remove, RemoveTree, op_for
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules
+from stacwatchd.engine.writer import CatalogWriter, Remove, RemoveTree, op_for
 from stacwatchd.model.items import Rules, build
 from stacwatchd.stac.summaries import aggregate, extent_document, index_item
 from stacwatchd.validate.schemas import validate_catalog
 
-from conftest import schema_option
-
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacwatchd.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "stacwatchd.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -161,9 +158,7 @@ def test_one_new_item_rewrites_its_json_its_partition_and_only_changed_ancestors
     writer = writer_for(tmp_path)
     add(writer, rules, *[scene(data, f"s{i:03}_20240517.tif", x=500_000 + i * 100) for i in range(50)])
     result = add(writer, rules, scene(data, "inside_20240517.tif", x=500_100))
-    assert sorted(result.written) == sorted(
-        ["c/2024/05/inside_20240517/inside_20240517.json", "c/2024/05/catalog.json"]
-    )
+    assert sorted(result.written) == sorted(["c/2024/05/inside_20240517/inside_20240517.json", "c/2024/05/catalog.json"])
     grown = add(writer, rules, scene(data, "far_20240518.tif", x=600_000))
     assert "c/collection.json" in grown.written and "catalog.json" not in grown.written
     assert len(grown.written) <= 4
@@ -278,7 +273,9 @@ def test_summaries_are_ranges_and_small_sets_kept_current_on_remove(tmp_path, da
 def test_discrete_summary_is_dropped_beyond_25_values(tmp_path, data, rules):
     writer = writer_for(tmp_path)
     paths = [
-        testing.write_raster(data / f"z{zone}_20240517.tif", crs=f"EPSG:{32600 + zone}", bounds=(500_000, 5_000_000, 500_640, 5_000_640))
+        testing.write_raster(
+            data / f"z{zone}_20240517.tif", crs=f"EPSG:{32600 + zone}", bounds=(500_000, 5_000_000, 500_640, 5_000_640)
+        )
         for zone in range(1, 27)
     ]
     add(writer, rules, *paths[:25])
@@ -289,15 +286,23 @@ def test_discrete_summary_is_dropped_beyond_25_values(tmp_path, data, rules):
 
 def test_collection_metadata_comes_from_config(tmp_path, data):
     settings = CollectionSettings(id="c", title="Scenes", description="Pipeline output", license="CC-BY-4.0", keywords=("ndvi",))
-    writer = CatalogWriter(CatalogSettings(root=tmp_path / "catalog", title="Root", self_href="https://example.org/stac/catalog.json"), {"c": settings})
+    writer = CatalogWriter(
+        CatalogSettings(root=tmp_path / "catalog", title="Root", self_href="https://example.org/stac/catalog.json"),
+        {"c": settings},
+    )
     rules = Rules(collection_id="c", root=data, collection=settings)
     add(writer, rules, scene(data, "a_20240517.tif"))
     collection = json.loads((writer.root / "c" / "collection.json").read_text())
     assert (collection["title"], collection["description"], collection["license"], collection["keywords"]) == (
-        "Scenes", "Pipeline output", "CC-BY-4.0", ["ndvi"],
+        "Scenes",
+        "Pipeline output",
+        "CC-BY-4.0",
+        ["ndvi"],
     )
     root = json.loads((writer.root / "catalog.json").read_text())
-    assert {"rel": "self", "href": "https://example.org/stac/catalog.json", "type": "application/json", "title": "Root"} in root["links"]
+    assert {"rel": "self", "href": "https://example.org/stac/catalog.json", "type": "application/json", "title": "Root"} in root[
+        "links"
+    ]
     assert all(link.get("title") for link in root["links"] + collection["links"])
 
 
@@ -398,7 +403,12 @@ def test_rebuild_takes_new_titles_from_the_configuration(tmp_path, data, rules):
     writer.close()
     assert cli("rebuild", "--catalog", str(writer.root)).returncode == 0
     item = item_docs(writer.root)[0]
-    assert item["links"][0] == {"rel": "root", "href": "../../../../catalog.json", "type": "application/json", "title": "stacwatchd"}
+    assert item["links"][0] == {
+        "rel": "root",
+        "href": "../../../../catalog.json",
+        "type": "application/json",
+        "title": "stacwatchd",
+    }
 
 
 def test_validate_command_reports_a_broken_catalog(tmp_path, data, rules):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_catalog import assert_catalog_ok, assert_extents_match_recomputation, item_docs, snapshot
 
 from stacwatchd import testing
-from stacwatchd.engine.writer import CatalogWriter, Remove, op_for
 from stacwatchd.config import CatalogSettings, CollectionSettings
+from stacwatchd.engine.writer import CatalogWriter, Remove, op_for
 from stacwatchd.model.items import Rules, build
-from test_catalog import assert_catalog_ok, assert_extents_match_recomputation, item_docs, snapshot
 
 NAMES = [f"scene{i}" for i in range(6)]
 DATES = ["20240105", "20240220", "20240221", "20250730", "20231231"]
@@ -37,9 +37,7 @@ def write(folder: Path, name: str, date: str, place: int) -> Path:
     size = 0.01 if crs == "EPSG:4326" else 640
     for old in folder.glob(f"{name}_*.tif"):
         old.unlink()
-    return testing.write_raster(
-        folder / f"{name}_{date}.tif", width=16, height=16, crs=crs, bounds=(x, y, x + size, y + size)
-    )
+    return testing.write_raster(folder / f"{name}_{date}.tif", width=16, height=16, crs=crs, bounds=(x, y, x + size, y + size))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

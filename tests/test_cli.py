@@ -31,9 +31,7 @@ def offline_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def stacwatchd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, env=env
-    )
+    return subprocess.run([sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +77,9 @@ def test_exit_statuses_are_documented_in_the_help():
     top = stacwatchd("--help").stdout
     for line in ("0    success", "1    some files were refused", "2    usage", "130  interrupted", "141  the output was closed"):
         assert line in top
-    assert "exit status: 0 every file in the folders is cataloged; 1 some files are refused" in stacwatchd("scan", "--help").stdout
+    assert (
+        "exit status: 0 every file in the folders is cataloged; 1 some files are refused" in stacwatchd("scan", "--help").stdout
+    )
 
 
 def test_a_closed_pipe_ends_the_command_quietly(tmp_path):

@@ -13,9 +13,7 @@ from stacwatchd import testing
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacwatchd.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=60
-    )
+    return subprocess.run([sys.executable, "-m", "stacwatchd.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=60)
 
 
 def test_item_prints_a_valid_item_placed_in_the_catalog(samples, tmp_path, assert_valid):
@@ -74,7 +72,7 @@ def test_config_file_rules_apply_to_files_in_its_watch(tmp_path, samples):
     config.write_text(
         f"""
 [catalog]
-root = "{tmp_path / 'catalog'}"
+root = "{tmp_path / "catalog"}"
 title = "Demo"
 
 [[watch]]
@@ -123,7 +121,10 @@ def test_environment_overrides_the_file_and_the_dsn_is_shown_without_a_password(
     env = dict(os.environ, STACWATCHD_CATALOG__ROOT="/b", STACWATCHD_WORKERS="3")
     result = subprocess.run(
         [sys.executable, "-m", "stacwatchd", "config", "check", "--config", str(config)],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     shown = json.loads(result.stdout)
     assert shown["catalog"]["root"] == "/b" and shown["workers"] == 3

@@ -41,7 +41,10 @@ def test_config_check_warns_about_a_watched_folder_that_does_not_exist(tmp_path)
     config = write(tmp_path / "c.toml", f'[[watch]]\npath = "{tmp_path}"\n[[watch]]\npath = "{tmp_path / "typo"}"\n')
     result = stacwatchd("config", "check", "--config", str(config))
     assert result.returncode == 0
-    assert result.stderr.strip() == f"stacwatchd: warning: watched folder {tmp_path / 'typo'} does not exist (yet); `run` waits for it"
+    assert (
+        result.stderr.strip()
+        == f"stacwatchd: warning: watched folder {tmp_path / 'typo'} does not exist (yet); `run` waits for it"
+    )
     assert len(json.loads(result.stdout)["watch"]) == 2
 
 
@@ -58,7 +61,9 @@ def test_an_invalid_environment_variable_is_named_and_the_file_is_not_blamed(tmp
     config = write(tmp_path / "my.toml", f'workers = 2\n[[watch]]\npath = "{tmp_path}"\n')
     result = stacwatchd("config", "check", "--config", str(config), STACWATCHD_WORKERS="abc")
     assert result.returncode == 2
-    assert result.stderr.startswith("stacwatchd: environment variable STACWATCHD_WORKERS (workers): Input should be a valid integer")
+    assert result.stderr.startswith(
+        "stacwatchd: environment variable STACWATCHD_WORKERS (workers): Input should be a valid integer"
+    )
     assert str(config) not in result.stderr
 
 
@@ -82,7 +87,10 @@ def test_a_problem_in_the_file_still_names_the_file(tmp_path):
     [
         ('[watch]\npath = "/data"\n', "write [[watch]], an array of tables, not [watch]"),
         ('[[catalog]]\nroot = "/srv"\n[[watch]]\npath = "/data"\n', "write [catalog], a table, not [[catalog]]"),
-        ('[[watch]]\npath = "/data"\n[watch.items.datetime]\nsource = "mtime"\n', "write [[watch.items.datetime]], an array of tables"),
+        (
+            '[[watch]]\npath = "/data"\n[watch.items.datetime]\nsource = "mtime"\n',
+            "write [[watch.items.datetime]], an array of tables",
+        ),
     ],
 )
 def test_a_table_written_where_an_array_of_tables_goes_gets_a_hint(tmp_path, toml, hint):

@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+from test_catalog import item_docs
+
 from stacwatchd import testing
 from stacwatchd.validate.schemas import validate_catalog
-from test_catalog import item_docs
 
 KILLS = 20
 TRANSIENT = ("leftover temporary file", "orphan ")
@@ -22,7 +23,19 @@ TRANSIENT = ("leftover temporary file", "orphan ")
 
 def start_scan(data: Path, catalog: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "stacwatchd", "scan", str(data), "--catalog", str(catalog), "--batch-size", "16", "--workers", "2"],
+        [
+            sys.executable,
+            "-m",
+            "stacwatchd",
+            "scan",
+            str(data),
+            "--catalog",
+            str(catalog),
+            "--batch-size",
+            "16",
+            "--workers",
+            "2",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

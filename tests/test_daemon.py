@@ -8,15 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from daemon_support import DaemonProcess
+from test_catalog import assert_catalog_ok
 
 from stacwatchd import testing
 from stacwatchd.testing import wait_until
-from daemon_support import DaemonProcess
-from test_catalog import assert_catalog_ok
 
 
 @pytest.fixture
@@ -170,10 +169,14 @@ def test_corrupt_file_among_good_ones_is_one_error_and_the_rest_are_cataloged(da
     daemon.wait_events("reconciled", 2)  # the restart's reconcile has looked at every file
     testing.utm(daemon.watched / "later_20240519.tif")
     daemon.wait_items({*(p.stem for p in good), "after_20240518", "later_20240519"})
-    status = json.loads(subprocess.run(
-        [sys.executable, "-m", "stacwatchd", "status", "--config", str(daemon.config), "--json"],
-        capture_output=True, text=True, timeout=60,
-    ).stdout)
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "stacwatchd", "status", "--config", str(daemon.config), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
     assert status["failed_files"] == 1 and "truncated" in status["recent_failures"][0]
     assert len(daemon.events("item_rejected")) == 1
 
@@ -311,7 +314,9 @@ def test_status_command_works_while_the_daemon_runs(daemon):
     def status() -> dict:
         result = subprocess.run(
             [sys.executable, "-m", "stacwatchd", "status", "--config", str(daemon.config), "--json"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         return json.loads(result.stdout)
 
@@ -322,6 +327,8 @@ def test_status_command_works_while_the_daemon_runs(daemon):
 def test_bad_config_is_a_clear_error(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[[watch]]\npath = '/x'\nsettle = 3\n")
-    result = subprocess.run([sys.executable, "-m", "stacwatchd", "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "stacwatchd", "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "watch.0.settle: unknown key" in result.stderr and str(config) in result.stderr

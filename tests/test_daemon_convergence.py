@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from daemon_support import DaemonProcess
+from test_catalog import assert_catalog_ok
 
 from stacwatchd import testing
 from stacwatchd.testing import wait_until
-from daemon_support import DaemonProcess
-from test_catalog import assert_catalog_ok
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -64,7 +64,9 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 def status(daemon: DaemonProcess) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "stacwatchd", "status", "--config", str(daemon.config), "--json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return json.loads(result.stdout)
 

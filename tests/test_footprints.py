@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from affine import Affine
+from global_grids import GLOBAL_GRIDS, reference_bbox, reference_outline, write_global
 from shapely.geometry import MultiPoint, Polygon, shape
 
-from global_grids import GLOBAL_GRIDS, reference_bbox, reference_outline, write_global
 from stacwatchd import testing
 from stacwatchd.config import ItemRules
 from stacwatchd.model.items import BuiltItem, Rules, build, item_to_dict

@@ -19,13 +19,12 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import pytest
-
 from conftest import schema_option
+
 from stacwatchd import testing
 from stacwatchd.config import ItemRules
 from stacwatchd.model.items import BuiltItem, Rules, build, item_to_dict
 from stacwatchd.stac.layout import href_to_path, path_to_href
-
 
 HOSTILE = {
     "space": "two words",

@@ -33,7 +33,9 @@ GOOD = [k for k in testing.sample_set.__globals__["_good_samples"]() if k != "no
 def built(path: Path, rules: Rules | None = None, **item_rules) -> dict:
     rules = rules or Rules.for_folder(path.parent)
     if item_rules:
-        rules = Rules(collection_id=rules.collection_id, root=rules.root, items=ItemRules(**item_rules), collection=rules.collection)
+        rules = Rules(
+            collection_id=rules.collection_id, root=rules.root, items=ItemRules(**item_rules), collection=rules.collection
+        )
     result = build(path, rules, now=NOW)
     assert isinstance(result, BuiltItem), result
     return item_to_dict(result.item)
@@ -210,7 +212,11 @@ def test_datetime_rule_can_match_the_folder_path(tmp_path):
     folder.mkdir(parents=True)
     path = testing.utm(folder / "tile.tif")
     pattern = r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})/"
-    rules = Rules(collection_id="c", root=tmp_path, items=ItemRules(datetime=(DatetimeRule(source="filename", pattern=pattern, match="path"),)))
+    rules = Rules(
+        collection_id="c",
+        root=tmp_path,
+        items=ItemRules(datetime=(DatetimeRule(source="filename", pattern=pattern, match="path"),)),
+    )
     assert built(path, rules)["properties"]["datetime"] == "2024-05-17T00:00:00Z"
 
 
@@ -307,11 +313,18 @@ def test_one_band_entry_per_band(samples):
 
 def test_scale_offset_unit_and_sampling_are_written_where_the_schemas_allow(tmp_path, assert_valid):
     path = testing.utm(
-        tmp_path / "t_20240517.tif", dtype="int16", scales=[0.01], offsets=[-5.0], units=["K"],
-        descriptions=["temperature"], area_or_point="Point",
+        tmp_path / "t_20240517.tif",
+        dtype="int16",
+        scales=[0.01],
+        offsets=[-5.0],
+        units=["K"],
+        descriptions=["temperature"],
+        area_or_point="Point",
     )
     legacy = built(path)["assets"]["data"]
-    assert legacy["raster:bands"][0] | {"scale": 0.01, "offset": -5, "unit": "K", "sampling": "point"} == legacy["raster:bands"][0]
+    assert (
+        legacy["raster:bands"][0] | {"scale": 0.01, "offset": -5, "unit": "K", "sampling": "point"} == legacy["raster:bands"][0]
+    )
     assert legacy["bands"][0]["name"] == "temperature" and legacy["bands"][0]["unit"] == "K"
     modern_item = built(path, legacy_fields=False)
     band = modern_item["assets"]["data"]["bands"][0]
@@ -326,8 +339,13 @@ def test_unit_scale_and_zero_offset_are_not_written(samples):
 
 def test_collection_properties_are_copied_and_identifiers_lower_cased(samples, assert_valid):
     collection = CollectionSettings(
-        platform="Sentinel-2A", constellation="Sentinel 2", instruments=("MSI",), gsd=10,
-        license="CC-BY-4.0", keywords=("optical",), providers=(Provider(name="ESA", roles=("producer",)),),
+        platform="Sentinel-2A",
+        constellation="Sentinel 2",
+        instruments=("MSI",),
+        gsd=10,
+        license="CC-BY-4.0",
+        keywords=("optical",),
+        providers=(Provider(name="ESA", roles=("producer",)),),
     )
     rules = Rules(collection_id="s2", root=samples["utm"].parent, collection=collection)
     item = built(samples["utm"], rules)

@@ -9,8 +9,8 @@ import pystac
 import pytest
 import rasterio
 from affine import Affine
-
 from global_grids import GLOBAL_GRIDS, write_global
+
 from stacwatchd import testing
 from stacwatchd.config import ItemRules
 from stacwatchd.model.items import Rules, build, item_to_dict

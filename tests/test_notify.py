@@ -137,7 +137,9 @@ def test_scan_announces_its_changes_with_absolute_hrefs_under_the_public_base_ur
         assert links["parent"] == url.rsplit("/", 2)[0] + "/catalog.json"
         assert item["assets"]["data"]["href"].startswith("s3://bucket/raw/")
     collection = messages[0]["collection_document"]
-    assert {link["rel"]: link["href"] for link in collection["links"]}["self"] == "https://data.example.org/stac/scenes/collection.json"
+    assert {link["rel"]: link["href"] for link in collection["links"]}[
+        "self"
+    ] == "https://data.example.org/stac/scenes/collection.json"
 
 
 def test_events_and_collections_pick_what_a_target_receives(tmp_path):
@@ -148,7 +150,8 @@ def test_events_and_collections_pick_what_a_target_receives(tmp_path):
         config.write_text(
             f'[catalog]\nroot = "{tmp_path / "catalog"}"\n'
             f'[[watch]]\npath = "{tmp_path / "scenes"}"\n[[watch]]\npath = "{tmp_path / "other"}"\n'
-            + hook(removals.url, events=["item.removed"]) + hook(other.url, collections=["other"])
+            + hook(removals.url, events=["item.removed"])
+            + hook(other.url, collections=["other"])
         )
         assert stacwatchd("scan", "--config", str(config), env={"HOOK_SECRET": SECRET}).returncode == 0
         next((tmp_path / "scenes").glob("*.tif")).unlink()
@@ -243,7 +246,9 @@ def test_secrets_never_appear_in_logs_config_check_status_or_errors(tmp_path):
 
 def test_missing_secret_is_a_clear_error_naming_the_variable(tmp_path):
     config = tmp_path / "config.toml"
-    config.write_text(f'[catalog]\nroot = "{tmp_path / "catalog"}"\n' + hook("http://127.0.0.1:9/x", secret_env="NO_SUCH_SECRET_VAR"))
+    config.write_text(
+        f'[catalog]\nroot = "{tmp_path / "catalog"}"\n' + hook("http://127.0.0.1:9/x", secret_env="NO_SUCH_SECRET_VAR")
+    )
     result = stacwatchd("notify", "test", "--config", str(config))
     assert result.returncode == 2
     assert "notify.webhook.0.secret_env: environment variable NO_SUCH_SECRET_VAR is not set" in result.stderr

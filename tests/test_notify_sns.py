@@ -84,7 +84,9 @@ def test_subscribed_queue_receives_every_change_with_the_item_body_and_filterabl
             testing.utm(daemon.watched / f"s{i}_2024051{i}.tif")
         for i in range(2):
             testing.geographic(other / f"o{i}_2024060{i + 1}.tif")
-        wait_until(lambda: sum(m["attributes"].get("event") == "item.added" for m in received(moto, everything, got)) == 6, timeout=90)
+        wait_until(
+            lambda: sum(m["attributes"].get("event") == "item.added" for m in received(moto, everything, got)) == 6, timeout=90
+        )
         on_disk = catalog_items(daemon.catalog)
         (daemon.watched / "s0_20240510.tif").unlink()
         wait_until(lambda: any(m["attributes"]["event"] == "item.removed" for m in received(moto, everything, got)), timeout=60)
@@ -101,7 +103,9 @@ def test_subscribed_queue_receives_every_change_with_the_item_body_and_filterabl
     items = [m for m in got if m["attributes"]["event"].startswith("item.")]
     for message in items:
         body, attributes = message["body"], message["attributes"]
-        assert body["type"] == "Feature" and body["id"] == attributes["item_id"] and body["collection"] == attributes["collection"]
+        assert (
+            body["type"] == "Feature" and body["id"] == attributes["item_id"] and body["collection"] == attributes["collection"]
+        )
         assert attributes["datetime"] == body["properties"]["datetime"]
         assert json.loads(attributes["bbox"]) == body["bbox"] and message["types"]["bbox"] == "String.Array"
         assert attributes["content"] == "item"
@@ -148,9 +152,13 @@ def test_item_over_the_sns_limit_is_announced_with_a_link_to_it(tmp_path: Path, 
     assert wide["attributes"]["content"] == "link" and wide["attributes"]["event"] == "item.added"
     item_url = "https://data.example.org/stac/incoming/2024/01/wide_20240105/wide_20240105.json"
     assert wide["body"]["links"] == [{"rel": "item", "href": item_url, "type": "application/geo+json"}]
-    assert len((tmp_path / "catalog" / "incoming" / "2024" / "01" / "wide_20240105" / "wide_20240105.json").read_bytes()) > 262_144
+    assert (
+        len((tmp_path / "catalog" / "incoming" / "2024" / "01" / "wide_20240105" / "wide_20240105.json").read_bytes()) > 262_144
+    )
     assert small["attributes"]["content"] == "item" and small["body"]["id"] == "small_20240106"
-    assert {link["rel"]: link["href"] for link in small["body"]["links"]}["self"].startswith("https://data.example.org/stac/incoming/")
+    assert {link["rel"]: link["href"] for link in small["body"]["links"]}["self"].startswith(
+        "https://data.example.org/stac/incoming/"
+    )
 
 
 def test_fifo_topic_gets_collection_groups_and_message_ids_for_deduplication(tmp_path: Path, moto):
@@ -160,7 +168,10 @@ def test_fifo_topic_gets_collection_groups_and_message_ids_for_deduplication(tmp
     )["TopicArn"]
     url = queue(moto, topic, "everything.fifo", FifoQueue="true")
     config = tmp_path / "config.toml"
-    config.write_text(f'[catalog]\nroot = "{tmp_path / "catalog"}"\n[[watch]]\npath = "{tmp_path / "incoming"}"\n' + sns_table(topic, moto.endpoint))
+    config.write_text(
+        f'[catalog]\nroot = "{tmp_path / "catalog"}"\n[[watch]]\npath = "{tmp_path / "incoming"}"\n'
+        + sns_table(topic, moto.endpoint)
+    )
     assert scan(config, moto.env).returncode == 0
     deadline = time.monotonic() + 30
     got: list[dict[str, Any]] = []

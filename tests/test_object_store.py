@@ -216,8 +216,7 @@ def scan_config(tmp_path: Path, s3: S3Server, watched: Path, *, watch_extra: str
     config = tmp_path / "scan.toml"
     config.write_text(
         f'[catalog]\nroot = "{tmp_path / "catalog"}"\n'
-        f'[[watch]]\npath = "{watched}"\n{watch_extra}\n[watch.collection]\nid = "scenes"\n'
-        + store_section(s3, **extra)
+        f'[[watch]]\npath = "{watched}"\n{watch_extra}\n[watch.collection]\nid = "scenes"\n' + store_section(s3, **extra)
     )
     return config
 
@@ -353,7 +352,11 @@ def test_credentials_are_refused_in_the_configuration_and_never_printed(tmp_path
     in_url = tmp_path / "in_url.toml"
     in_url.write_text(config.read_text().replace(f'endpoint = "{s3.endpoint}"', 'endpoint = "http://key:secret@127.0.0.1:9"'))
     result = run_cli("config", "check", "--config", str(in_url))
-    assert result.returncode == 2 and "object_store.endpoint" in result.stderr and "secret" not in result.stderr.replace("secrets", "")
+    assert (
+        result.returncode == 2
+        and "object_store.endpoint" in result.stderr
+        and "secret" not in result.stderr.replace("secrets", "")
+    )
 
     checked = run_cli("config", "check", "--config", str(config))
     assert checked.returncode == 0, checked.stderr

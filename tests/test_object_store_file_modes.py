@@ -13,7 +13,9 @@ from stacwatchd import testing
 
 
 def run(*args: str, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, umask=umask, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "stacwatchd", *args], capture_output=True, text=True, timeout=300, umask=umask, check=False
+    )
 
 
 def modes(root: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -81,7 +83,9 @@ def test_a_catalog_with_unreadable_files_is_repaired_by_the_next_write_and_by_re
     files, _ = modes(catalog)
     rewritten = ["scenes/collection.json", "scenes/2024/05/catalog.json", "scenes/2024/05/new_20240520/new_20240520.json"]
     assert {name: oct(files[name]) for name in rewritten} == {name: "0o644" for name in rewritten}
-    assert files["scenes/2023/01/other_20230101/other_20230101.json"] == 0o600, "files whose bytes did not change wait for rebuild"
+    assert files["scenes/2023/01/other_20230101/other_20230101.json"] == 0o600, (
+        "files whose bytes did not change wait for rebuild"
+    )
 
     rebuilt = run("rebuild", "--config", str(configured))
     assert rebuilt.returncode == 0, rebuilt.stderr

@@ -69,7 +69,9 @@ def test_store_hung_then_killed_during_a_burst_ends_equal_with_no_upload_beyond_
         try:
             local_at_pause = len(daemon.items())
             daemon.wait_events("sink_failing", timeout=PAUSE_SECONDS)
-            failing = wait_until(lambda: (st := sink_status(daemon)).get("last_error") and st, timeout=PAUSE_SECONDS, interval=0.5)
+            failing = wait_until(
+                lambda: (st := sink_status(daemon)).get("last_error") and st, timeout=PAUSE_SECONDS, interval=0.5
+            )
             assert failing["backlog"] > 0 and failing["failing_for_s"] >= 0
             time.sleep(max(0.0, PAUSE_SECONDS - (time.monotonic() - paused)))  # the outage itself lasts 20 s
             local_at_resume = len(daemon.items())
@@ -81,7 +83,9 @@ def test_store_hung_then_killed_during_a_burst_ends_equal_with_no_upload_beyond_
         at_kill = len(item_keys(s3.keys(prefix=PREFIX)))
         s3.restart()  # SIGKILL and a fresh start while the backlog drains
         daemon.wait_items(ids, timeout=180)
-        wait_until(lambda: bucket_equals_local(s3, daemon.catalog), timeout=180, interval=1.0, message="bucket == local after the outage")
+        wait_until(
+            lambda: bucket_equals_local(s3, daemon.catalog), timeout=180, interval=1.0, message="bucket == local after the outage"
+        )
         assert at_kill < BURST, "the store was killed while uploads were still due"
         assert len(item_keys(s3.keys(prefix=PREFIX))) == BURST
         uploads = s3.uploads(prefix=PREFIX)
@@ -105,7 +109,12 @@ def test_daemon_killed_during_uploads_converges_after_restart(tmp_path, s3):
         assert len(item_keys(s3.keys(prefix=PREFIX))) < 300, "killed while uploads were still due"
         daemon.start()
         daemon.wait_items(ids, timeout=180)
-        wait_until(lambda: bucket_equals_local(s3, daemon.catalog), timeout=120, interval=1.0, message="bucket == local after the restart")
+        wait_until(
+            lambda: bucket_equals_local(s3, daemon.catalog),
+            timeout=120,
+            interval=1.0,
+            message="bucket == local after the restart",
+        )
         assert dangling_links(s3.endpoint) == []
         assert daemon.stop() == 0
     finally:
@@ -144,8 +153,14 @@ def dangling_links(endpoint: str) -> list[str]:
             continue
         exists.add(url)
         doc = json.loads(body)
-        targets = [(link["rel"], urljoin(url, link["href"])) for link in doc.get("links", []) if link["rel"] in ("child", "item", "parent", "root", "collection", "preview")]
-        targets += [("asset", urljoin(url, a["href"])) for a in doc.get("assets", {}).values() if "thumbnail" in a.get("roles", [])]
+        targets = [
+            (link["rel"], urljoin(url, link["href"]))
+            for link in doc.get("links", [])
+            if link["rel"] in ("child", "item", "parent", "root", "collection", "preview")
+        ]
+        targets += [
+            ("asset", urljoin(url, a["href"])) for a in doc.get("assets", {}).values() if "thumbnail" in a.get("roles", [])
+        ]
         for rel, target in targets:
             if rel in ("child", "item"):
                 queue.append(target)

@@ -79,9 +79,7 @@ class World:
     def raster(self, name: str, when: datetime, lon: float = 10.0, lat: float = 45.0, **kw: Any) -> Path:
         """A small EPSG:4326 raster whose datetime lives in its TIFF tags (the name has none)."""
         tags = {"TIFFTAG_DATETIME": when.strftime("%Y:%m:%d %H:%M:%S")}
-        return testing.geographic(
-            self.data / name, bounds=(lon, lat, lon + 0.1, lat + 0.1), width=32, height=32, tags=tags, **kw
-        )
+        return testing.geographic(self.data / name, bounds=(lon, lat, lon + 0.1, lat + 0.1), width=32, height=32, tags=tags, **kw)
 
     def add(self, *paths: Path) -> BatchResult:
         result = self.writer.apply([op_for(build(p, self.rules), self.rules) for p in paths])
@@ -287,9 +285,7 @@ def test_removed_file_disappears_and_the_last_one_takes_the_collection_along(wor
 
 
 @pytest.mark.parametrize("partition_trunc", [None, "month"])
-def test_item_overwritten_with_a_new_date_moves_and_is_found_once(
-    world, publisher, pgstac_db, stac_api, partition_trunc
-):
+def test_item_overwritten_with_a_new_date_moves_and_is_found_once(world, publisher, pgstac_db, stac_api, partition_trunc):
     path = world.raster("alpha.tif", MAY_17)
     world.add(path, world.raster("bravo.tif", MAY_17, lon=11.0))
     publisher.drain()
@@ -530,9 +526,7 @@ def black_hole() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def test_connect_timeout_keeps_a_dead_endpoint_short_and_nothing_waits_for_it(
-    world, black_hole, runners, monkeypatch
-):
+def test_connect_timeout_keeps_a_dead_endpoint_short_and_nothing_waits_for_it(world, black_hole, runners, monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, "unused")
     hung = PgstacSettings(
         dsn=SecretStr(f"postgresql://stac@127.0.0.1:{black_hole}/stac"),
@@ -575,9 +569,7 @@ def test_connect_timeout_keeps_a_dead_endpoint_short_and_nothing_waits_for_it(
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
-def test_database_stopped_mid_stream_loses_nothing_and_doubles_nothing(
-    world, pg_cluster_factory, pg_settings, runners, how
-):
+def test_database_stopped_mid_stream_loses_nothing_and_doubles_nothing(world, pg_cluster_factory, pg_settings, runners, how):
     cluster = pg_cluster_factory()
     settings = pg_settings(cluster, batch_size=4, retry_initial_seconds=0.05, retry_max_seconds=0.5)
     publisher = runners(settings, world, poll_seconds=0.5)
@@ -626,9 +618,7 @@ def test_database_stopped_mid_stream_loses_nothing_and_doubles_nothing(
 
     ids = published_ids(cluster)
     assert ids == sorted(world.ids()) and len(ids) == 23  # nothing lost, nothing doubled
-    assert sql(cluster, "SELECT datetime FROM pgstac.items WHERE id = 'second00'") == [
-        (datetime(2022, 2, 2, tzinfo=UTC),)
-    ]
+    assert sql(cluster, "SELECT datetime FROM pgstac.items WHERE id = 'second00'") == [(datetime(2022, 2, 2, tzinfo=UTC),)]
     assert len(failing_events(logs)) == 1  # one warning per outage, not one per retry
     assert [e["log_level"] for e in failing_events(logs)] == ["warning"]
     assert "last_error" not in pgstac_status(world) and pgstac_status(world)["last_success"]
@@ -701,7 +691,9 @@ def test_a_batch_too_wide_for_the_lock_table_is_split_not_retried_forever(world,
 
 def test_a_batch_that_fails_part_way_is_resumed_after_the_rows_that_got_through(world, publisher, pgstac_db):
     """A refused Item splits the batch; an outage in the middle keeps what committed."""
-    paths = [world.raster(f"{name}.tif", MAY_17 + timedelta(days=i)) for i, name in enumerate(["alpha", "bravo", "charlie", "zulu"])]
+    paths = [
+        world.raster(f"{name}.tif", MAY_17 + timedelta(days=i)) for i, name in enumerate(["alpha", "bravo", "charlie", "zulu"])
+    ]
     for path in paths:
         world.add(path)  # rows: (collection, Item) per file, in time order
     # bravo's document is one PostGIS cannot parse: PgSTAC refuses it, the batch is bisected.
@@ -741,7 +733,12 @@ def test_a_push_that_failed_part_way_counts_only_rows_whose_effect_is_committed(
     world.add(world.raster("bravo.tif", MAY_17 + timedelta(days=1)))
     state = world.writer.state
     rows = state.changes_after(0, 100)
-    assert [(row.kind, row.key) for row in rows] == [("collection", None), ("item", "alpha"), ("collection", None), ("item", "bravo")]
+    assert [(row.kind, row.key) for row in rows] == [
+        ("collection", None),
+        ("item", "alpha"),
+        ("collection", None),
+        ("item", "bravo"),
+    ]
     plan = PgstacSink(pg_settings(pgstac_db), world.catalog).planner.changes(rows, state)
     alpha, bravo = (COLLECTION, "alpha"), (COLLECTION, "bravo")
     seqs = [row.seq for row in rows]
@@ -805,7 +802,12 @@ def test_a_dead_pgstac_does_not_stop_another_sink_from_advancing(tmp_path, pg_cl
         assert published_ids(cluster) == ["bravo", "charlie"]
         assert read_status(world.state_path)["outbox_depth"] == 0
         assert not failing_events(logs, "recorder")
-        assert [key for event, key in recorder.seen if event and event.startswith("item.")] == ["alpha", "bravo", "charlie", "alpha"]
+        assert [key for event, key in recorder.seen if event and event.startswith("item.")] == [
+            "alpha",
+            "bravo",
+            "charlie",
+            "alpha",
+        ]
     finally:
         world.close()
 

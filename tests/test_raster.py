@@ -116,18 +116,14 @@ def test_footprint_around_a_pole_reaches_the_pole_across_all_longitudes(samples)
 
 
 def test_north_polar_grid_closes_over_the_north_pole(tmp_path):
-    path = testing.write_raster(
-        tmp_path / "arctic.tif", crs="EPSG:3413", bounds=(-500_000, -500_000, 500_000, 500_000)
-    )
+    path = testing.write_raster(tmp_path / "arctic.tif", crs="EPSG:3413", bounds=(-500_000, -500_000, 500_000, 500_000))
     facts = read_facts(path)
     assert facts.bbox[3] == 90.0 and facts.bbox[1] > 80
     assert (facts.bbox[0], facts.bbox[2]) == (-180.0, 180.0)
 
 
 def test_grid_near_a_pole_but_not_covering_it_is_not_closed_over_it(tmp_path):
-    path = testing.write_raster(
-        tmp_path / "offpole.tif", crs="EPSG:3031", bounds=(500_000, 500_000, 700_000, 700_000)
-    )
+    path = testing.write_raster(tmp_path / "offpole.tif", crs="EPSG:3031", bounds=(500_000, 500_000, 700_000, 700_000))
     facts = read_facts(path)
     assert facts.bbox[1] > -90 and facts.bbox[2] - facts.bbox[0] < 90
 

@@ -272,9 +272,23 @@ def test_truncated_sample_still_looks_like_a_tiff(tmp_path: Path) -> None:
 
 
 def test_sample_set_covers_every_kind(samples: dict[str, Path]) -> None:
-    expected = {"cog", "striped", "geographic", "utm", "web_mercator", "polar_stereographic",
-                "crs_without_epsg", "rotated", "with_gcps", "antimeridian", "no_crs",
-                "multiband_rgb", "timestamp_in_tags", "no_date", *testing.BROKEN_SAMPLES}
+    expected = {
+        "cog",
+        "striped",
+        "geographic",
+        "utm",
+        "web_mercator",
+        "polar_stereographic",
+        "crs_without_epsg",
+        "rotated",
+        "with_gcps",
+        "antimeridian",
+        "no_crs",
+        "multiband_rgb",
+        "timestamp_in_tags",
+        "no_date",
+        *testing.BROKEN_SAMPLES,
+    }
     expected |= {f"dtype_{dtype}" for dtype in testing.DTYPES}
     expected |= {f"nodata_{key}" for key in testing.NODATA_VARIANTS}
     assert set(samples) == expected

@@ -166,9 +166,7 @@ def edit_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     write_json(path, data)
 
 
-def build_catalog(
-    root: Path, partitions: tuple[str, ...] = ("2024", "2025"), per_partition: int = 2
-) -> dict[str, Path]:
+def build_catalog(root: Path, partitions: tuple[str, ...] = ("2024", "2025"), per_partition: int = 2) -> dict[str, Path]:
     """catalog.json -> sentinel/collection.json -> sentinel/<year>/catalog.json -> items.
 
     Returns the written files by role: "root", "collection", "part:<year>",
@@ -367,9 +365,7 @@ def test_core_relative_refs_resolve_through_the_store(plain_store: SchemaStore) 
     "dialect",
     ["https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2019-09/schema"],
 )
-def test_newer_dialect_extension_with_relative_ref_to_draft7_schema(
-    tmp_path: Path, schema_dir: Path, dialect: str
-) -> None:
+def test_newer_dialect_extension_with_relative_ref_to_draft7_schema(tmp_path: Path, schema_dir: Path, dialect: str) -> None:
     ext_url = "https://schemas.example.org/count/v1.0.0/schema.json"
     write_json(
         tmp_path / "schemas.example.org/count/v1.0.0/schema.json",
@@ -427,9 +423,7 @@ def test_network_is_not_used_unless_allowed(tmp_path: Path, monkeypatch: pytest.
     assert set(report.unchecked) == {ITEM_V1_1, PROJ_V2, RASTER_V2, FILE_V2_1}
 
 
-def test_downloaded_schema_is_saved_in_cache(
-    tmp_path: Path, schema_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_downloaded_schema_is_saved_in_cache(tmp_path: Path, schema_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     body = (schema_dir / "stac-extensions.github.io/file/v2.1.0/schema.json").read_bytes()
     fetched: list[str] = []
 
@@ -534,9 +528,7 @@ def test_wrong_parent_link_is_reported(catalog: dict[str, Path], plain_store: Sc
     problem = only_problem(validate_catalog(catalog["root"], plain_store))
     assert problem.path == catalog["item:scene-2024-0"].resolve()
     assert problem.pointer == "/links/1/href"
-    assert problem.message == (
-        "parent link points at sentinel/2025/catalog.json, but sentinel/2024/catalog.json lists it"
-    )
+    assert problem.message == ("parent link points at sentinel/2025/catalog.json, but sentinel/2024/catalog.json lists it")
 
 
 def test_missing_parent_link_is_reported(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
@@ -562,18 +554,14 @@ def test_root_link_elsewhere_is_reported(catalog: dict[str, Path], plain_store: 
     assert problem.message == "root link does not point at the root catalog: ../collection.json"
 
 
-def test_item_collection_field_must_match_enclosing_collection(
-    catalog: dict[str, Path], plain_store: SchemaStore
-) -> None:
+def test_item_collection_field_must_match_enclosing_collection(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
     edit_json(catalog["item:scene-2024-0"], lambda i: i.update(collection="landsat"))
     problem = only_problem(validate_catalog(catalog["root"], plain_store))
     assert problem.pointer == "/collection"
     assert "'landsat'" in problem.message and "'sentinel'" in problem.message
 
 
-def test_item_collection_link_must_point_at_enclosing_collection(
-    catalog: dict[str, Path], plain_store: SchemaStore
-) -> None:
+def test_item_collection_link_must_point_at_enclosing_collection(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
     edit_json(catalog["item:scene-2024-0"], lambda i: i["links"][2].update(href="../catalog.json"))
     problem = only_problem(validate_catalog(catalog["root"], plain_store))
     assert problem.pointer == "/links/2/href"
@@ -593,9 +581,7 @@ def test_link_outside_the_root_is_reported(catalog: dict[str, Path], plain_store
     assert problem.message == "link points outside the catalog root: ../elsewhere.json"
 
 
-def test_absolute_structural_href_is_reported_except_root_self(
-    catalog: dict[str, Path], plain_store: SchemaStore
-) -> None:
+def test_absolute_structural_href_is_reported_except_root_self(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
     root_self = link("self", "https://example.org/stac/catalog.json")
     edit_json(catalog["root"], lambda c: c["links"].append(root_self))
     assert validate_catalog(catalog["root"], plain_store).ok
@@ -606,9 +592,7 @@ def test_absolute_structural_href_is_reported_except_root_self(
     assert problem.message == "absolute href in structural 'self' link: s3://bucket/sentinel/collection.json"
 
 
-def test_state_folder_and_hidden_directories_are_ignored(
-    catalog: dict[str, Path], plain_store: SchemaStore
-) -> None:
+def test_state_folder_and_hidden_directories_are_ignored(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
     state = catalog["root"].parent / ".stacwatchd"
     write_json(state / "orphan.json", item_v1_1("ghost"))
     (state / "broken.json").write_text("{NaN", encoding="utf-8")
@@ -617,9 +601,7 @@ def test_state_folder_and_hidden_directories_are_ignored(
     assert validate_catalog(catalog["root"], plain_store).ok
 
 
-def test_non_stac_json_is_reported_unless_it_is_an_asset(
-    catalog: dict[str, Path], plain_store: SchemaStore
-) -> None:
+def test_non_stac_json_is_reported_unless_it_is_an_asset(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
     folder = catalog["item:scene-2024-0"].parent
     write_json(folder / "metadata.json", {"sensor": "x"})
     write_json(folder / "stray.json", {"sensor": "y"})
@@ -628,9 +610,7 @@ def test_non_stac_json_is_reported_unless_it_is_an_asset(
     assert problem.path == (folder / "stray.json").resolve()
 
 
-def test_missing_asset_is_reported_only_when_checking_assets(
-    catalog: dict[str, Path], plain_store: SchemaStore
-) -> None:
+def test_missing_asset_is_reported_only_when_checking_assets(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
     item = catalog["item:scene-2024-0"]
     assert validate_catalog(catalog["root"], plain_store).ok
     report = validate_catalog(catalog["root"], plain_store, check_assets=True)
@@ -642,9 +622,7 @@ def test_missing_asset_is_reported_only_when_checking_assets(
     assert len(report.problems) == 3
 
 
-def test_schema_problems_in_catalog_files_carry_the_file_path(
-    catalog: dict[str, Path], plain_store: SchemaStore
-) -> None:
+def test_schema_problems_in_catalog_files_carry_the_file_path(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
     edit_json(catalog["item:scene-2025-0"], lambda i: i["properties"].update({"proj:shape": "x"}))
     problem = only_problem(validate_catalog(catalog["root"], plain_store))
     assert (problem.path, problem.schema, problem.pointer) == (
@@ -654,9 +632,7 @@ def test_schema_problems_in_catalog_files_carry_the_file_path(
     )
 
 
-def test_unknown_extension_in_catalog_is_never_silent(
-    catalog: dict[str, Path], plain_store: SchemaStore
-) -> None:
+def test_unknown_extension_in_catalog_is_never_silent(catalog: dict[str, Path], plain_store: SchemaStore) -> None:
     edit_json(catalog["item:scene-2025-0"], lambda i: i["stac_extensions"].append(UNKNOWN_EXT))
     strict = validate_catalog(catalog["root"], plain_store)
     assert [p.message for p in strict.problems] == [f"schema unavailable: {UNKNOWN_EXT}"]

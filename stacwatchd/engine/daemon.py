@@ -20,7 +20,6 @@ from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.scan import scan
 from stacwatchd.engine.scrub import Scrubber, ScrubReport, repair
 from stacwatchd.engine.settle import Settler
-from stacwatchd.state.recover import inspect_state
 from stacwatchd.engine.watch import FileEvent, Watcher
 from stacwatchd.engine.writer import BatchResult, open_writer
 from stacwatchd.errors import StacwatchdError
@@ -29,6 +28,7 @@ from stacwatchd.metrics import Metrics
 from stacwatchd.model.items import Rules
 from stacwatchd.sinks import configured_sinks
 from stacwatchd.sinks.base import SinkRunner
+from stacwatchd.state.recover import inspect_state
 from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
 
@@ -70,7 +70,9 @@ class Daemon:
         try:
             self.writer.sync_collections(collections)
         except StateUnwritable as error:
-            self.log.error("collections_sync_failed", path=str(error.path), reason=error.reason, hint="applied at the next start or SIGHUP")
+            self.log.error(
+                "collections_sync_failed", path=str(error.path), reason=error.reason, hint="applied at the next start or SIGHUP"
+            )
         self.catalog_root = self.writer.root
         self.builder = Builder(s.workers, s.item_timeout_seconds)
         self.engine = Engine(
@@ -95,7 +97,9 @@ class Daemon:
             self.settler.feed, observer=s.observer, on_overflow=self._overflowed, on_root_changed=self._root_changed
         )
         self.sinks = [SinkRunner(sink, self.writer.state.path, stall_seconds=s.stall_warning_seconds) for sink in sinks]
-        self.metrics.watch(queue_depth=self.engine.depth, settle_backlog=self.settler.pending, writer_alive=lambda: self.engine.healthy)
+        self.metrics.watch(
+            queue_depth=self.engine.depth, settle_backlog=self.settler.pending, writer_alive=lambda: self.engine.healthy
+        )
         for runner in self.sinks:
             self.metrics.sink(runner.name, backlog=runner.depth, last_success=lambda runner=runner: runner.last_success)
         for watch in s.watch:

@@ -300,7 +300,9 @@ class Engine:
                 result = self.build(target, rules)
             except Exception as exc:  # noqa: BLE001 - refused once, with the path, never retried in a loop
                 self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
-                result = Rejection(target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target))
+                result = Rejection(
+                    target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target)
+                )
             self.metrics.build_time(time.monotonic() - built_at)
             self._to_writer(_Work(op_for(result, rules), started, target))
 

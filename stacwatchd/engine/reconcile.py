@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from stacwatchd.engine.watch import scan_tree
 from stacwatchd.model.items import Rules
 from stacwatchd.model.sources import is_sidecar_of_any, item_key, stem
 from stacwatchd.state.store import State
-from stacwatchd.engine.watch import scan_tree
 
 
 def accepts_for(rules: Rules) -> Callable[[Path], bool]:
@@ -43,9 +43,7 @@ class Diff:
     errors: list[str] = field(default_factory=list)
 
 
-def diff(
-    rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[Path] = ()
-) -> Diff:
+def diff(rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[Path] = ()) -> Diff:
     """Compare one watched folder with what the state index remembers of it."""
     known = state.source_signatures(str(rules.root))
     rejected = state.rejected_paths(str(rules.root))

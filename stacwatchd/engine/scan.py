@@ -18,9 +18,8 @@ from stacwatchd.engine.settle import Ready
 from stacwatchd.engine.writer import open_writer
 from stacwatchd.log import get_logger
 from stacwatchd.model.items import Rules
-from stacwatchd.model.items import build as build_item
-from stacwatchd.state.recover import StateDamage, inspect_state
 from stacwatchd.sinks.base import Sink, deliver_once
+from stacwatchd.state.recover import StateDamage, inspect_state
 
 
 class Progress:

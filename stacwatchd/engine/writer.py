@@ -23,17 +23,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stacwatchd.config import CatalogSettings, CollectionSettings
-from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.errors import IdClash, StacwatchdError
-from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
-from stacwatchd.stac.layout import Layout, item_file_stem, partition_of
 from stacwatchd.log import get_logger
+from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
 from stacwatchd.model.sources import Signature
+from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.stac.json import dumps, loads
+from stacwatchd.stac.layout import Layout, item_file_stem, partition_of
 from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, THUMBNAIL_FILE
-from stacwatchd.state.store import State, StateUnwritable, Tx, compress
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
+from stacwatchd.state.store import State, StateUnwritable, Tx, compress
 
 Durability = Literal["batch", "file", "none"]
 
@@ -395,7 +395,9 @@ class CatalogWriter:
                 changed.append(collection)
                 if not self.state.has_items(collection):
                     continue
-                self.log.info("collection_changed", collection=collection, fields=sorted(k for k in meta if meta.get(k) != before.get(k)))
+                self.log.info(
+                    "collection_changed", collection=collection, fields=sorted(k for k in meta if meta.get(k) != before.get(k))
+                )
                 if meta.get("title") != before.get("title"):
                     for item_id, partition in self.state.items_with_partitions(collection):
                         batch.relink(collection, item_id, partition)
@@ -755,7 +757,11 @@ class _Batch:
         self._touch(collection)
         for path, _ in built.signatures:
             record = self.state.source(str(path))
-            if record is not None and record.status == "cataloged" and (record.collection, record.item_id) != (collection, item_id):
+            if (
+                record is not None
+                and record.status == "cataloged"
+                and (record.collection, record.item_id) != (collection, item_id)
+            ):
                 self.remove_path(str(path))
         parts = partition_of(built.timing.first, meta.get("partition") or "year/month")
         partition = "/".join(parts)

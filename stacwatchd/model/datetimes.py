@@ -60,9 +60,7 @@ def find_timing(
     return None
 
 
-def _apply(
-    rule: DatetimeRule, relative_path: PurePath, tags: Mapping[str, str], mtime_ns: int | None
-) -> Timing | None:
+def _apply(rule: DatetimeRule, relative_path: PurePath, tags: Mapping[str, str], mtime_ns: int | None) -> Timing | None:
     if rule.source == "filename":
         assert rule.pattern is not None
         text = relative_path.name if rule.match == "name" else relative_path.as_posix()

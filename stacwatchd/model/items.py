@@ -29,8 +29,8 @@ from stacwatchd.config import (
     WatchSettings,
     collection_id_for,
 )
-from stacwatchd.model.datetimes import Timing, describe_rules, find_timing
 from stacwatchd.errors import BadId, NoDatetime, StacwatchdError, UnlocatedRaster, UnreadableRaster
+from stacwatchd.model.datetimes import Timing, describe_rules, find_timing
 from stacwatchd.model.raster import (
     Band,
     RasterFacts,
@@ -41,9 +41,9 @@ from stacwatchd.model.raster import (
     round_geometry,
     simplified_geojson,
 )
+from stacwatchd.model.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
 from stacwatchd.stac.layout import path_to_href
 from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2, THUMBNAIL_FILE
-from stacwatchd.model.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -212,13 +212,11 @@ def _check_location(facts: Sequence[RasterFacts], rules: Rules) -> bool:
     if not unlocated:
         return True
     if len(unlocated) < len(facts):
-        raise UnlocatedRaster(
-            unlocated[0].path, f"{unlocated[0].unlocated_reason}, while other files of its Item are located"
-        )
+        raise UnlocatedRaster(unlocated[0].path, f"{unlocated[0].unlocated_reason}, while other files of its Item are located")
     if rules.items.unlocated == "reject":
         raise UnlocatedRaster(
             unlocated[0].path,
-            f"{unlocated[0].unlocated_reason} (set unlocated = \"null-geometry\" to catalog it without a location)",
+            f'{unlocated[0].unlocated_reason} (set unlocated = "null-geometry" to catalog it without a location)',
         )
     return False
 
@@ -236,9 +234,7 @@ def make_id(sources: Sources, rules: Rules) -> str:
     try:
         raw = rules.items.id_template.format_map(values)
     except KeyError as exc:
-        raise BadId(
-            primary, f"id_template refers to {{{exc.args[0]}}}, which this file does not provide"
-        ) from None
+        raise BadId(primary, f"id_template refers to {{{exc.args[0]}}}, which this file does not provide") from None
     item_id = sanitize_id(raw)
     if not item_id:
         raise BadId(primary, "the id template produced an empty id")
@@ -442,9 +438,7 @@ def _legacy_band(band: Band, fact: RasterFacts) -> dict[str, Any]:
     return out
 
 
-def _union_footprint(
-    facts: Iterable[RasterFacts], precision: int
-) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
+def _union_footprint(facts: Iterable[RasterFacts], precision: int) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
     """One footprint covering every data asset (they usually coincide)."""
     located = [f for f in facts if f.geometry is not None and f.bbox is not None]
     if all(f.geometry == located[0].geometry for f in located):

@@ -11,9 +11,9 @@ import math
 import os
 import threading
 import warnings
-from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,12 +22,12 @@ import numpy as np
 import rasterio
 import rasterio.errors
 import rasterio.warp
+import shapely
 from affine import Affine
 from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.transform import GCPTransformer
-import shapely
 from shapely.affinity import translate
 from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
@@ -188,9 +188,7 @@ def _gdal_reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _describe(
-    src: rasterio.DatasetReader, path: Path, stat: os.stat_result, options: ReadOptions
-) -> RasterFacts:
+def _describe(src: rasterio.DatasetReader, path: Path, stat: os.stat_result, options: ReadOptions) -> RasterFacts:
     check_complete(src, path, stat.st_size)
     tags = dict(src.tags())
     located = _locate(src, options)
@@ -230,17 +228,14 @@ def check_complete(src: rasterio.DatasetReader, path: Path, size: int) -> None:
         if offset and length and int(offset) + int(length) > size:
             raise UnreadableRaster(
                 path,
-                f"file is truncated: image data ends at byte {int(offset) + int(length)} "
-                f"but the file has {size} bytes",
+                f"file is truncated: image data ends at byte {int(offset) + int(length)} but the file has {size} bytes",
             )
 
 
 # -- georeferencing -----------------------------------------------------------------
 
 
-Located = tuple[
-    Grid | None, dict[str, Any] | None, tuple[float, float, float, float] | None, str | None
-]
+Located = tuple[Grid | None, dict[str, Any] | None, tuple[float, float, float, float] | None, str | None]
 
 
 def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
@@ -380,8 +375,7 @@ def poles_inside(crs: CRS, to_pixel: Mapper, width: int, height: int) -> tuple[b
         return False, False
     cols, rows = to_pixel(np.asarray(poles[0]), np.asarray(poles[1]))
     inside = [
-        bool(np.isfinite(c) and np.isfinite(r) and 0 <= c <= width and 0 <= r <= height)
-        for c, r in zip(cols, rows, strict=True)
+        bool(np.isfinite(c) and np.isfinite(r) and 0 <= c <= width and 0 <= r <= height) for c, r in zip(cols, rows, strict=True)
     ]
     return inside[0], inside[1]
 
@@ -572,9 +566,7 @@ def round_geometry(geometry: dict[str, Any], precision: int) -> dict[str, Any]:
     }
 
 
-def _outward(
-    west: float, south: float, east: float, north: float, precision: int
-) -> tuple[float, float, float, float]:
+def _outward(west: float, south: float, east: float, north: float, precision: int) -> tuple[float, float, float, float]:
     """Round a bbox outward so it always contains the footprint."""
     f = 10.0**precision
     return (
@@ -620,9 +612,7 @@ def _bands(src: rasterio.DatasetReader, grid: Grid | None, statistics: Statistic
     return tuple(out)
 
 
-def band_statistics(
-    src: rasterio.DatasetReader, mode: Statistics
-) -> list[BandStatistics | None]:
+def band_statistics(src: rasterio.DatasetReader, mode: Statistics) -> list[BandStatistics | None]:
     """Finite statistics per band; approx reads an overview-sized decimation of the file."""
     out_shape = None
     if mode == "approx":

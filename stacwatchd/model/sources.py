@@ -112,9 +112,7 @@ def _asset_key(match: re.Match[str]) -> str:
     return _KEY_UNSAFE.sub("_", value)
 
 
-def _group_members(
-    folder: Path, key: str, rules: ItemRules, is_data: DataFilter
-) -> list[tuple[str, Path]]:
+def _group_members(folder: Path, key: str, rules: ItemRules, is_data: DataFilter) -> list[tuple[str, Path]]:
     members: dict[str, Path] = {}
     for name in _listdir(folder):
         candidate = folder / name
@@ -153,7 +151,7 @@ def _sidecars(folder: Path, key: str, data: list[Path], rules: ItemRules) -> lis
                 candidate = folder / name
                 if name in data_names or len(name.encode()) > _NAME_MAX or not candidate.is_file():
                     continue
-                suffix = name[len(base):].lstrip("._-") or "file"
+                suffix = name[len(base) :].lstrip("._-") or "file"
                 found.setdefault("metadata-" + _KEY_UNSAFE.sub("_", suffix.lower()), candidate)
     return sorted(found.items())
 

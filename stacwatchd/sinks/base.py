@@ -295,7 +295,9 @@ class SinkRunner:
                 hint="cataloging continues; the backlog is delivered when the target is back",
             )  # fmt: skip
         else:
-            self.log.debug("sink_retry", sink=self.name, attempt=self.backoff.attempts, retry_in_s=round(delay, 2), error=error.kind)
+            self.log.debug(
+                "sink_retry", sink=self.name, attempt=self.backoff.attempts, retry_in_s=round(delay, 2), error=error.kind
+            )
         status = {
             "last_success": _iso(self.last_success),
             "delivered": self.delivered,

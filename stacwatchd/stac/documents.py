@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, PROJECTION_V2, RASTER_V2, STRUCTURAL_RELS
 from stacwatchd.stac.layout import Layout, item_file_stem, localise_hrefs, partition_title, structural_link
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, PROJECTION_V2, RASTER_V2, STRUCTURAL_RELS
 
 STAC_VERSION = "1.1.0"
 
@@ -188,7 +188,9 @@ def _downward_links(
     return links
 
 
-def relink_item(doc: dict[str, Any], *, layout: Layout, collection_id: str, parts: tuple[str, ...], root_title: str, collection_title: str) -> dict[str, Any]:
+def relink_item(
+    doc: dict[str, Any], *, layout: Layout, collection_id: str, parts: tuple[str, ...], root_title: str, collection_title: str
+) -> dict[str, Any]:
     """An already placed Item with its structural links refreshed (titles may have changed)."""
     # The Item sits in <root>/<collection>/<parts…>/<id>/: its structural hrefs are
     # plain arithmetic on that depth (this runs once per Item written).

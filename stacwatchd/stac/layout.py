@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
-from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 
 Partitioning = Literal["none", "year", "year/month", "year/month/day"]
 

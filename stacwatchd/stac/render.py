@@ -11,9 +11,8 @@ from typing import Any
 
 from stacwatchd.config import CatalogSettings, CollectionSettings
 from stacwatchd.stac.documents import collection_document, partition_document, root_document
-from stacwatchd.stac.layout import Layout
 from stacwatchd.stac.json import dumps
-from stacwatchd.state.store import State
+from stacwatchd.stac.layout import Layout
 from stacwatchd.stac.summaries import (
     MAX_DISTINCT,
     RANGE_FIELDS,
@@ -21,6 +20,7 @@ from stacwatchd.stac.summaries import (
     extent_document,
     summaries_document,
 )
+from stacwatchd.state.store import State
 
 _DEPTH = {"none": 0, "year": 1, "year/month": 2, "year/month/day": 3}
 
@@ -75,9 +75,7 @@ class Renderer:
         depth = _DEPTH[meta.get("partition") or "year/month"]
         agg = self.state.extent_aggregates(collection)
         ranges = {name: self.state.numeric_range(collection, col) for name, col in RANGE_FIELDS.items()}
-        distinct = {
-            name: self.state.distinct_values(collection, name, MAX_DISTINCT + 1) for name in SET_FIELDS
-        }
+        distinct = {name: self.state.distinct_values(collection, name, MAX_DISTINCT + 1) for name in SET_FIELDS}
         fields = tuple(meta.get("summaries") or self.summary_fields)
         children = [(name,) for name in self.state.child_partitions(collection, "")] if depth else None
         items = self.state.items_in_partition(collection, "") if not depth else None
@@ -119,4 +117,3 @@ class Renderer:
             items=items,
         )
         return dumps(doc)
-

@@ -117,6 +117,7 @@ def _pick(fn: Callable[..., float], *values: float | None) -> float:
 
 def aggregate(indexes: list[ItemIndex]) -> dict[str, Any]:
     """The same aggregates the state index computes in SQL, from Items in memory."""
+
     def agg(fn: Callable[..., Any], values: list[Any]) -> Any:
         return fn(values) if values else None
 

@@ -89,9 +89,7 @@ def decompress(data: bytes) -> bytes:
     return zlib.decompress(data)
 
 
-_SOURCE_COLUMNS = (
-    "SELECT path, watch, collection, size, mtime_ns, inode, device, status, role, item_id, error_kind, error "
-)
+_SOURCE_COLUMNS = "SELECT path, watch, collection, size, mtime_ns, inode, device, status, role, item_id, error_kind, error "
 
 
 class State:
@@ -108,7 +106,9 @@ class State:
             if readonly:
                 if not path.exists():
                     raise StateError(path, "no state file (has the catalog been created yet?)")
-                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+                self.db = sqlite3.connect(
+                    f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None, check_same_thread=False
+                )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -232,8 +232,7 @@ class State:
 
     def source(self, path: str) -> SourceRecord | None:
         row = self.db.execute(
-            _SOURCE_COLUMNS + 
-            "FROM sources WHERE path = ?",
+            _SOURCE_COLUMNS + "FROM sources WHERE path = ?",
             (path,),
         ).fetchone()
         return SourceRecord(*row) if row else None
@@ -244,8 +243,7 @@ class State:
         yield from (
             SourceRecord(*row)
             for row in self.db.execute(
-                _SOURCE_COLUMNS + 
-                "FROM sources WHERE path = ? OR (path >= ? AND path < ?) ORDER BY path",
+                _SOURCE_COLUMNS + "FROM sources WHERE path = ? OR (path >= ? AND path < ?) ORDER BY path",
                 (prefix, prefix + "/", prefix + "0"),
             )
         )
@@ -269,8 +267,7 @@ class State:
         return [
             SourceRecord(*row)
             for row in self.db.execute(
-                _SOURCE_COLUMNS + 
-                "FROM sources WHERE status = 'rejected' ORDER BY changed_at DESC LIMIT ?",
+                _SOURCE_COLUMNS + "FROM sources WHERE status = 'rejected' ORDER BY changed_at DESC LIMIT ?",
                 (limit,),
             )
         ]
@@ -289,9 +286,7 @@ class State:
         return decompress(row[0]) if row else None
 
     def item_thumbnail(self, collection: str, item_id: str) -> bytes | None:
-        row = self.db.execute(
-            "SELECT thumbnail FROM items WHERE collection = ? AND id = ?", (collection, item_id)
-        ).fetchone()
+        row = self.db.execute("SELECT thumbnail FROM items WHERE collection = ? AND id = ?", (collection, item_id)).fetchone()
         return row[0] if row else None
 
     def items_in_partition(self, collection: str, partition: str) -> list[str]:
@@ -316,9 +311,7 @@ class State:
     def partition_names(self, collection: str) -> list[str]:
         return [
             row[0]
-            for row in self.db.execute(
-                "SELECT partition FROM partitions WHERE collection = ? ORDER BY partition", (collection,)
-            )
+            for row in self.db.execute("SELECT partition FROM partitions WHERE collection = ? ORDER BY partition", (collection,))
         ]
 
     def has_items(self, collection: str) -> bool:
@@ -355,8 +348,12 @@ class State:
         q = self.db.execute
         agg: dict[str, Any] = {}
         for kind in ("e", "w", "c"):
-            agg[f"{kind}_west"] = q("SELECT min(west) FROM items WHERE collection = ? AND xkind = ?", (collection, kind)).fetchone()[0]
-            agg[f"{kind}_east"] = q("SELECT max(east) FROM items WHERE collection = ? AND xkind = ?", (collection, kind)).fetchone()[0]
+            agg[f"{kind}_west"] = q(
+                "SELECT min(west) FROM items WHERE collection = ? AND xkind = ?", (collection, kind)
+            ).fetchone()[0]
+            agg[f"{kind}_east"] = q(
+                "SELECT max(east) FROM items WHERE collection = ? AND xkind = ?", (collection, kind)
+            ).fetchone()[0]
         agg["south"] = q("SELECT min(south) FROM items WHERE collection = ?", (collection,)).fetchone()[0]
         agg["north"] = q("SELECT max(north) FROM items WHERE collection = ?", (collection,)).fetchone()[0]
         agg["start_us"] = q("SELECT min(start_us) FROM items WHERE collection = ?", (collection,)).fetchone()[0]
@@ -435,9 +432,7 @@ class State:
             "SELECT partition, doc, xkind, start_us FROM items WHERE collection = ? AND id = ?", (collection, item_id)
         ).fetchone()
 
-    def items_after(
-        self, after: tuple[str, int, str], limit: int
-    ) -> list[tuple[str, int, str, str, bytes, str]]:
+    def items_after(self, after: tuple[str, int, str], limit: int) -> list[tuple[str, int, str, str, bytes, str]]:
         """(collection, start_us, id, partition, compressed JSON, extent kind) in time order."""
         return self.db.execute(
             "SELECT collection, start_us, id, partition, doc, xkind FROM items "
@@ -521,9 +516,10 @@ class State:
 
     def sinks(self) -> list[tuple[str, str, int, dict[str, Any]]]:
         """(name, stream, cursor, status) of every registered sink."""
-        return [(n, st, seq, json.loads(status)) for n, st, seq, status in self.db.execute(
-            "SELECT name, stream, seq, status FROM sink_cursors ORDER BY name"
-        )]
+        return [
+            (n, st, seq, json.loads(status))
+            for n, st, seq, status in self.db.execute("SELECT name, stream, seq, status FROM sink_cursors ORDER BY name")
+        ]
 
     def stream_end(self, stream: Stream) -> int:
         table = _STREAM_TABLES[stream]
@@ -778,9 +774,7 @@ class Tx:
         self.db.executemany("DELETE FROM sink_cursors WHERE name = ?", [(n,) for n in dropped])
         for name, stream in sinks.items():
             if known.get(name) != stream:
-                end = self.db.execute(
-                    f"SELECT coalesce(max(seq), 0) FROM {_STREAM_TABLES[stream]}"
-                ).fetchone()[0]
+                end = self.db.execute(f"SELECT coalesce(max(seq), 0) FROM {_STREAM_TABLES[stream]}").fetchone()[0]
                 self.db.execute("INSERT INTO sink_cursors (name, stream, seq) VALUES (?, ?, ?)", (name, stream, end))
         self.collect_garbage()
         return dropped

@@ -38,8 +38,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from stacwatchd.errors import StacwatchdError
-from stacwatchd.stac.names import CATALOG_FILE, STRUCTURAL_RELS
 from stacwatchd.stac.layout import href_to_path
+from stacwatchd.stac.names import CATALOG_FILE, STRUCTURAL_RELS
 
 try:
     import jsonschema_rs as _jsonschema_rs
@@ -73,9 +73,7 @@ _CORE_SCHEMA_NAMES = {"Feature": "item", "Catalog": "catalog", "Collection": "co
 _CONTAINER_TYPES = frozenset({"Catalog", "Collection"})
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?$")
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
-_RFC3339_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:(?P<sec>\d{2})(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:(?P<sec>\d{2})(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$")
 _T = TypeVar("_T")
 _MAX_MESSAGE = 300
 _MAX_SCHEMA_BYTES = 8 * 1024 * 1024
@@ -315,9 +313,7 @@ class CompiledSchema:
             return False
 
 
-def _fast_validator(
-    schema: dict[str, Any], retrieve: Callable[[str], Any]
-) -> Callable[[object], bool] | None:
+def _fast_validator(schema: dict[str, Any], retrieve: Callable[[str], Any]) -> Callable[[object], bool] | None:
     """Compile with jsonschema-rs if installed; None when absent or when it cannot compile."""
     if _jsonschema_rs is None:
         return None
@@ -592,9 +588,7 @@ def _unresolved_url(exc: BaseException, fallback: str) -> str:
     return str(getattr(exc, "ref", fallback))
 
 
-def _check_schema(
-    obj: Mapping[str, Any], url: str, store: SchemaStore, path: Path | None
-) -> tuple[list[Problem], str | None]:
+def _check_schema(obj: Mapping[str, Any], url: str, store: SchemaStore, path: Path | None) -> tuple[list[Problem], str | None]:
     """Problems from one schema, plus the URL that could not be obtained (if any)."""
     try:
         compiled = store.compiled(url)

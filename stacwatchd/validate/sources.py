@@ -38,9 +38,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "stacwatchd" / "schemas"
 
 
-def default_store(
-    schemas: Path | None = None, cache_dir: Path | None = None, *, network: bool = False
-) -> SchemaStore:
+def default_store(schemas: Path | None = None, cache_dir: Path | None = None, *, network: bool = False) -> SchemaStore:
     """The store ``validate`` and the demo use: mirror (flag or environment), bundled core, cache."""
     if schemas is None and os.environ.get(SCHEMA_ROOT_ENV):
         schemas = Path(os.environ[SCHEMA_ROOT_ENV])
@@ -89,9 +87,7 @@ def coverage(store: SchemaStore, unchecked: Iterable[str]) -> Coverage:
     """The account of one run from its store and the URLs the report left unchecked."""
     missing = list(dict.fromkeys(unchecked))
     failures = {
-        url: error.reason
-        for url, error in store.failures.items()
-        if url in missing and error.reason.startswith("download")
+        url: error.reason for url, error in store.failures.items() if url in missing and error.reason.startswith("download")
     }
     checked = {url: origin for url, origin in store.origins.items() if url not in missing and _top_level(url)}
     return Coverage(checked=checked, unchecked=missing, fetch_failures=failures)

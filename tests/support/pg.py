@@ -116,6 +116,7 @@ def find_pg_bindir() -> Path:
     env = os.environ.get("STACWATCHD_PG_BINDIR")
     if env:
         return Path(env)
+
     def has_postgis(d: str) -> bool:  # Debian layout: /usr/share/postgresql/<ver>/extension
         return os.path.exists(f"/usr/share/postgresql/{Path(d).parent.name}/extension/postgis.control")
 
@@ -555,16 +556,10 @@ class PgCluster:
 
         with psycopg.connect(self.admin_dsn_for("postgres"), autocommit=True, connect_timeout=5) as conn:
             conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(self.user), sql.Literal(self.password)
-                )
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(self.user), sql.Literal(self.password))
             )
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(self.dbname), sql.Identifier(self.user))
-            )
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET search_path TO pgstac, public").format(sql.Identifier(self.dbname))
-            )
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(self.dbname), sql.Identifier(self.user)))
+            conn.execute(sql.SQL("ALTER DATABASE {} SET search_path TO pgstac, public").format(sql.Identifier(self.dbname)))
             conn.execute(sql.SQL("ALTER ROLE {} SET search_path TO pgstac, public").format(sql.Identifier(self.user)))
         if not migrate:
             return
@@ -574,9 +569,7 @@ class PgCluster:
         with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
             # The app role may read, ingest and administer pgstac (delete
             # collections, change settings) but is not a superuser.
-            conn.execute(
-                sql.SQL("GRANT pgstac_admin, pgstac_ingest, pgstac_read TO {}").format(sql.Identifier(self.user))
-            )
+            conn.execute(sql.SQL("GRANT pgstac_admin, pgstac_ingest, pgstac_read TO {}").format(sql.Identifier(self.user)))
             _snapshot_pgstac_defaults(conn)
 
     def migrate(self, dbname: str | None = None) -> str:
@@ -598,8 +591,7 @@ class PgCluster:
             res = self._pg_ctl("start", "-W", "-l", str(self.log_file), "-s")
             if res.returncode != 0:
                 raise PgStartError(
-                    f"pg_ctl start failed ({res.returncode}): {res.stderr}\n"
-                    f"--- {self.log_file}:\n{_tail(self.log_file)}"
+                    f"pg_ctl start failed ({res.returncode}): {res.stderr}\n--- {self.log_file}:\n{_tail(self.log_file)}"
                 )
             try:
                 self.wait_ready(timeout=timeout)
@@ -630,8 +622,7 @@ class PgCluster:
             # Postmaster gone (bad config, port taken)? Do not wait out the deadline.
             if not self._postmaster_alive() and time.monotonic() > deadline - timeout + 1.0:
                 raise PgStartError(
-                    f"postgres exited during startup on port {self.port}: {last}\n"
-                    f"--- {self.log_file}:\n{_tail(self.log_file)}"
+                    f"postgres exited during startup on port {self.port}: {last}\n--- {self.log_file}:\n{_tail(self.log_file)}"
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
@@ -866,9 +857,7 @@ if pytest is not None:
         )
         if st.reset_times:
             rt = sorted(st.reset_times)
-            _summary["pgstac_db reset"] = (
-                f"n={len(rt)} mean {1000 * sum(rt) / len(rt):.1f}ms max {1000 * rt[-1]:.1f}ms"
-            )
+            _summary["pgstac_db reset"] = f"n={len(rt)} mean {1000 * sum(rt) / len(rt):.1f}ms max {1000 * rt[-1]:.1f}ms"
         if st.template is not None:
             _summary["pg_cluster_factory template"] = f"{st.template.timings.get('total', 0):.2f}s (once)"
         if st.clone_times:

@@ -53,7 +53,13 @@ class DurableS3:
 
     def _apply(self, entry: dict[str, Any]) -> None:
         body = base64.b64decode(entry.get("body", ""))
-        self.client.open(entry["path"], method=entry["method"], query_string=entry.get("query", ""), headers=entry.get("headers", {}), data=body)
+        self.client.open(
+            entry["path"],
+            method=entry["method"],
+            query_string=entry.get("query", ""),
+            headers=entry.get("headers", {}),
+            data=body,
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -112,7 +118,13 @@ class DurableS3:
         response = self.client.get(path, headers={"Authorization": _SIGNED})
         headers = {k: v for k, v in response.headers.items() if k in _KEEP_HEADERS}
         headers["Authorization"] = _SIGNED
-        return {"method": "PUT", "path": path, "query": "", "headers": headers, "body": base64.b64encode(response.get_data()).decode()}
+        return {
+            "method": "PUT",
+            "path": path,
+            "query": "",
+            "headers": headers,
+            "body": base64.b64encode(response.get_data()).decode(),
+        }
 
 
 # A syntactically valid SigV4 header: moto routes by its credential scope (never checked).

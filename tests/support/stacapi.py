@@ -172,9 +172,7 @@ class StacApiServer:
                 last = repr(exc)
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
-        raise StacApiError(
-            f"stac-fastapi-pgstac not healthy at {self.url} after {timeout:.0f}s ({last}):\n{self._log_tail()}"
-        )
+        raise StacApiError(f"stac-fastapi-pgstac not healthy at {self.url} after {timeout:.0f}s ({last}):\n{self._log_tail()}")
 
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

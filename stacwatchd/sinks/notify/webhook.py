@@ -170,4 +170,3 @@ def _describe(exc: BaseException) -> str:
         return exc.strerror
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-

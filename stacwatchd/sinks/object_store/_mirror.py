@@ -90,7 +90,10 @@ def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
 
 
 def _bucket_bytes(
-    sink: ObjectStoreSink, rel: str, counts: MirrorCounts | None = None, wanted: dict[str, Wanted] | None = None,
+    sink: ObjectStoreSink,
+    rel: str,
+    counts: MirrorCounts | None = None,
+    wanted: dict[str, Wanted] | None = None,
     state: State | None = None,
 ) -> bytes | None:
     """A catalog file's bytes as the bucket gets them (with uploads: the Item pointing at
@@ -122,7 +125,9 @@ async def _apply(sink: ObjectStoreSink, wanted: dict[str, Wanted], uploads: list
         async with limit:
             if isinstance(want, Upload):
                 with contextlib.suppress(SourceGone):
-                    await sink.bucket.put_file(key, want.path, content_type=want.media_type, cache_control=sink.settings.cache_control_items)
+                    await sink.bucket.put_file(
+                        key, want.path, content_type=want.media_type, cache_control=sink.settings.cache_control_items
+                    )
                 return
             data = want.data if want.data is not None else _bucket_bytes(sink, key)
             if data is not None:
@@ -139,7 +144,9 @@ async def _apply(sink: ObjectStoreSink, wanted: dict[str, Wanted], uploads: list
             for failure in failures:
                 if not isinstance(failure, StoreFailure):
                     raise failure
-                sink.log.debug("object_request_failed", sink=sink.name, key=failure.key, error=failure.kind, reason=failure.reason)
+                sink.log.debug(
+                    "object_request_failed", sink=sink.name, key=failure.key, error=failure.kind, reason=failure.reason
+                )
             if failures:
                 raise failures[0]
 

@@ -239,14 +239,20 @@ class ObjectStoreSink(Sink):
             return
         async with limit:
             found = await self.bucket.head(upload.key)
-            same = found is not None and found.size == st.st_size and found.etag == await asyncio.to_thread(
-                etag_of_file, upload.path, st.st_size
+            same = (
+                found is not None
+                and found.size == st.st_size
+                and found.etag == await asyncio.to_thread(etag_of_file, upload.path, st.st_size)
             )
             if not same:
                 try:
-                    await self.bucket.put_file(upload.key, upload.path, content_type=upload.media_type, cache_control=self.settings.cache_control_items)
+                    await self.bucket.put_file(
+                        upload.key, upload.path, content_type=upload.media_type, cache_control=self.settings.cache_control_items
+                    )
                 except SourceGone:
-                    self.log.warning("asset_missing", sink=self.name, path=str(upload.path), key=upload.key, hint="its removal follows")
+                    self.log.warning(
+                        "asset_missing", sink=self.name, path=str(upload.path), key=upload.key, hint="its removal follows"
+                    )
                     return
         self._copies[upload.key] = signature
         self._copies.move_to_end(upload.key)

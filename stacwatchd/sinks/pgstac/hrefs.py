@@ -79,6 +79,3 @@ class Hrefs:
             links.append(canonical)
         doc["links"] = links
         return doc
-
-
-
