@@ -61,6 +61,19 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def fill(volume: Path) -> Path:
+    """Fill a volume to its last block; returns the file to delete to free it again."""
+    filler = volume / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
 def status(daemon: DaemonProcess) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "stacwatchd", "status", "--config", str(daemon.config), "--json"],
@@ -156,14 +169,7 @@ def test_a_full_disk_neither_kills_the_daemon_nor_loses_files(tmp_path, schema_s
             daemon.start()
             testing.utm(daemon.watched / "first_20240517.tif")
             daemon.wait_items({"first_20240517"})
-            filler = volume / "filler"
-            with filler.open("wb") as fh:  # fill the volume to the last block
-                try:
-                    while True:
-                        fh.write(b"\0" * 65536)
-                        fh.flush()
-                except OSError:
-                    pass
+            filler = fill(volume)
             made = [testing.utm(daemon.watched / f"full{i:02d}_20240601.tif") for i in range(20)]
             wait_until(lambda: daemon.events("catalog_write_failed") or daemon.events("state_write_failed"), timeout=60)
             assert daemon.process.poll() is None, "still running"
@@ -192,14 +198,7 @@ def test_a_start_on_a_full_disk_with_a_pending_journal_still_starts_and_converge
                 testing.utm(daemon.watched / "b_20240518.tif")
                 daemon.wait_events("catalog_write_failed")
                 daemon.kill()  # killed in the middle of the retry loop
-            filler = volume / "filler"
-            with filler.open("wb") as fh:
-                try:
-                    while True:
-                        fh.write(b"\0" * 65536)
-                        fh.flush()
-                except OSError:
-                    pass
+            filler = fill(volume)
             daemon.start()  # journal replay fails with ENOSPC: it must not stop the start
             wait_until(lambda: daemon.events("journal_replay_deferred") or daemon.events("catalog_write_failed"), timeout=60)
             assert daemon.process.poll() is None
