@@ -198,9 +198,14 @@ def test_uploaded_data_equals_its_source_and_leaves_after_its_item(tmp_path, s3,
                 asset.pop("href")
             doc["links"] = [link for link in doc["links"] if link["rel"] != "via"]
         assert bucket_item == local_item, "the bucket's Item differs from the local one only in its hrefs"
-        for rel, data in local_files(daemon.catalog).items():
-            if rel != folder + "scene_20240517.json":
-                assert objects[rel] == data, rel
+
+        # The catalogs linking the Item are uploaded after it: wait for them, then compare.
+        def catalogs_uploaded() -> bool:
+            bucket = s3.objects(prefix=PREFIX)
+            local = local_files(daemon.catalog)
+            return all(bucket.get(rel) == data for rel, data in local.items() if rel != folder + "scene_20240517.json")
+
+        wait_until(catalogs_uploaded, timeout=30, interval=0.2, message="every other catalog file in the bucket, byte for byte")
 
         (daemon.watched / raster.name).unlink()
         wait_until(
