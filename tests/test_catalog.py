@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -469,3 +470,26 @@ def test_scan_of_a_vanished_folder_removes_nothing(tmp_path, data):
     assert "removed 0" in result.stdout
     assert "scan_incomplete" in result.stderr
     assert len(item_docs(catalog)) == 1
+
+
+def test_a_file_the_filesystem_refuses_for_its_name_refuses_its_item_alone(tmp_path, data, rules, schema_store, monkeypatch):
+    """ENAMETOOLONG cannot be produced for real any more (long ids get short folders), so it
+    is injected: the one Item whose file is refused goes, the rest of the batch lands."""
+    writer = writer_for(tmp_path)
+    real_replace = os.replace
+
+    def refusing(src, dst, *args, **kwargs):
+        if str(dst).endswith("/poison_20240517.json"):
+            raise OSError(errno.ENAMETOOLONG, "File name too long", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", refusing)
+    paths = [scene(data, "good_20240517.tif"), scene(data, "poison_20240517.tif", x=501_000), scene(data, "fine_20240518.tif")]
+    result = add(writer, rules, *paths)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [r.kind for r in result.rejections] == ["unwritable"]
+    assert "File name too long" in result.rejections[0].reason
+    assert {d["id"] for d in item_docs(writer.root)} == {"good_20240517", "fine_20240518"}
+    assert writer.pending() == 0 and writer.state.source(str(paths[1])).status == "rejected"
+    assert not list(writer.root.rglob(".*.tmp"))
+    assert_catalog_ok(writer.root, schema_store)

@@ -61,6 +61,14 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def daemon_on(volume: Path, tmp_path: Path) -> DaemonProcess:
+    """A daemon whose catalog and state live on ``volume`` (its watched folder does not)."""
+    daemon = DaemonProcess(tmp_path)
+    daemon.catalog = volume / "catalog"
+    daemon.config.write_text(daemon.config.read_text().replace(str(tmp_path / "catalog"), str(daemon.catalog)))
+    return daemon
+
+
 def fill(volume: Path) -> Path:
     """Fill a volume to its last block; returns the file to delete to free it again."""
     filler = volume / "filler"
@@ -84,7 +92,7 @@ def status(daemon: DaemonProcess) -> dict:
     return json.loads(result.stdout)
 
 
-def item_links(daemon: DaemonProcess, partition: Path) -> set[str]:
+def item_links(partition: Path) -> set[str]:
     doc = json.loads(partition.read_text())
     return {link["title"] for link in doc["links"] if link["rel"] == "item"}
 
@@ -132,9 +140,9 @@ def test_an_immutable_partition_catalog_is_retried_until_it_can_be_written(daemo
         assert str(partition) in failed[0]["paths"] and failed[0]["reason"]
         report = wait_until(lambda: (s := status(daemon)).get("daemon", {}).get("writer_error") and s, timeout=30)
         assert report["daemon"]["journal"] >= 1 and report["daemon"]["writer_error"]["error"]
-        assert item_links(daemon, partition) == {"a_20240517"}
+        assert item_links(partition) == {"a_20240517"}
     # No other event comes: the retry alone lands it.
-    wait_until(lambda: item_links(daemon, partition) == {"a_20240517", "b_20240518"}, timeout=60)
+    wait_until(lambda: item_links(partition) == {"a_20240517", "b_20240518"}, timeout=60)
     daemon.wait_events("catalog_write_recovered")
     wait_until(lambda: "writer_error" not in status(daemon).get("daemon", {"writer_error": 1}), timeout=30)
     assert daemon.stop() == 0
@@ -162,9 +170,7 @@ def test_a_read_only_catalog_for_a_while_loses_nothing(daemon, schema_store):
 
 def test_a_full_disk_neither_kills_the_daemon_nor_loses_files(tmp_path, schema_store):
     with tmpfs(tmp_path / "small", "4m") as volume:
-        daemon = DaemonProcess(tmp_path)
-        daemon.catalog = volume / "catalog"
-        daemon.config.write_text(daemon.config.read_text().replace(str(tmp_path / "catalog"), str(daemon.catalog)))
+        daemon = daemon_on(volume, tmp_path)
         try:
             daemon.start()
             testing.utm(daemon.watched / "first_20240517.tif")
@@ -186,9 +192,7 @@ def test_a_full_disk_neither_kills_the_daemon_nor_loses_files(tmp_path, schema_s
 
 def test_a_start_on_a_full_disk_with_a_pending_journal_still_starts_and_converges(tmp_path, schema_store):
     with tmpfs(tmp_path / "small", "4m") as volume:
-        daemon = DaemonProcess(tmp_path)
-        daemon.catalog = volume / "catalog"
-        daemon.config.write_text(daemon.config.read_text().replace(str(tmp_path / "catalog"), str(daemon.catalog)))
+        daemon = daemon_on(volume, tmp_path)
         try:
             daemon.start()
             testing.utm(daemon.watched / "a_20240517.tif")
@@ -203,7 +207,7 @@ def test_a_start_on_a_full_disk_with_a_pending_journal_still_starts_and_converge
             wait_until(lambda: daemon.events("journal_replay_deferred") or daemon.events("catalog_write_failed"), timeout=60)
             assert daemon.process.poll() is None
             filler.unlink()
-            wait_until(lambda: item_links(daemon, partition) == {"a_20240517", "b_20240518"}, timeout=90)
+            wait_until(lambda: item_links(partition) == {"a_20240517", "b_20240518"}, timeout=90)
             assert daemon.stop() == 0
             assert not temp_files(daemon.catalog)
             assert_catalog_ok(daemon.catalog, schema_store)

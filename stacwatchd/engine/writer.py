@@ -139,6 +139,7 @@ class _UnwritableFile(Exception):
         super().__init__(rel)
         self.rel = rel
         self.error = error
+        self.owner: tuple[int, str, str | None, str | None] | None = None  # the journal entry it belongs to
 
 
 def _errno_name(exc: OSError) -> str | None:
@@ -440,7 +441,7 @@ class CatalogWriter:
             if deleted:
                 self._sync()
         except _UnwritableFile as bad:
-            bad.owner = owners.get(bad.rel)  # type: ignore[attr-defined]
+            bad.owner = owners.get(bad.rel)
             raise
         except OSError as exc:
             where = exc.filename or self.root
@@ -455,7 +456,7 @@ class CatalogWriter:
 
     def _refuse_unwritable(self, bad: _UnwritableFile, result: BatchResult) -> None:
         """Refuse the Item whose own file the filesystem will never take; keep the rest."""
-        owner = getattr(bad, "owner", None)
+        owner = bad.owner
         reason = f"cannot write {bad.rel}: {bad.error.strerror or bad.error}"
         if owner is None or owner[1] not in ("item", "delete_item") or owner[2] is None:
             raise CatalogUnwritable(self.root / bad.rel, reason, _errno_name(bad.error))
