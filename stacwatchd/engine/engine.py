@@ -291,7 +291,7 @@ class Engine:
         with self._idle:
             self._outstanding += len(targets) - 1
         for target in targets:
-            if self._unchanged_since_refused(target):
+            if not (ready.checked and target == ready.path) and self._unchanged_since_refused(target):
                 self.counters.skipped += 1
                 self._done()
                 continue

@@ -41,6 +41,8 @@ class Diff:
     unchanged: int = 0
     still_rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Data files in ``changed`` only because a sidecar of theirs changed.
+    by_sidecar: set[Path] = field(default_factory=set)
 
 
 def diff(rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[Path] = ()) -> Diff:
@@ -72,8 +74,11 @@ def diff(rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[P
         failed(rules.root, exc)
     # A folder that could not be read is not an empty folder: never remove on a partial view.
     result.removed = [] if result.errors else [Path(p) for p in known if p not in seen]
+    direct = set(result.changed)
     for sidecar in changed_sidecars:
-        result.changed.extend(data_for_sidecar(sidecar, rules))
+        owners = data_for_sidecar(sidecar, rules)
+        result.changed.extend(owners)
+        result.by_sidecar.update(p for p in owners if p not in direct)
     result.changed = one_per_item(result.changed, rules)
     return result
 

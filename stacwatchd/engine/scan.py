@@ -108,7 +108,7 @@ def scan(
             engine.counters.unchanged += found.unchanged
             engine.counters.rejected += found.still_rejected
             plans += [Ready("delete", p, root) for p in found.removed]
-            plans += [Ready("upsert", p, root) for p in sorted(found.changed)]
+            plans += [Ready("upsert", p, root, checked=p not in found.by_sidecar) for p in sorted(found.changed)]
         bar = progress(len(plans)) if progress else None
         for ready in plans:
             engine.submit(ready)

@@ -79,6 +79,9 @@ class Ready:
     op: Op
     path: Path
     watch: Path
+    #: The file is known to differ from what the state recorded of it (a scan's diff):
+    #: no need to ask whether it is unchanged since it was refused.
+    checked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

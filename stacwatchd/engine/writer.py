@@ -37,6 +37,9 @@ from stacwatchd.state.store import State, StateUnwritable, Tx, compress
 
 Durability = Literal["batch", "file", "none"]
 
+#: Items the writer keeps between commit and flush; beyond, the flush reads the state.
+_MAX_FRESH = 20_000
+
 
 class OutsideRoot(StacwatchdError):
     """A computed path would leave the catalog root; refused whatever the names."""
@@ -132,6 +135,10 @@ class CatalogUnwritable(StacwatchdError):
         self.errno_name = errno_name
 
 
+class _PoisonOp(Exception):
+    """An operation of a batch committed without savepoints failed: run it again isolated."""
+
+
 class _UnwritableFile(Exception):
     """One file whose own name or bytes the filesystem refuses."""
 
@@ -186,6 +193,10 @@ class CatalogWriter:
         #: (collection, id): a rebuilt state keeps them (see stacwatchd.state.recover).
         self.created_hints: dict[tuple[str, str], str] = {}
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        #: Items committed since the last flush, as committed: (partition, JSON, sha256,
+        #: thumbnail) by (collection, id). The flush writes them without reading them back
+        #: from the state; anything missing here is read from the state.
+        self._fresh: dict[tuple[str, str], tuple[str, bytes, str, bytes | None]] = {}
         self.recover()
 
     def close(self) -> None:
@@ -249,13 +260,32 @@ class CatalogWriter:
         Operations apply in the order given (a file written then deleted is gone). One
         that fails because of its own content is undone alone and its file refused.
         """
-        result = BatchResult()
         ops = list(ops)
         if not ops:
-            return result
+            return BatchResult()
+        try:
+            result = self._commit(ops, isolate=False)
+        except _PoisonOp:
+            result = self._commit(ops, isolate=True)
+        result.requeue = [p for p in dict.fromkeys(result.requeue) if p.exists()]
+        return result
+
+    def _commit(self, ops: list[Op], *, isolate: bool) -> BatchResult:
+        """The batch in one transaction. Without ``isolate`` an operation that fails
+        undoes the whole transaction (``_PoisonOp``), to be run again with a savepoint
+        per operation: batches with no bad operation pay no savepoints."""
+        result = BatchResult()
         with self.state.transaction() as tx:
             batch = _Batch(self, tx, result)
             for op in ops:
+                if not isolate:
+                    try:
+                        batch.apply(op)
+                    except StateUnwritable:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - retried with the operation isolated
+                        raise _PoisonOp from exc
+                    continue
                 try:
                     with tx.savepoint():
                         batch.apply(op)
@@ -264,8 +294,18 @@ class CatalogWriter:
                 except Exception as exc:  # noqa: BLE001 - one poison operation must not sink the batch
                     batch.refuse(op, exc)
             batch.write_journal()
-        result.requeue = [p for p in dict.fromkeys(result.requeue) if p.exists()]
+        self._adopt(batch)
         return result
+
+    def _adopt(self, batch: _Batch) -> None:
+        """Keep the Items a committed batch rendered, for the flush."""
+        for key, value in batch.fresh.items():
+            if value is None:
+                self._fresh.pop(key, None)
+            else:
+                self._fresh[key] = value
+        if len(self._fresh) > _MAX_FRESH:  # a long outage: the state has them all anyway
+            self._fresh.clear()
 
     def flush(self, result: BatchResult | None = None) -> BatchResult:
         """Write (and delete) the files the journal names, in the order that keeps every
@@ -282,6 +322,7 @@ class CatalogWriter:
     def rebuild(self) -> BatchResult:
         """Regenerate every catalog file from the state index alone, byte for byte."""
         result = BatchResult()
+        self._fresh.clear()
         with self.state.transaction() as tx:
             previous = tx.forget_files()
             batch = _Batch(self, tx, result)
@@ -386,6 +427,7 @@ class CatalogWriter:
         """
         self.collections.update(configured)
         changed = []
+        self._fresh.clear()
         with self.state.transaction() as tx:
             batch = _Batch(self, tx, BatchResult())
             for collection in sorted(configured):
@@ -422,15 +464,21 @@ class CatalogWriter:
             return
         intents: dict[str, bytes | None] = {}
         owners: dict[str, tuple[int, str, str | None, str | None]] = {}
+        hashes: dict[str, str] = {}
         for entry in entries:
-            for rel, data in self._entry_files(entry):
+            for rel, data, digest in self._entry_files(entry):
                 intents.pop(rel, None)
                 intents[rel] = data
                 owners[rel] = entry
+                if digest is not None:
+                    hashes[rel] = digest
         writes = [(rel, data) for rel, data in intents.items() if data is not None]
         deletes = [rel for rel, data in intents.items() if data is None]
-        hashes = {rel: sha256(data).hexdigest() for rel, data in writes}
-        writes = [(rel, data) for rel, data in writes if self.state.file_hash(rel) != hashes[rel]]
+        for rel, data in writes:
+            if rel not in hashes:
+                hashes[rel] = sha256(data).hexdigest()
+        recorded = self.state.file_hashes([rel for rel, _ in writes])
+        writes = [(rel, data) for rel, data in writes if recorded.get(rel) != hashes[rel]]
         stubs = self._stubs(writes, deletes)
         try:
             self._write_files(stubs)
@@ -450,6 +498,7 @@ class CatalogWriter:
             tx.finish_journal(entries[-1][0], [(rel, hashes[rel], len(data)) for rel, data in writes], deletes)
             if self.file_outbox:
                 tx.append_files([*stubs, *writes, *((rel, None) for rel in deleted)])
+        self._fresh.clear()
         result.written.extend(rel for rel, _ in writes)
         result.bytes_written += sum(len(data) for _, data in writes)
         result.deleted.extend(deleted)
@@ -463,6 +512,7 @@ class CatalogWriter:
         seq, kind, collection, key = owner
         item_id = key if kind == "item" else json.loads(key or "[]")[1]
         self.log.error("item_unwritable", path=str(self.root / bad.rel), collection=collection, item_id=item_id, reason=reason)
+        self._fresh.clear()
         with self.state.transaction() as tx:
             batch = _Batch(self, tx, result)
             records = [self.state.source(path) for path, _ in self.state.item_sources(collection, item_id)]
@@ -496,27 +546,34 @@ class CatalogWriter:
                     continue
         return stubs
 
-    def _entry_files(self, entry: tuple[int, str, str | None, str | None]) -> list[tuple[str, bytes | None]]:
-        """The files one journal entry stands for, rendered from the committed state."""
+    def _entry_files(self, entry: tuple[int, str, str | None, str | None]) -> list[tuple[str, bytes | None, str | None]]:
+        """The files one journal entry stands for, rendered from the committed state:
+        (path, bytes or None to delete, sha256 when known)."""
         _, kind, collection, key = entry
         if kind == "root":
-            return [(self._rel(self.layout.root_catalog), self.render.root())]
+            return [(self._rel(self.layout.root_catalog), self.render.root(), None)]
         assert collection is not None
         if kind == "collection":
-            return [(self._rel(self.layout.collection_file(collection)), self.render.collection(collection))]
+            return [(self._rel(self.layout.collection_file(collection)), self.render.collection(collection), None)]
         if kind == "partition":
             assert key is not None
             parts = tuple(key.split("/"))
-            return [(self._rel(self.layout.partition_file(collection, parts)), self.render.partition(collection, key))]
+            return [(self._rel(self.layout.partition_file(collection, parts)), self.render.partition(collection, key), None)]
         if kind == "item":
-            row = self.state.item_files_row(collection, key or "")
-            if row is None:
-                return []
-            partition, doc, thumbnail = row
-            path = self.layout.item_file(collection, _parts(partition), key or "")
-            files: list[tuple[str, bytes | None]] = [(self._rel(path), doc)]
+            fresh = self._fresh.get((collection, key or ""))
+            if fresh is not None:
+                partition, doc, digest, thumbnail = fresh
+            else:
+                row = self.state.item_files_row(collection, key or "")
+                if row is None:
+                    return []
+                (partition, doc, thumbnail), digest = row, None
+            rel = self.layout.item_rel(collection, _parts(partition), key or "") or self._rel(
+                self.layout.item_file(collection, _parts(partition), key or "")
+            )
+            files: list[tuple[str, bytes | None, str | None]] = [(rel, doc, digest)]
             if thumbnail is not None:
-                files.append((self._rel(path.parent / THUMBNAIL_FILE), thumbnail))
+                files.append((f"{rel.rpartition('/')[0]}/{THUMBNAIL_FILE}", thumbnail, None))
             return files
         assert kind == "delete_item" and key is not None
         partition, item_id = json.loads(key)
@@ -524,7 +581,7 @@ class CatalogWriter:
         if current is not None and current.partition == partition:
             return []
         path = self.layout.item_file(collection, _parts(partition), item_id)
-        return [(self._rel(path.parent / THUMBNAIL_FILE), None), (self._rel(path), None)]
+        return [(self._rel(path.parent / THUMBNAIL_FILE), None, None), (self._rel(path), None, None)]
 
     # -- files ----------------------------------------------------------------------------
 
@@ -541,23 +598,21 @@ class CatalogWriter:
         """
         if not writes:
             return
-        staged: list[tuple[str, Path, str]] = []
-        target = self.root
+        staged: list[tuple[str, str, str]] = []
+        target = str(self.root)
+        folders: set[str] = set()
         try:
             for rel, data in writes:
-                target = self.root / rel
-                self._make_dirs(target.parent, rel)
-                tmp = str(target.parent / f"{TEMP_PREFIX}{secrets.token_hex(4)}{TEMP_SUFFIX}")
+                target = f"{self.root}/{rel}"
+                folder = target.rpartition("/")[0]
+                if folder not in folders:
+                    self._make_dirs(folder, rel)
+                    folders.add(folder)
+                tmp = f"{folder}/{TEMP_PREFIX}{secrets.token_hex(4)}{TEMP_SUFFIX}"
                 staged.append((tmp, target, rel))
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.modes.file)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    if self.durability == "file":
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                if self.modes.exact_file:
-                    os.chmod(tmp, self.modes.file)
-            target = self.root
+                self._fill(fd, tmp, data)
+            target = str(self.root)
             self._sync()
             for tmp, target, rel in staged:
                 try:
@@ -567,9 +622,9 @@ class CatalogWriter:
                         raise _UnwritableFile(rel, exc) from exc
                     raise
                 if self.durability == "file":
-                    _fsync_dir(target.parent)
+                    _fsync_dir(target.rpartition("/")[0])
             staged = []
-            target = self.root
+            target = str(self.root)
             self._sync()
         except OSError as exc:
             raise CatalogUnwritable(target, f"cannot write {target}: {exc.strerror or exc}", _errno_name(exc)) from exc
@@ -578,10 +633,31 @@ class CatalogWriter:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
 
-    def _make_dirs(self, folder: Path, rel: str) -> None:
+    def _fill(self, fd: int, path: str, data: bytes) -> None:
+        """Write ``data`` to a file just created (and close it), with its mode."""
         try:
-            if not folder.is_dir():
-                _make_tree(folder, self.modes.dir, exact=self.modes.exact_dir)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.durability == "file":
+                os.fsync(fd)
+            if self.modes.exact_file:
+                os.fchmod(fd, self.modes.file)
+        finally:
+            os.close(fd)
+
+    def _make_dirs(self, folder: str, rel: str) -> None:
+        """``mkdir -p``: one syscall when the parent exists (a new Item's folder)."""
+        try:
+            try:
+                os.mkdir(folder, self.modes.dir)
+            except FileExistsError:
+                return
+            except FileNotFoundError:
+                _make_tree(Path(folder), self.modes.dir, exact=self.modes.exact_dir)
+                return
+            if self.modes.exact_dir:
+                os.chmod(folder, self.modes.dir)
         except OSError as exc:
             if exc.errno in _CONTENT_ERRNOS:
                 raise _UnwritableFile(rel, exc) from exc
@@ -619,7 +695,7 @@ class CatalogWriter:
         folders = {self.root}
         for entry in entries:
             with contextlib.suppress(Exception):
-                folders.update((self.root / rel).parent for rel, _ in self._entry_files(entry))
+                folders.update((self.root / rel).parent for rel, _, _ in self._entry_files(entry))
         folders.update((self.root / rel).parent for rel in self.state.file_paths() if _is_catalog(rel))
         return folders
 
@@ -655,6 +731,8 @@ class _Batch:
         self.had_items: dict[str, bool] = {}
         self.deletes: list[tuple[str, str, str]] = []
         self.dirty_root = False
+        #: Items this batch rendered (None: changed otherwise, read them from the state).
+        self.fresh: dict[tuple[str, str], tuple[str, bytes, str, bytes | None] | None] = {}
 
     def apply(self, op: Op) -> None:
         if isinstance(op, Remove):
@@ -707,6 +785,7 @@ class _Batch:
         last = self.state.item_publish_row(collection, item_id)
         self.tx.delete_item_sources(collection, item_id)
         self.tx.delete_item(collection, item_id)
+        self.fresh[(collection, item_id)] = None
         self.tx.count_partition(collection, current.partition, -1)
         self.deletes.append((collection, current.partition, item_id))
         self.dirty_partition(collection, current.partition)
@@ -790,14 +869,19 @@ class _Batch:
                 self.dirty_partition(collection, existing.partition)
         else:
             self.tx.count_partition(collection, partition, +1)
-        self.tx.put_item(collection, item_id, origin, partition, index, doc["properties"]["created"], data, built.thumbnail)
+        packed, digest = compress(data), sha256(data).hexdigest()
+        created = doc["properties"]["created"]
+        self.tx.put_item(
+            collection, item_id, origin, partition, index, created, data, built.thumbnail, packed=packed, digest=digest
+        )
         self._write_sources(built, op.watch)
         self.items[(collection, item_id)] = None
         self.dirty_partition(collection, partition)
         kind = "updated" if existing is not None else "added"
-        self.published.append(("item", f"item.{kind}", collection, item_id, compress(data)))
+        self.published.append(("item", f"item.{kind}", collection, item_id, packed))
         setattr(self.result, kind, getattr(self.result, kind) + 1)
         self.result.changes.append((kind, collection, item_id, str(built.sources.primary)))
+        self.fresh[(collection, item_id)] = (partition, data, digest, built.thumbnail)
 
     def _refuse_clash(self, op: Upsert, holder: str) -> None:
         built = op.built
@@ -832,6 +916,7 @@ class _Batch:
         data = dumps(doc)
         if data != old:
             self.tx.set_item_doc(collection, item_id, data)
+            self.fresh[(collection, item_id)] = None
         self.items[(collection, item_id)] = None
 
     # -- bookkeeping helpers ------------------------------------------------------------
@@ -976,7 +1061,7 @@ def _parts(partition: str) -> tuple[str, ...]:
     return tuple(partition.split("/")) if partition else ()
 
 
-def _fsync_dir(folder: Path) -> None:
+def _fsync_dir(folder: Path | str) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

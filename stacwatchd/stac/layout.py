@@ -88,6 +88,15 @@ class Layout:
         name = item_file_stem(item_id)
         return self.root.joinpath(collection, *parts, name, f"{name}.json")
 
+    def item_rel(self, collection: str, parts: tuple[str, ...], item_id: str) -> str | None:
+        """``item_file`` relative to the root, as a string; None when a name could leave
+        its folder (``..``, a slash), for the caller to resolve and refuse."""
+        name = item_file_stem(item_id)
+        names = (collection, *parts, name)
+        if any(not n or n in (".", "..") or "/" in n for n in names):
+            return None
+        return "/".join((*names, f"{name}.json"))
+
     def parent_of(self, collection: str, parts: tuple[str, ...]) -> Path:
         """The catalog that links to the partition ``parts`` (or to the collection)."""
         if not parts:

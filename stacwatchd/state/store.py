@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import sha256
@@ -381,6 +381,15 @@ class State:
         row = self.db.execute("SELECT hash FROM files WHERE path = ?", (relpath,)).fetchone()
         return row[0] if row else None
 
+    def file_hashes(self, relpaths: Sequence[str]) -> dict[str, str]:
+        """The recorded sha256 of each of ``relpaths`` that has one (one query per 500)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(relpaths), 500):
+            chunk = relpaths[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(f"SELECT path, hash FROM files WHERE path IN ({marks})", chunk))
+        return found
+
     def journal(self) -> list[tuple[int, str, str | None, str | None]]:
         return list(self.db.execute("SELECT seq, kind, collection, key FROM journal ORDER BY seq"))
 
@@ -663,7 +672,11 @@ class Tx:
         created: str,
         data: bytes,
         thumbnail: bytes | None,
+        *,
+        packed: bytes | None = None,
+        digest: str | None = None,
     ) -> None:
+        """``packed`` and ``digest`` (``compress(data)``, its sha256) when the caller has them."""
         west, south, east, north = index.bbox or (None, None, None, None)
         self.db.execute(
             "INSERT OR REPLACE INTO items (collection, id, origin, partition, xkind, west, south, east, north, "
@@ -672,7 +685,7 @@ class Tx:
             (
                 collection, item_id, origin, partition, index.xkind, west, south, east, north,
                 index.start_us, index.end_us, index.gsd, index.resolution,
-                created, sha256(data).hexdigest(), compress(data), thumbnail,
+                created, digest or sha256(data).hexdigest(), packed or compress(data), thumbnail,
             ),
         )  # fmt: skip
         self._add_values(collection, item_id, index.values)
@@ -713,7 +726,10 @@ class Tx:
             "ON CONFLICT (collection, partition) DO UPDATE SET count = count + excluded.count",
             (collection, partition, delta),
         )
-        self.db.execute("DELETE FROM partitions WHERE collection = ? AND partition = ? AND count <= 0", (collection, partition))
+        if delta < 0:
+            self.db.execute(
+                "DELETE FROM partitions WHERE collection = ? AND partition = ? AND count <= 0", (collection, partition)
+            )
 
     # -- collections, meta -----------------------------------------------------------------
 
