@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from stacwatchd.log import get_logger
 
 if TYPE_CHECKING:
-    from stacwatchd.model.items import BuiltItem, Rejection, Rules
+    from stacwatchd.model.results import BuiltItem, Rejection, Rules
     from stacwatchd.model.sources import Signature
 
 __all__ = ["BuildMode", "Builder", "BuilderClosed", "BuilderUnavailable"]
@@ -562,7 +562,7 @@ def _context() -> Any:
 
 
 def _rejection(path: Path, reason: str, kind: str, signature: Signature | None) -> Rejection:
-    from stacwatchd.model.items import Rejection
+    from stacwatchd.model.results import Rejection
 
     return Rejection(path=path, reason=reason, kind=kind, signature=signature)
 
@@ -610,7 +610,7 @@ def _build_safely(path: Path, rules: Rules) -> Any:
 
 def _serve(conn: Connection, stat: Any) -> None:
     """A build child: answer (request, result) for every (request, token, rules, path) until EOF."""
-    from stacwatchd.model.items import BuiltItem
+    from stacwatchd.model.results import BuiltItem
     from stacwatchd.model.sources import signature_of
 
     # The parent decides when builds stop: a Ctrl-C or systemd's SIGTERM to the whole

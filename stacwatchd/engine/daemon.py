@@ -25,7 +25,7 @@ from stacwatchd.engine.writer import BatchResult, open_writer
 from stacwatchd.errors import StacwatchdError
 from stacwatchd.log import configure, get_logger
 from stacwatchd.metrics import Metrics
-from stacwatchd.model.items import Rules
+from stacwatchd.model.results import Rules
 from stacwatchd.sinks import configured_sinks
 from stacwatchd.sinks.base import SinkRunner
 from stacwatchd.state.recover import inspect_state

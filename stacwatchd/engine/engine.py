@@ -38,7 +38,7 @@ from stacwatchd.engine.writer import (
 )
 from stacwatchd.log import get_logger
 from stacwatchd.metrics import Metrics
-from stacwatchd.model.items import BuiltItem, Rejection, Rules
+from stacwatchd.model.results import BuiltItem, Rejection, Rules
 from stacwatchd.model.sources import signature_of
 from stacwatchd.state.store import State, StateUnwritable
 

@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from stacwatchd.engine.watch import scan_tree
-from stacwatchd.model.items import Rules
+from stacwatchd.model.results import Rules
 from stacwatchd.model.sources import is_sidecar_of_any, item_key, stem
 from stacwatchd.state.store import State
 

@@ -17,7 +17,7 @@ from stacwatchd.engine.recovery import begin_recovery
 from stacwatchd.engine.settle import Ready
 from stacwatchd.engine.writer import open_writer
 from stacwatchd.log import get_logger
-from stacwatchd.model.items import Rules
+from stacwatchd.model.results import Rules
 from stacwatchd.sinks.base import Sink, deliver_once
 from stacwatchd.state.recover import StateDamage, inspect_state
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from stacwatchd.config import CatalogSettings, CollectionSettings
 from stacwatchd.errors import IdClash, StacwatchdError
 from stacwatchd.log import get_logger
-from stacwatchd.model.items import BuiltItem, Rejection, item_to_dict
+from stacwatchd.model.results import BuiltItem, Rejection, copy_item
 from stacwatchd.model.sources import Signature
 from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.stac.json import dumps, loads
@@ -846,7 +846,7 @@ class _Batch:
         parts = partition_of(built.timing.first, meta.get("partition") or "year/month")
         partition = "/".join(parts)
         _, doc = item_document(
-            item_to_dict(built.item),
+            copy_item(built.item),
             layout=self.w.layout,
             collection_id=collection,
             parts=parts,

@@ -6,13 +6,10 @@ rules, with no shared state, so it can run on any thread and be tested alone.
 
 from __future__ import annotations
 
-import marshal
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -22,12 +19,7 @@ from shapely.ops import unary_union
 
 from stacwatchd import __version__
 from stacwatchd.config import (
-    DEFAULT_EXCLUDE,
-    DEFAULT_INCLUDE,
-    CollectionSettings,
     ItemRules,
-    WatchSettings,
-    collection_id_for,
 )
 from stacwatchd.errors import BadId, NoDatetime, StacwatchdError, UnlocatedRaster, UnreadableRaster
 from stacwatchd.model.datetimes import Timing, describe_rules, find_timing
@@ -41,85 +33,14 @@ from stacwatchd.model.raster import (
     round_geometry,
     simplified_geojson,
 )
-from stacwatchd.model.sources import Signature, Sources, sidecar_media_type, signature_of, sources_for
+from stacwatchd.model.results import BuiltItem, Rejection, Rules, copy_item
+from stacwatchd.model.sources import Sources, sidecar_media_type, signature_of, sources_for
 from stacwatchd.stac.layout import path_to_href
 from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2, THUMBNAIL_FILE
 
+__all__ = ["BuiltItem", "Rejection", "Rules", "build", "build_from_sources", "item_to_dict", "sanitize_id"]
+
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-@dataclass(frozen=True, slots=True)
-class Rules:
-    """Everything the builder needs besides the file: one small typed object."""
-
-    collection_id: str
-    root: Path
-    items: ItemRules = ItemRules()
-    collection: CollectionSettings = CollectionSettings()
-    include: tuple[str, ...] = DEFAULT_INCLUDE
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-
-    @classmethod
-    def from_watch(cls, watch: WatchSettings) -> Rules:
-        return cls(
-            collection_id=watch.collection_id,
-            root=watch.path.resolve(),
-            items=watch.items,
-            collection=watch.collection,
-            include=watch.include,
-            exclude=watch.exclude,
-        )
-
-    @classmethod
-    def for_folder(cls, folder: Path, collection_id: str | None = None) -> Rules:
-        """Default rules for a folder nobody configured."""
-        folder = folder.resolve()
-        return cls(collection_id=collection_id or collection_id_for(folder), root=folder)
-
-    def is_data(self, path: Path) -> bool:
-        """Whether a file name is one this collection catalogs as data."""
-        name = path.name
-        if any(fnmatchcase(name, pattern) for pattern in self.exclude):
-            return False
-        return any(fnmatchcase(name, pattern) for pattern in self.include)
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a file cannot be cataloged; one clear line for the log and the CLI."""
-
-    path: Path
-    reason: str
-    kind: str
-    signature: Signature | None = None
-
-    @classmethod
-    def from_error(cls, error: StacwatchdError, fallback: Path, signature: Signature | None = None) -> Rejection:
-        return cls(path=error.path or fallback, reason=error.reason, kind=error.kind, signature=signature)
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltItem:
-    """An Item plus what the writer needs beside it (thumbnail bytes, the source files).
-
-    The Item is plain JSON-ready data (``item_to_dict``'s form): it crosses from a build
-    process to the writer cheaply, and the writer needs no pystac to use it.
-    """
-
-    item: dict[str, Any]
-    sources: Sources
-    facts: tuple[RasterFacts, ...]
-    timing: Timing
-    collection_id: str = ""
-    signatures: tuple[tuple[Path, Signature], ...] = ()
-    thumbnail: bytes | None = field(default=None, repr=False)
-
-    @property
-    def id(self) -> str:
-        return self.item["id"]
 
 
 def build(path: Path, rules: Rules, *, now: datetime | None = None) -> BuiltItem | Rejection:
@@ -451,5 +372,4 @@ def item_to_dict(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
     """The Item as JSON-ready data, hrefs exactly as built: a fresh copy the caller may change."""
     if isinstance(item, pystac.Item):
         return item.to_dict(include_self_link=False, transform_hrefs=False)
-    # A deep copy of plain JSON data; marshal does it in C, several times faster than deepcopy.
-    return marshal.loads(marshal.dumps(dict(item)))
+    return copy_item(item)

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pystac
-
 DEFAULT_SUMMARIES: tuple[str, ...] = (
     "proj:code",
     "gsd",
@@ -41,16 +39,35 @@ class ItemIndex:
     values: dict[str, list[str]]
 
 
+def parse_datetime(value: str) -> datetime:
+    """An RFC 3339 timestamp; the standard library's parser first, dateutil's (what
+    pystac uses) for the spellings it does not know (more than six decimals)."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        import dateutil.parser
+
+        return dateutil.parser.isoparse(value)
+
+
+def datetime_to_str(moment: datetime) -> str:
+    """RFC 3339 as STAC writes it (pystac's spelling): ``Z`` for UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    text = moment.isoformat()
+    return f"{text[:-6]}Z" if text.endswith("+00:00") else text
+
+
 def to_us(value: str) -> int:
     """Microseconds since the epoch: exact ordering whatever the RFC 3339 spelling."""
-    parsed = pystac.utils.str_to_datetime(value)
+    parsed = parse_datetime(value)
     delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def from_us(value: int) -> str:
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
-    return pystac.utils.datetime_to_str(moment)
+    return datetime_to_str(moment)
 
 
 def index_item(doc: Mapping[str, Any]) -> ItemIndex:

@@ -1,0 +1,111 @@
+"""What a build produces and what it needs: the rules, an Item, or why there is none.
+
+Light on purpose: the engine, the writer and the daemon use these types without
+loading GDAL, shapely or pystac, which only the build processes need
+(``stacwatchd.model.items``).
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stacwatchd.config import (
+    DEFAULT_EXCLUDE,
+    DEFAULT_INCLUDE,
+    CollectionSettings,
+    ItemRules,
+    WatchSettings,
+    collection_id_for,
+)
+from stacwatchd.errors import StacwatchdError
+from stacwatchd.model.datetimes import Timing
+from stacwatchd.model.sources import Signature, Sources
+
+if TYPE_CHECKING:
+    from stacwatchd.model.raster import RasterFacts
+
+__all__ = ["BuiltItem", "Rejection", "Rules", "copy_item"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Everything the builder needs besides the file: one small typed object."""
+
+    collection_id: str
+    root: Path
+    items: ItemRules = ItemRules()
+    collection: CollectionSettings = CollectionSettings()
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+
+    @classmethod
+    def from_watch(cls, watch: WatchSettings) -> Rules:
+        return cls(
+            collection_id=watch.collection_id,
+            root=watch.path.resolve(),
+            items=watch.items,
+            collection=watch.collection,
+            include=watch.include,
+            exclude=watch.exclude,
+        )
+
+    @classmethod
+    def for_folder(cls, folder: Path, collection_id: str | None = None) -> Rules:
+        """Default rules for a folder nobody configured."""
+        folder = folder.resolve()
+        return cls(collection_id=collection_id or collection_id_for(folder), root=folder)
+
+    def is_data(self, path: Path) -> bool:
+        """Whether a file name is one this collection catalogs as data."""
+        name = path.name
+        if any(fnmatchcase(name, pattern) for pattern in self.exclude):
+            return False
+        return any(fnmatchcase(name, pattern) for pattern in self.include)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a file cannot be cataloged; one clear line for the log and the CLI."""
+
+    path: Path
+    reason: str
+    kind: str
+    signature: Signature | None = None
+
+    @classmethod
+    def from_error(cls, error: StacwatchdError, fallback: Path, signature: Signature | None = None) -> Rejection:
+        return cls(path=error.path or fallback, reason=error.reason, kind=error.kind, signature=signature)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltItem:
+    """An Item plus what the writer needs beside it (thumbnail bytes, the source files).
+
+    The Item is plain JSON-ready data (``item_to_dict``'s form): it crosses from a build
+    process to the writer cheaply, and the writer needs no pystac to use it.
+    """
+
+    item: dict[str, Any]
+    sources: Sources
+    facts: tuple[RasterFacts, ...]
+    timing: Timing
+    collection_id: str = ""
+    signatures: tuple[tuple[Path, Signature], ...] = ()
+    thumbnail: bytes | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.item["id"]
+
+
+def copy_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of an Item's plain JSON data (marshal does it in C, far faster than deepcopy)."""
+    return marshal.loads(marshal.dumps(dict(item)))
