@@ -138,6 +138,11 @@ class Builder:
             self._cond.notify_all()
         return request.future
 
+    def in_flight(self) -> int:
+        """How many builds to keep queued or running so that no slot ever waits for its
+        next file: what the slots hold, and as much again waiting here."""
+        return 2 * self.workers * self.depth
+
     def running(self) -> list[tuple[Path, float]]:
         """(path, monotonic start) of every build a slot is working on now (not those
         queued behind it)."""
@@ -601,11 +606,28 @@ def _build_safely(path: Path, rules: Rules) -> Any:
     from stacwatchd.model.items import build
 
     try:
-        return build(path, rules)
+        return _placed(build(path, rules), rules)
     except MemoryError:
         return _ChildError("out of memory", fatal=True)
     except Exception as exc:  # a bug in the model: refuse this file, keep serving
         return _ChildError(f"{type(exc).__name__}: {exc}", fatal=False)
+
+
+def _placed(result: Any, rules: Rules) -> Any:
+    """The built Item with its final JSON rendered here, off the writer's thread, when
+    the rules say where the catalog puts it; left to the writer if that fails."""
+    from stacwatchd.model.results import BuiltItem, copy_item
+    from stacwatchd.stac.placed import place
+
+    if rules.placement is None or not isinstance(result, BuiltItem):
+        return result
+    try:
+        placed = place(
+            copy_item(result.item), collection_id=result.collection_id, first=result.timing.first, placement=rules.placement
+        )
+    except Exception:  # noqa: BLE001 - the writer renders it again and refuses it with the reason
+        return result
+    return replace(result, placed=placed)
 
 
 def _serve(conn: Connection, stat: Any) -> None:

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,9 @@ class Daemon:
             self.writer,
             self.rules_for,
             build=self.builder.build,
-            workers=s.workers * self.builder.depth,
+            submit=self.builder.submit,
+            in_flight=self.builder.in_flight(),
+            workers=s.workers,
             queue_size=s.queue_size,
             keep_deleted=lambda root: (w := self.watches.get(root)) is not None and w.settings.on_delete == "keep",
             on_batch=self._after_batch,
@@ -110,9 +112,9 @@ class Daemon:
         return found.rules if found else None
 
     def _add_watch(self, watch: WatchSettings) -> None:
-        rules = Rules.from_watch(watch)
-        self.watches[rules.root] = _Watch(watch, rules)
         self.writer.ensure_collection(watch.collection_id, watch.collection)
+        rules = replace(Rules.from_watch(watch), placement=self.writer.placement(watch.collection_id))
+        self.watches[rules.root] = _Watch(watch, rules)
         self.watcher.watch(rules.root, recursive=watch.recursive, accepts=self._accepts(rules))
 
     def _accepts(self, rules: Rules):  # noqa: ANN202 - a predicate

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from stacwatchd.state.store import State, StateUnwritable
 __all__ = ["Counters", "Engine"]
 
 Build = Callable[[Path, Rules], "BuiltItem | Rejection"]
+Submit = Callable[[Path, Rules], "Future[Any]"]
 
 #: How many paths a failure log line names (the rest are counted).
 _PATHS_IN_LOG = 10
@@ -114,10 +116,17 @@ class Engine:
         on_batch: Callable[[BatchResult], None] | None = None,
         retry: tuple[float, float] = (0.5, 30.0),
         metrics: Metrics | None = None,
+        submit: Submit | None = None,
+        in_flight: int = 1,
     ) -> None:
         self.writer = writer
         self.rules_for = rules_for
         self.build = build
+        #: Where builds run elsewhere (a Builder's processes): ``submit`` queues one and
+        #: its answer goes to the writer from the Builder's thread, so a worker thread
+        #: never waits on a build; at most ``in_flight`` are queued or running.
+        self.submit_build = submit
+        self._in_flight = threading.BoundedSemaphore(max(1, in_flight))
         self.queue = WorkQueue(queue_size)
         self.counters = Counters()
         self.log = get_logger()
@@ -295,16 +304,50 @@ class Engine:
                 self.counters.skipped += 1
                 self._done()
                 continue
+            if self.submit_build is not None:
+                self._submit(target, rules, started)
+                continue
             built_at = time.monotonic()
             try:
-                result = self.build(target, rules)
+                result: BuiltItem | Rejection | Exception = self.build(target, rules)
             except Exception as exc:  # noqa: BLE001 - refused once, with the path, never retried in a loop
-                self.log.exception("build_failed", path=str(target), error=type(exc).__name__)
-                result = Rejection(
-                    target, f"cannot build an Item: {type(exc).__name__}: {exc}", "build_failed", signature_of(target)
-                )
-            self.metrics.build_time(time.monotonic() - built_at)
-            self._to_writer(_Work(op_for(result, rules), started, target))
+                result = exc
+            self._built(target, rules, started, built_at, result)
+
+    def _submit(self, target: Path, rules: Rules, started: float) -> None:
+        while not self._in_flight.acquire(timeout=0.5):
+            if self._stop.is_set() and not self.healthy:
+                self._done()
+                return
+        built_at = time.monotonic()
+        try:
+            future = self.submit_build(target, rules)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - refused once, with the path
+            self._in_flight.release()
+            self._built(target, rules, started, built_at, exc)
+            return
+
+        def answered(future: Future[Any]) -> None:
+            self._in_flight.release()
+            try:
+                self._built(target, rules, started, built_at, future.exception() or future.result())
+            except Exception as exc:  # a bug must not lose the file's accounting
+                self.log.exception("worker_error", path=str(target), error=type(exc).__name__)
+                self._done()
+
+        future.add_done_callback(answered)
+
+    def _built(
+        self, target: Path, rules: Rules, started: float, built_at: float, result: BuiltItem | Rejection | BaseException
+    ) -> None:
+        """A build's answer to the writer; a build that raised is refused once, with the path."""
+        if isinstance(result, BaseException):
+            self.log.error("build_failed", path=str(target), error=type(result).__name__, reason=str(result))
+            result = Rejection(
+                target, f"cannot build an Item: {type(result).__name__}: {result}", "build_failed", signature_of(target)
+            )
+        self.metrics.build_time(time.monotonic() - built_at)
+        self._to_writer(_Work(op_for(result, rules), started, target))
 
     def _refuse_name(self, path: Path) -> None:
         """A name that is not UTF-8 cannot be an href or a key in the state: refused, logged

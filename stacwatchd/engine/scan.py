@@ -6,6 +6,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -74,8 +75,8 @@ def scan(
     """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk.
 
     Unless ``build`` is given, Items are built by a ``Builder`` of ``workers`` slots
-    (``build_mode``); the engine runs ``depth`` threads per slot, so that each build
-    process always has its next file queued. A lost state (or ``damage`` found by the
+    (``build_mode``), which the engine keeps supplied ahead of time (``in_flight``), so
+    that each build process always has its next file queued. A lost state (or ``damage`` found by the
     caller) is rebuilt on the way, keeping the ids and ``created`` times of the Items
     already in the catalog. With ``deliver`` false the sinks' rows stay in the outbox
     for the daemon's runners.
@@ -90,11 +91,14 @@ def scan(
         if recovery is not None:
             recovery.attach(writer)
         writer.sync_collections(collections)
+        rules = {root: (replace(r, placement=writer.placement(r.collection_id)), w) for root, (r, w) in rules.items()}
         engine = Engine(
             writer,
             lambda root: rules[root][0] if root in rules else None,
             build=build or builder.build,  # type: ignore[union-attr]
-            workers=workers * (builder.depth if builder else 1),
+            submit=builder.submit if builder else None,
+            in_flight=builder.in_flight() if builder else 1,
+            workers=workers,
             queue_size=max(batch_size, workers * 4),
             keep_deleted=lambda root: root in rules and rules[root][1].on_delete == "keep",
             max_batch=batch_size,

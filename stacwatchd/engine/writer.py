@@ -31,9 +31,10 @@ from stacwatchd.stac.documents import item_document, relink_item
 from stacwatchd.stac.json import dumps, loads
 from stacwatchd.stac.layout import Layout, item_file_stem, partition_of
 from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, THUMBNAIL_FILE
+from stacwatchd.stac.placed import Placement
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
-from stacwatchd.state.store import State, StateUnwritable, Tx, compress
+from stacwatchd.state.store import ItemRecord, State, StateUnwritable, Tx, compress
 
 Durability = Literal["batch", "file", "none"]
 
@@ -212,6 +213,17 @@ class CatalogWriter:
     @property
     def root_title(self) -> str:
         return self.render.root_title
+
+    def placement(self, collection: str) -> Placement:
+        """How this catalog places ``collection``'s Items now, for the build processes
+        to render them (a stale placement only costs the writer a render of its own)."""
+        configured = self.collections.get(collection)
+        stored = self.state.collection_settings(collection)
+        meta = (stored or {}) if configured is None else configured.model_dump(mode="json")
+        partition = meta.get("partition")
+        if stored is not None and stored.get("partition") != partition and self.state.has_items(collection):
+            partition = stored.get("partition")
+        return _placement(self, collection, {**meta, "partition": partition})
 
     def collection_meta(self, collection: str) -> dict[str, Any]:
         return self.render.collection_meta(collection)
@@ -819,7 +831,6 @@ class _Batch:
         built = op.built
         collection, item_id = built.collection_id, built.id
         meta = self.collection(collection)
-        origin = f"{built.sources.primary.parent}/{built.sources.key}"
         existing = self.state.item(collection, item_id)
         if existing is not None:
             holders = [p for p, role in self.state.item_sources(collection, item_id) if role == "data"]
@@ -845,6 +856,17 @@ class _Batch:
                 self.remove_path(str(path))
         parts = partition_of(built.timing.first, meta.get("partition") or "year/month")
         partition = "/".join(parts)
+        hint = existing.created if existing else self.w.created_hints.get((collection, item_id))
+        placed = built.placed
+        if (
+            placed is not None
+            and existing is None
+            and hint is None
+            and placed.partition == partition
+            and placed.placement == _placement(self.w, collection, meta)
+        ):
+            self._put(op, partition, placed.data, placed.packed, placed.digest, placed.index, placed.created, existing)
+            return
         _, doc = item_document(
             copy_item(built.item),
             layout=self.w.layout,
@@ -852,14 +874,32 @@ class _Batch:
             parts=parts,
             root_title=self.w.root_title,
             collection_title=meta.get("title") or collection,
-            created=existing.created if existing else self.w.created_hints.get((collection, item_id)),
+            created=hint,
         )
         data = dumps(doc)
         if existing is not None and existing.partition == partition and self._same_but_updated(collection, item_id, doc):
             self._write_sources(built, op.watch)
             self.result.unchanged += 1
             return
-        index = index_item(doc)
+        self._put(
+            op, partition, data, compress(data), sha256(data).hexdigest(), index_item(doc), doc["properties"]["created"], existing
+        )
+
+    def _put(
+        self,
+        op: Upsert,
+        partition: str,
+        data: bytes,
+        packed: bytes,
+        digest: str,
+        index: Any,
+        created: str,
+        existing: ItemRecord | None,
+    ) -> None:
+        """Store an Item's new JSON, its index row and its sources; journal its files."""
+        built = op.built
+        collection, item_id = built.collection_id, built.id
+        origin = f"{built.sources.primary.parent}/{built.sources.key}"
         if existing is not None:
             self.tx.drop_values(collection, item_id)
             if existing.partition != partition:
@@ -869,8 +909,6 @@ class _Batch:
                 self.dirty_partition(collection, existing.partition)
         else:
             self.tx.count_partition(collection, partition, +1)
-        packed, digest = compress(data), sha256(data).hexdigest()
-        created = doc["properties"]["created"]
         self.tx.put_item(
             collection, item_id, origin, partition, index, created, data, built.thumbnail, packed=packed, digest=digest
         )
@@ -1017,6 +1055,10 @@ def open_writer(
     for name in writer.state.register_sinks(streams):
         writer.log.warning("sink_backlog_dropped", sink=name, reason="no longer configured")
     return writer
+
+
+def _placement(writer: CatalogWriter, collection: str, meta: Mapping[str, Any]) -> Placement:
+    return Placement(writer.root, writer.root_title, meta.get("title") or collection, meta.get("partition") or "year/month")
 
 
 def _is_catalog(rel: str) -> bool:

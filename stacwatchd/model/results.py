@@ -28,6 +28,7 @@ from stacwatchd.model.sources import Signature, Sources
 
 if TYPE_CHECKING:
     from stacwatchd.model.raster import RasterFacts
+    from stacwatchd.stac.placed import PlacedItem, Placement
 
 __all__ = ["BuiltItem", "Rejection", "Rules", "copy_item"]
 
@@ -42,6 +43,9 @@ class Rules:
     collection: CollectionSettings = CollectionSettings()
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    #: How the catalog places this collection's Items, when known: builds then render
+    #: the Item's final JSON themselves (see stacwatchd.stac.placed).
+    placement: Placement | None = None
 
     @classmethod
     def from_watch(cls, watch: WatchSettings) -> Rules:
@@ -100,6 +104,8 @@ class BuiltItem:
     collection_id: str = ""
     signatures: tuple[tuple[Path, Signature], ...] = ()
     thumbnail: bytes | None = field(default=None, repr=False)
+    #: The Item rendered for its rules' placement, by the build process.
+    placed: PlacedItem | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
