@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from stacwatchd import testing
 from stacwatchd.config import CatalogSettings, CollectionSettings, ItemRules
 from stacwatchd.engine.writer import CatalogWriter, Remove, RemoveTree, op_for
 from stacwatchd.model.items import Rules, build
+from stacwatchd.model.results import copy_item
+from stacwatchd.stac.placed import place
 from stacwatchd.stac.summaries import aggregate, extent_document, index_item
 from stacwatchd.validate.schemas import validate_catalog
 
@@ -493,3 +496,35 @@ def test_a_file_the_filesystem_refuses_for_its_name_refuses_its_item_alone(tmp_p
     assert writer.pending() == 0 and writer.state.source(str(paths[1])).status == "rejected"
     assert not list(writer.root.rglob(".*.tmp"))
     assert_catalog_ok(writer.root, schema_store)
+
+
+def test_an_item_rendered_by_its_build_is_byte_for_byte_the_one_the_writer_renders(tmp_path, data, rules):
+    """Builds render new Items for the collection's placement; the writer stores those
+    bytes while the placement holds, and renders the Item itself once it does not."""
+    path = scene(data, "a_20240517.tif")
+    built = build(path, rules)
+    by_writer = writer_for(tmp_path / "w")
+    by_writer.apply([op_for(built, rules)])
+    expected = item_docs_bytes(by_writer.root)
+
+    by_build = writer_for(tmp_path / "b")
+    placement = by_build.placement("c")
+    assert placement.collection_title == "Scenes" and placement.partition == "year/month"
+    placed = place(copy_item(built.item), collection_id="c", first=built.timing.first, placement=placement)
+    assert placed.data == expected
+    by_build.apply([op_for(replace(built, placed=placed), rules)])
+    assert item_docs_bytes(by_build.root) == expected
+    assert snapshot(by_build.root).keys() == snapshot(by_writer.root).keys()
+
+    stale = writer_for(tmp_path / "s")
+    old = replace(placement, collection_title="An older title", root=stale.root)
+    wrong = place(copy_item(built.item), collection_id="c", first=built.timing.first, placement=old)
+    stale.apply([op_for(replace(built, placed=wrong), rules)])
+    assert b"An older title" in wrong.data
+    assert b"An older title" not in item_docs_bytes(stale.root)
+    assert json.loads(item_docs_bytes(stale.root)) == json.loads(expected)
+
+
+def item_docs_bytes(root: Path) -> bytes:
+    (found,) = [p for p in root.rglob("*.json") if p.name not in ("catalog.json", "collection.json")]
+    return found.read_bytes()
