@@ -116,7 +116,9 @@ class State:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self._migrate()
             self.db.execute("PRAGMA foreign_keys=OFF")
-            self.db.execute("PRAGMA cache_size=-16000")
+            # 8 MB per connection: a scan of 10,000 files ran as fast as with 16 MB, and the
+            # daemon holds several connections (writer, readers, sinks).
+            self.db.execute("PRAGMA cache_size=-8000")
         except sqlite3.DatabaseError as exc:
             raise StateError(path, f"cannot open state file: {exc}") from None
         self._lock = threading.RLock()
