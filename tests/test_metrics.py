@@ -73,9 +73,12 @@ def test_metrics_follow_what_the_daemon_catalogs(daemon, tmp_path):
     daemon.wait_events("item_rejected", 3)
 
     def settled() -> dict | None:
+        # Items are counted once their files are on disk, just after the Item JSON
+        # appears: wait for the count too, then check it is exact.
         now = scrape(base)
         idle = value(now, "stacwatchd_queue_depth") == 0 and value(now, "stacwatchd_settle_backlog") == 0
-        return now if idle and value(now, "stacwatchd_refused_files_total", reason="unreadable_raster") == 2 else None
+        refused = value(now, "stacwatchd_refused_files_total", reason="unreadable_raster") == 2
+        return now if idle and refused and value(now, "stacwatchd_items_total", outcome="added") >= 3 else None
 
     now = wait_until(settled, timeout=30, message="metrics settled")
     assert value(now, "stacwatchd_items_total", outcome="added") == 3
