@@ -76,7 +76,17 @@ def schema_option() -> list[str]:
     return ["--schemas", str(SCHEMAS)] if SCHEMAS is not None else []
 
 
+#: Where the servers the tests start listen (moto, PostgreSQL's API, webhook receivers).
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A proxy set for the package registries must not carry requests to our own loopback
+    # servers (botocore and requests honour it for 127.0.0.1 unless told otherwise); the
+    # daemons the tests start inherit this.
+    for name in ("no_proxy", "NO_PROXY"):
+        hosts = [h for h in os.environ.get(name, "").split(",") if h]
+        os.environ[name] = ",".join(dict.fromkeys([*hosts, *LOOPBACK]))
     explicit = os.environ.get(SCHEMA_ROOT_ENV)
     if explicit and not holds_needed_schemas(Path(explicit)):
         raise pytest.UsageError(f"${SCHEMA_ROOT_ENV}={explicit} does not hold the STAC extension schemas")
