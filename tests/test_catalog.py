@@ -528,3 +528,22 @@ def test_an_item_rendered_by_its_build_is_byte_for_byte_the_one_the_writer_rende
 def item_docs_bytes(root: Path) -> bytes:
     (found,) = [p for p in root.rglob("*.json") if p.name not in ("catalog.json", "collection.json")]
     return found.read_bytes()
+
+
+def test_an_operation_its_own_content_breaks_is_refused_alone_and_the_batch_lands(tmp_path, data, rules, schema_store):
+    """The batch commits without savepoints; when one operation fails, the transaction is
+    undone and run again with that operation isolated."""
+    writer = writer_for(tmp_path)
+    paths = [scene(data, "good_20240517.tif"), scene(data, "nan_20240517.tif", x=501_000), scene(data, "fine_20240518.tif")]
+    built = [build(p, rules) for p in paths]
+    poisoned = copy_item(built[1].item)
+    poisoned["properties"]["gsd"] = float("nan")  # JSON cannot carry it: the Item's own content
+    built[1] = replace(built[1], item=poisoned)
+    result = writer.apply([op_for(b, rules) for b in built])
+    assert [(r.path, r.kind) for r in result.rejections] == [(paths[1], "unwritable")]
+    assert "cannot catalog it" in result.rejections[0].reason
+    assert result.added == 2
+    assert {d["id"] for d in item_docs(writer.root)} == {"good_20240517", "fine_20240518"}
+    assert writer.state.source(str(paths[1])).status == "rejected"
+    assert writer.pending() == 0
+    assert_catalog_ok(writer.root, schema_store)

@@ -267,7 +267,7 @@ class CatalogWriter:
         return result
 
     def commit(self, ops: Iterable[Op]) -> BatchResult:
-        """One state transaction for the whole batch, one savepoint per operation.
+        """One state transaction for the whole batch; an operation that fails is isolated.
 
         Operations apply in the order given (a file written then deleted is gone). One
         that fails because of its own content is undone alone and its file refused.
