@@ -38,8 +38,9 @@ from stacwatchd.state.store import ItemRecord, State, StateUnwritable, Tx, compr
 
 Durability = Literal["batch", "file", "none"]
 
-#: Items the writer keeps between commit and flush; beyond, the flush reads the state.
-_MAX_FRESH = 20_000
+#: Bytes of Items (JSON and thumbnails) the writer keeps between commit and flush, for a
+#: flush that fails for a while; beyond, the flush reads them from the state.
+_MAX_FRESH_BYTES = 32 * 1024 * 1024
 
 
 class OutsideRoot(StacwatchdError):
@@ -198,6 +199,7 @@ class CatalogWriter:
         #: thumbnail) by (collection, id). The flush writes them without reading them back
         #: from the state; anything missing here is read from the state.
         self._fresh: dict[tuple[str, str], tuple[str, bytes, str, bytes | None]] = {}
+        self._fresh_bytes = 0
         self.recover()
 
     def close(self) -> None:
@@ -316,8 +318,13 @@ class CatalogWriter:
                 self._fresh.pop(key, None)
             else:
                 self._fresh[key] = value
-        if len(self._fresh) > _MAX_FRESH:  # a long outage: the state has them all anyway
-            self._fresh.clear()
+                self._fresh_bytes += len(value[1]) + len(value[3] or b"")
+        if self._fresh_bytes > _MAX_FRESH_BYTES:  # a long outage: the state has them all anyway
+            self._forget_fresh()
+
+    def _forget_fresh(self) -> None:
+        self._fresh.clear()
+        self._fresh_bytes = 0
 
     def flush(self, result: BatchResult | None = None) -> BatchResult:
         """Write (and delete) the files the journal names, in the order that keeps every
@@ -334,7 +341,7 @@ class CatalogWriter:
     def rebuild(self) -> BatchResult:
         """Regenerate every catalog file from the state index alone, byte for byte."""
         result = BatchResult()
-        self._fresh.clear()
+        self._forget_fresh()
         with self.state.transaction() as tx:
             previous = tx.forget_files()
             batch = _Batch(self, tx, result)
@@ -439,7 +446,7 @@ class CatalogWriter:
         """
         self.collections.update(configured)
         changed = []
-        self._fresh.clear()
+        self._forget_fresh()
         with self.state.transaction() as tx:
             batch = _Batch(self, tx, BatchResult())
             for collection in sorted(configured):
@@ -510,7 +517,7 @@ class CatalogWriter:
             tx.finish_journal(entries[-1][0], [(rel, hashes[rel], len(data)) for rel, data in writes], deletes)
             if self.file_outbox:
                 tx.append_files([*stubs, *writes, *((rel, None) for rel in deleted)])
-        self._fresh.clear()
+        self._forget_fresh()
         result.written.extend(rel for rel, _ in writes)
         result.bytes_written += sum(len(data) for _, data in writes)
         result.deleted.extend(deleted)
@@ -524,7 +531,7 @@ class CatalogWriter:
         seq, kind, collection, key = owner
         item_id = key if kind == "item" else json.loads(key or "[]")[1]
         self.log.error("item_unwritable", path=str(self.root / bad.rel), collection=collection, item_id=item_id, reason=reason)
-        self._fresh.clear()
+        self._forget_fresh()
         with self.state.transaction() as tx:
             batch = _Batch(self, tx, result)
             records = [self.state.source(path) for path, _ in self.state.item_sources(collection, item_id)]
