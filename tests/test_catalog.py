@@ -547,3 +547,14 @@ def test_an_operation_its_own_content_breaks_is_refused_alone_and_the_batch_land
     assert writer.state.source(str(paths[1])).status == "rejected"
     assert writer.pending() == 0
     assert_catalog_ok(writer.root, schema_store)
+
+
+def test_a_collection_with_items_keeps_its_partitioning_and_builds_are_told_so(tmp_path, data, rules):
+    first = writer_for(tmp_path)
+    add(first, rules, scene(data, "a_20240517.tif"))
+    first.close()
+    again = writer_for(tmp_path, partition="year")  # configured differently once Items exist
+    assert again.placement("c").partition == "year/month"
+    add(again, rules, scene(data, "b_20240518.tif", x=501_000))
+    assert (again.root / "c" / "2024" / "05" / "b_20240518" / "b_20240518.json").is_file()
+    assert again.collection_meta("c")["partition"] == "year/month"

@@ -76,9 +76,9 @@ def scan(
 
     Unless ``build`` is given, Items are built by a ``Builder`` of ``workers`` slots
     (``build_mode``), which the engine keeps supplied ahead of time (``in_flight``), so
-    that each build process always has its next file queued. A lost state (or ``damage`` found by the
-    caller) is rebuilt on the way, keeping the ids and ``created`` times of the Items
-    already in the catalog. With ``deliver`` false the sinks' rows stay in the outbox
+    that each build process always has its next file queued. A lost state (or
+    ``damage`` found by the caller) is rebuilt on the way, keeping the ids and
+    ``created`` times of the Items already in the catalog. With ``deliver`` false the sinks' rows stay in the outbox
     for the daemon's runners.
     """
     started = time.monotonic()

@@ -27,13 +27,13 @@ from stacwatchd.errors import IdClash, StacwatchdError
 from stacwatchd.log import get_logger
 from stacwatchd.model.results import BuiltItem, Rejection, copy_item
 from stacwatchd.model.sources import Signature
-from stacwatchd.stac.documents import item_document, relink_item
+from stacwatchd.stac.documents import relink_item
 from stacwatchd.stac.json import dumps, loads
-from stacwatchd.stac.layout import Layout, item_file_stem, partition_of
+from stacwatchd.stac.layout import Layout, item_file_stem
 from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, THUMBNAIL_FILE
-from stacwatchd.stac.placed import Placement
+from stacwatchd.stac.placed import PlacedItem, Placement, render_placed
 from stacwatchd.stac.render import Renderer
-from stacwatchd.stac.summaries import DEFAULT_SUMMARIES, index_item
+from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
 from stacwatchd.state.store import ItemRecord, State, StateUnwritable, Tx, compress
 
 Durability = Literal["batch", "file", "none"]
@@ -219,13 +219,23 @@ class CatalogWriter:
     def placement(self, collection: str) -> Placement:
         """How this catalog places ``collection``'s Items now, for the build processes
         to render them (a stale placement only costs the writer a render of its own)."""
+        return _placement(self, collection, self.applied_meta(collection)[0])
+
+    def applied_meta(self, collection: str) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+        """(metadata that applies, metadata stored, configured partitioning not applied).
+
+        The configuration wins (the stored metadata stands for a collection nobody
+        configures), except the partitioning of a collection that already has Items.
+        """
         configured = self.collections.get(collection)
         stored = self.state.collection_settings(collection)
-        meta = (stored or {}) if configured is None else configured.model_dump(mode="json")
-        partition = meta.get("partition")
-        if stored is not None and stored.get("partition") != partition and self.state.has_items(collection):
-            partition = stored.get("partition")
-        return _placement(self, collection, {**meta, "partition": partition})
+        if configured is None:
+            return stored or CollectionSettings(id=collection).model_dump(mode="json"), stored, None
+        meta = configured.model_dump(mode="json")
+        refused = None
+        if stored is not None and stored.get("partition") != meta.get("partition") and self.state.has_items(collection):
+            refused, meta["partition"] = meta.get("partition"), stored.get("partition")
+        return meta, stored, refused
 
     def collection_meta(self, collection: str) -> dict[str, Any]:
         return self.render.collection_meta(collection)
@@ -630,7 +640,7 @@ class CatalogWriter:
                 tmp = f"{folder}/{TEMP_PREFIX}{secrets.token_hex(4)}{TEMP_SUFFIX}"
                 staged.append((tmp, target, rel))
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.modes.file)
-                self._fill(fd, tmp, data)
+                self._fill(fd, data)
             target = str(self.root)
             self._sync()
             for tmp, target, rel in staged:
@@ -652,7 +662,7 @@ class CatalogWriter:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
 
-    def _fill(self, fd: int, path: str, data: bytes) -> None:
+    def _fill(self, fd: int, data: bytes) -> None:
         """Write ``data`` to a file just created (and close it), with its mode."""
         try:
             view = memoryview(data)
@@ -861,51 +871,27 @@ class _Batch:
                 and (record.collection, record.item_id) != (collection, item_id)
             ):
                 self.remove_path(str(path))
-        parts = partition_of(built.timing.first, meta.get("partition") or "year/month")
-        partition = "/".join(parts)
         hint = existing.created if existing else self.w.created_hints.get((collection, item_id))
+        placement = _placement(self.w, collection, meta)
         placed = built.placed
-        if (
-            placed is not None
-            and existing is None
-            and hint is None
-            and placed.partition == partition
-            and placed.placement == _placement(self.w, collection, meta)
-        ):
-            self._put(op, partition, placed.data, placed.packed, placed.digest, placed.index, placed.created, existing)
+        # Rendered by the build for this same placement: the same bytes the writer would make.
+        if placed is not None and existing is None and hint is None and placed.placement == placement:
+            self._put(op, placed, existing)
             return
-        _, doc = item_document(
-            copy_item(built.item),
-            layout=self.w.layout,
-            collection_id=collection,
-            parts=parts,
-            root_title=self.w.root_title,
-            collection_title=meta.get("title") or collection,
-            created=hint,
+        doc, placed = render_placed(
+            copy_item(built.item), collection_id=collection, first=built.timing.first, placement=placement, created=hint
         )
-        data = dumps(doc)
-        if existing is not None and existing.partition == partition and self._same_but_updated(collection, item_id, doc):
+        if existing is not None and existing.partition == placed.partition and self._same_but_updated(collection, item_id, doc):
             self._write_sources(built, op.watch)
             self.result.unchanged += 1
             return
-        self._put(
-            op, partition, data, compress(data), sha256(data).hexdigest(), index_item(doc), doc["properties"]["created"], existing
-        )
+        self._put(op, placed, existing)
 
-    def _put(
-        self,
-        op: Upsert,
-        partition: str,
-        data: bytes,
-        packed: bytes,
-        digest: str,
-        index: Any,
-        created: str,
-        existing: ItemRecord | None,
-    ) -> None:
+    def _put(self, op: Upsert, placed: PlacedItem, existing: ItemRecord | None) -> None:
         """Store an Item's new JSON, its index row and its sources; journal its files."""
         built = op.built
         collection, item_id = built.collection_id, built.id
+        partition, data, packed, digest = placed.partition, placed.data, placed.packed, placed.digest
         origin = f"{built.sources.primary.parent}/{built.sources.key}"
         if existing is not None:
             self.tx.drop_values(collection, item_id)
@@ -917,7 +903,16 @@ class _Batch:
         else:
             self.tx.count_partition(collection, partition, +1)
         self.tx.put_item(
-            collection, item_id, origin, partition, index, created, data, built.thumbnail, packed=packed, digest=digest
+            collection,
+            item_id,
+            origin,
+            partition,
+            placed.index,
+            placed.created,
+            data,
+            built.thumbnail,
+            packed=packed,
+            digest=digest,
         )
         self._write_sources(built, op.watch)
         self.items[(collection, item_id)] = None
@@ -968,21 +963,15 @@ class _Batch:
 
     def collection(self, collection: str) -> dict[str, Any]:
         """The collection's metadata: the configuration's, stored for renderers and sinks."""
-        configured = self.w.collections.get(collection)
-        stored = self.state.collection_settings(collection)
-        if configured is None:
-            meta = stored or CollectionSettings(id=collection).model_dump(mode="json")
-        else:
-            meta = configured.model_dump(mode="json")
-            if stored is not None and stored.get("partition") != meta.get("partition") and self.state.has_items(collection):
-                self.w.log.warning(
-                    "partitioning_kept",
-                    collection=collection,
-                    configured=meta.get("partition"),
-                    kept=stored.get("partition"),
-                    hint="run 'stacwatchd rebuild' after removing the catalog to change partitioning",
-                )
-                meta["partition"] = stored.get("partition")
+        meta, stored, refused = self.w.applied_meta(collection)
+        if refused is not None:
+            self.w.log.warning(
+                "partitioning_kept",
+                collection=collection,
+                configured=refused,
+                kept=meta.get("partition"),
+                hint="run 'stacwatchd rebuild' after removing the catalog to change partitioning",
+            )
         if stored != meta:
             self.tx.put_collection_settings(collection, meta)
             self.collections.add(collection)

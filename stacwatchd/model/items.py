@@ -18,9 +18,7 @@ from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
 from stacwatchd import __version__
-from stacwatchd.config import (
-    ItemRules,
-)
+from stacwatchd.config import ItemRules
 from stacwatchd.errors import BadId, NoDatetime, StacwatchdError, UnlocatedRaster, UnreadableRaster
 from stacwatchd.model.datetimes import Timing, describe_rules, find_timing
 from stacwatchd.model.raster import (
