@@ -654,16 +654,13 @@ def _serve(conn: Connection, stat: Any) -> None:
             return
         if message is None:
             return
-        request, token, rules, raw = message
-        if rules is not None:
-            rules_by_token[token] = rules
+        request, path, rules = _request(message, rules_by_token)
         stat[0] = request
-        path = Path(raw)
         found = signature_of(path)
         if found is not None:
             stat[2:6] = list(found)
             stat[1] = request
-        result = _build_safely(path, rules_by_token[token])
+        result = _build_safely(path, rules)
         if isinstance(result, BuiltItem):
             result = replace(result, facts=())
         try:
@@ -684,11 +681,16 @@ def _serve_thread(requests: queue.SimpleQueue[Any], answers: queue.SimpleQueue[A
         message = requests.get()
         if message is None:
             return
-        request, token, rules, raw = message
-        if rules is not None:
-            rules_by_token[token] = rules
+        request, path, rules = _request(message, rules_by_token)
         state[0] = request
-        path = Path(raw)
         state[2] = signature_of(path)
         state[1] = request
-        answers.put((request, _build_safely(path, rules_by_token[token])))
+        answers.put((request, _build_safely(path, rules)))
+
+
+def _request(message: tuple[int, int, Rules | None, str], rules_by_token: dict[int, Rules]) -> tuple[int, Path, Rules]:
+    """(request id, path, rules) of a request; its rules are sent once per token, then remembered."""
+    request, token, rules, raw = message
+    if rules is not None:
+        rules_by_token[token] = rules
+    return request, Path(raw), rules_by_token[token]
