@@ -359,7 +359,7 @@ def _children_map() -> dict[int, list[int]]:
 
 
 def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (build children of a fork server included)."""
+    """``pid`` and every process below it."""
     kids = _children_map()
     out, todo = [], [pid]
     while todo:
@@ -380,15 +380,6 @@ def _kb(path: str, key: str) -> int | None:
     return None
 
 
-def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(b")") + 2 :].split()[1])
-
-
 def _cpu_s(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -402,8 +393,8 @@ def _cpu_s(pid: int) -> float | None:
 class TreeMonitor:
     """Samples a process tree: summed RSS and PSS (peaks), process count, CPU seconds per process.
 
-    RSS summed over processes counts every shared page (the GDAL and Python libraries,
-    pages a forked child still shares with its fork server) once per process; PSS
+    RSS summed over processes counts every shared page (the GDAL and Python libraries)
+    once per process; PSS
     divides each shared page among the processes sharing it, so summed PSS is the
     memory the tree really holds. Both are reported.
     """
@@ -430,10 +421,8 @@ class TreeMonitor:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return "other"
-        if b"resource_tracker" in cmdline:
-            return "resource tracker"
-        if b"forkserver" in cmdline:  # the fork server and the children it forked share its command line
-            return "fork server" if _ppid(pid) == self.pid else "build process"
+        if b"stacwatchd.engine.build_process" in cmdline:
+            return "build process"
         return "other"
 
     def sample(self) -> None:

@@ -7,8 +7,8 @@
     python bench/catalog.py --keep          # keep the scratch folder (printed) for inspection
 
 Every measured method runs in a fresh subprocess (``--child``), watched from here: its
-peak RSS is the highest sum of VmRSS over that process and all its descendants (build
-processes, their fork server, multiprocessing's resource tracker), sampled every 0.2 s,
+peak RSS is the highest sum of VmRSS over that process and all its descendants (its build
+processes), sampled every 0.2 s,
 and beside it the same sum of PSS (which splits pages shared between processes instead
 of counting them once per process). The children import a copy of the stacwatchd
 package taken at the start, so commits landing during a long run cannot mix code
@@ -1212,7 +1212,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     code_changed = version_after["sources_sha256"] != version_before["sources_sha256"]
     notes = [
         "each method ran in its own subprocess; peak RSS Σ / PSS Σ are the highest sums over that process and all its "
-        "descendants (build processes, fork server, resource tracker), sampled every 0.2 s; RSS Σ counts shared pages "
+        "descendants (its build processes), sampled every 0.2 s; RSS Σ counts shared pages "
         "once per process, PSS Σ splits them",
         "backfill: one set of distinct rasters (_common.distinct_rasters) per N, all in one folder, the same files for every "
         "method (file set hash in the JSON), page cache warm; floor ran first and last (serial), × floor uses their mean",

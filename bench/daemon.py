@@ -31,7 +31,7 @@ continuously, and ``WATCHDOG_USEC`` matches the unit file's ``WatchdogSec=60s``.
    scanned (``stacwatchd scan --config``, same watch, same workers) into a fresh catalog;
    throughput ratio = scan seconds (scan's own figure, imports excluded, like the
    daemon's drain) / drain seconds. Target ≥ 0.8. Peak RSS Σ = the highest sum of VmRSS
-   over the daemon and all its descendants (build processes, fork server), sampled every
+   over the daemon and all its descendants (its build processes), sampled every
    0.2 s; PSS Σ the same with PSS, which splits shared pages instead of counting them once
    per process (target ≤ 250 MB summed); scan's tree is measured the same way. Partition rewrites are counted
    two ways: renames onto each ``catalog.json`` under the catalog (inotify, in this

@@ -22,8 +22,8 @@ writer          ``CatalogWriter.apply`` alone over prebuilt Items in batches of 
                 then once more under cProfile: µs per Item by where the time goes.
 
 Columns: items/s = N / seconds; × floor = items/s over the floor's; peak RSS Σ = the
-highest sum of VmRSS over the scan process and all its descendants (fork server, build
-children, resource tracker) — shared pages are counted once per process; peak PSS Σ the
+highest sum of VmRSS over the scan process and all its descendants (its build
+processes) — shared pages are counted once per process; peak PSS Σ the
 same with PSS, which splits shared pages between the processes sharing them (the memory
 really held); CPU main = CPU seconds of the scan process itself (writer, threads,
 unpickling), CPU children = all descendants; main µs/item = CPU main / N, the serial cost

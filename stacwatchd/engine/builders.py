@@ -12,12 +12,13 @@ to read the answer. One reader thread per slot collects answers, enforces the ti
 and replaces children; callers either block in ``build`` or take a future from
 ``submit``.
 
-The children are forked from multiprocessing's fork server, which imports the model
-once and runs no thread, so a child starts in milliseconds with GDAL and the model
-loaded and inherits no locks. (As with any multiprocessing program, a script that
-creates a Builder needs the ``if __name__ == "__main__":`` guard.) A build that hangs
-(a dead network mount) is abandoned ``item_timeout`` seconds after it began: its child
-is killed, a fresh one takes the slot, and the file is refused with kind ``timeout``.
+Each child is a fresh interpreter running ``stacwatchd.engine.build_process``, started
+when the Builder is made (about half a second, in parallel with whatever the caller does
+meanwhile). It inherits no threads or locks and loads only what a build needs: GDAL, the
+model, no daemon, no fork server or resource tracker beside it, so a worker costs one
+lean process. A build that hangs (a dead network mount) is abandoned ``item_timeout``
+seconds after it began: its child is killed, a fresh one takes the slot, and the file is
+refused with kind ``timeout``.
 A child that dies mid-build (a segfault in a driver, out of memory, killed) refuses
 that file once with kind ``crashed``; nothing is retried, so a file that crashes GDAL
 cannot crash it in a loop. Files queued behind it go to the fresh child.
@@ -29,19 +30,24 @@ killed; it is left behind and replaced.
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
+import mmap
 import os
 import queue
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from stacwatchd.engine.build_process import STAT_SLOTS, ChildError, build_safely, decode_request
 from stacwatchd.log import get_logger
 
 if TYPE_CHECKING:
@@ -52,8 +58,6 @@ __all__ = ["BuildMode", "Builder", "BuilderClosed", "BuilderUnavailable"]
 
 BuildMode = Literal["process", "thread"]
 
-# Modules the fork server imports once, so that every child starts with them loaded.
-_PRELOAD = ["stacwatchd.engine.builders", "stacwatchd.model.items"]
 # Rules objects remembered by identity, so each child receives a Rules once, not per file.
 _MAX_RULES = 256
 # How long a fresh child may take to say it is ready (the first one waits for the fork
@@ -61,7 +65,6 @@ _MAX_RULES = 256
 _START_S = 120.0
 _JOIN_S = 2.0
 _RESENDS = 2  # a file whose child died before beginning it is sent again this often
-_CHILD_CACHE_MB = "64"  # GDAL_CACHEMAX of a build process, unless the environment sets one
 
 
 class BuilderClosed(RuntimeError):
@@ -114,7 +117,6 @@ class Builder:
         self._ids = 0
         self._tokens = 0
         self._rules: dict[int, tuple[Rules, int]] = {}
-        self._context = _context() if mode == "process" else None
         with self._cond:
             self._slots = [_Slot(self, n) for n in range(workers)]
         for slot in self._slots:
@@ -204,8 +206,8 @@ class Builder:
         return self._tokens
 
     def _open(self, n: int) -> _Channel:
-        if self._context is not None:
-            return _ProcessChannel(self._context, n)
+        if self.mode == "process":
+            return _ProcessChannel(n)
         return _ThreadChannel(n)
 
     def _dispatch(self) -> None:
@@ -263,11 +265,11 @@ class Builder:
             request = slot.outstanding.popleft()
             if slot.outstanding:
                 slot.outstanding[0].began = now
-            if isinstance(result, _ChildError):
+            if isinstance(result, ChildError):
                 self.crashes += 1
             self._dispatch()
             self._cond.notify_all()
-        if isinstance(result, _ChildError):
+        if isinstance(result, ChildError):
             self.log.warning("build_crashed", path=str(request.path), error="crashed", cause=result.cause, slot=slot.n)
             result = _rejection(
                 request.path,
@@ -432,37 +434,51 @@ class _Channel:
 
 
 class _ProcessChannel(_Channel):
-    """A child forked from the fork server, and the pipe to it."""
+    """A build process (``stacwatchd.engine.build_process``) and the pipes to it."""
 
-    def __init__(self, context: Any, n: int) -> None:
-        # The child writes [request begun, request stat'ed, size, mtime_ns, inode, device]
-        # here before building: tells "died before this file" from "died on it", and lets
-        # a timeout or crash be refused with the file's signature.
-        self.stat = context.RawArray("q", 6)
-        parent, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=_serve, args=(child, self.stat), name=f"stacwatchd-build-{n}", daemon=True)
-        self.process.start()
-        child.close()
-        self.conn: Connection = parent
+    def __init__(self, n: int) -> None:
+        stat_fd = os.memfd_create(f"stacwatchd-build-{n}")
+        os.ftruncate(stat_fd, STAT_SLOTS * 8)
+        self.page = mmap.mmap(stat_fd, STAT_SLOTS * 8)
+        self.stat = memoryview(self.page).cast("q")
+        request_r, request_w = _socketpair()
+        answer_r, answer_w = _socketpair()
+        theirs = (request_r, answer_w, stat_fd)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stacwatchd.engine.build_process", *map(str, theirs)],
+                pass_fds=theirs,
+                stdin=subprocess.DEVNULL,
+                env=_child_env(),
+            )
+        except OSError:
+            for fd in (request_w, answer_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        self.requests = Connection(request_w, readable=False)
+        self.answers = Connection(answer_r, writable=False)
         self.ready = False
         self.sent = set()
 
     def send(self, message: Any) -> bool:
         try:
-            self.conn.send(message)
+            self.requests.send(message)
         except (OSError, ValueError):
             return False
         return True
 
     def poll(self, timeout: float) -> bool:
         try:
-            return self.conn.poll(timeout)
+            return self.answers.poll(timeout)
         except (OSError, ValueError):
             return True  # recv reports the end
 
     def recv(self) -> Any:
         try:
-            return self.conn.recv()
+            return self.answers.recv()
         except (EOFError, OSError, ValueError) as exc:
             raise EOFError(str(exc)) from None
 
@@ -472,14 +488,14 @@ class _ProcessChannel(_Channel):
     def signature(self, request_id: int) -> Signature | None:
         from stacwatchd.model.sources import Signature
 
-        values = list(self.stat)
+        values = self.stat.tolist()
         return Signature(*values[2:6]) if values[1] == request_id else None
 
     def death(self) -> str:
         process = self.process
-        process.join(_JOIN_S)
-        code = process.exitcode
-        if code is None:
+        try:
+            code = process.wait(_JOIN_S)
+        except subprocess.TimeoutExpired:
             return f"build process {process.pid} closed its pipe"
         if code < 0:
             try:
@@ -490,18 +506,21 @@ class _ProcessChannel(_Channel):
         return f"build process {process.pid} exited with status {code}"
 
     def pid(self) -> int | None:
-        return self.process.pid if self.process.is_alive() else None
+        return self.process.pid if self.process.poll() is None else None
 
     def end(self, *, kill: bool, wait: bool = True) -> None:
         process = self.process
         if not kill:
             self.send(None)
-            process.join(_JOIN_S)
-        if process.is_alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(_JOIN_S)
+        if process.poll() is None:
             process.kill()
-            if wait:
-                process.join(_JOIN_S)  # a child stuck in the kernel (a dead mount) is left to the OS
-        self.conn.close()
+            if wait:  # a process stuck in the kernel (a dead mount) is left to the OS
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(_JOIN_S)
+        self.requests.close()
+        self.answers.close()
 
 
 class _ThreadChannel(_Channel):
@@ -560,10 +579,19 @@ class _ThreadChannel(_Channel):
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _context() -> Any:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
-    return context
+def _socketpair() -> tuple[int, int]:
+    """Two connected socket descriptors (larger buffers than a pipe's 64 KiB)."""
+    ours, theirs = socket.socketpair()
+    return ours.detach(), theirs.detach()
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, with the folder this package was imported from first on the
+    path, so that a build process runs the same code as its parent."""
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _rejection(path: Path, reason: str, kind: str, signature: Signature | None) -> Rejection:
@@ -586,93 +614,8 @@ def _fail(request: _Request, error: BaseException) -> None:
         pass
 
 
-# -- the build side ---------------------------------------------------------------------------
-
-
-class _ChildError:
-    """An exception the build raised instead of returning; ``fatal`` ends the child."""
-
-    __slots__ = ("cause", "fatal")
-
-    def __init__(self, cause: str, fatal: bool) -> None:
-        self.cause = cause
-        self.fatal = fatal
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_ChildError, (self.cause, self.fatal))
-
-
-def _build_safely(path: Path, rules: Rules) -> Any:
-    from stacwatchd.model.items import build
-
-    try:
-        return _placed(build(path, rules), rules)
-    except MemoryError:
-        return _ChildError("out of memory", fatal=True)
-    except Exception as exc:  # a bug in the model: refuse this file, keep serving
-        return _ChildError(f"{type(exc).__name__}: {exc}", fatal=False)
-
-
-def _placed(result: Any, rules: Rules) -> Any:
-    """The built Item with its final JSON rendered here, off the writer's thread, when
-    the rules say where the catalog puts it; left to the writer if that fails."""
-    from stacwatchd.model.results import BuiltItem, copy_item
-    from stacwatchd.stac.placed import place
-
-    if rules.placement is None or not isinstance(result, BuiltItem):
-        return result
-    try:
-        placed = place(
-            copy_item(result.item), collection_id=result.collection_id, first=result.timing.first, placement=rules.placement
-        )
-    except Exception:  # noqa: BLE001 - the writer renders it again and refuses it with the reason
-        return result
-    return replace(result, placed=placed)
-
-
-def _serve(conn: Connection, stat: Any) -> None:
-    """A build child: answer (request, result) for every (request, token, rules, path) until EOF."""
-    from stacwatchd.model.results import BuiltItem
-    from stacwatchd.model.sources import signature_of
-
-    # The parent decides when builds stop: a Ctrl-C or systemd's SIGTERM to the whole
-    # group must not kill a build the parent is still waiting for.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    # GDAL's block cache defaults to 5 % of the machine's memory in every process; one
-    # file's thumbnail or statistics need far less, and there is a child per worker.
-    os.environ.setdefault("GDAL_CACHEMAX", _CHILD_CACHE_MB)
-    try:
-        conn.send("ready")
-    except OSError:
-        return
-    rules_by_token: dict[int, Rules] = {}
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        request, path, rules = _request(message, rules_by_token)
-        stat[0] = request
-        found = signature_of(path)
-        if found is not None:
-            stat[2:6] = list(found)
-            stat[1] = request
-        result = _build_safely(path, rules)
-        if isinstance(result, BuiltItem):
-            result = replace(result, facts=())
-        try:
-            conn.send((request, result))
-        except (EOFError, OSError):
-            return
-        if isinstance(result, _ChildError) and result.fatal:
-            os._exit(70)  # out of memory: this process cannot be trusted with another file
-
-
 def _serve_thread(requests: queue.SimpleQueue[Any], answers: queue.SimpleQueue[Any], state: list[Any]) -> None:
-    """A build thread: the same protocol as a child, over two queues."""
+    """A build thread: the same protocol as a build process, over two queues."""
     from stacwatchd.model.sources import signature_of
 
     answers.put("ready")
@@ -681,16 +624,8 @@ def _serve_thread(requests: queue.SimpleQueue[Any], answers: queue.SimpleQueue[A
         message = requests.get()
         if message is None:
             return
-        request, path, rules = _request(message, rules_by_token)
+        request, path, rules = decode_request(message, rules_by_token)
         state[0] = request
         state[2] = signature_of(path)
         state[1] = request
-        answers.put((request, _build_safely(path, rules)))
-
-
-def _request(message: tuple[int, int, Rules | None, str], rules_by_token: dict[int, Rules]) -> tuple[int, Path, Rules]:
-    """(request id, path, rules) of a request; its rules are sent once per token, then remembered."""
-    request, token, rules, raw = message
-    if rules is not None:
-        rules_by_token[token] = rules
-    return request, Path(raw), rules_by_token[token]
+        answers.put((request, build_safely(path, rules)))
