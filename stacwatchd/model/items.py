@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
-import pystac
 from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
@@ -34,7 +33,7 @@ from stacwatchd.model.raster import (
 from stacwatchd.model.results import BuiltItem, Rejection, Rules, copy_item
 from stacwatchd.model.sources import Sources, sidecar_media_type, signature_of, sources_for
 from stacwatchd.stac.layout import path_to_href
-from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2, THUMBNAIL_FILE
+from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2, STAC_VERSION, THUMBNAIL_FILE
 
 __all__ = ["BuiltItem", "Rejection", "Rules", "build", "build_from_sources", "item_to_dict", "sanitize_id"]
 
@@ -74,42 +73,42 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
         raise NoDatetime(primary.path, f"no datetime rule matched; tried: {describe_rules(rules.items.datetime)}")
     item_id = make_id(sources, rules)
     geometry, bbox = _union_footprint(facts, rules.items.precision) if located else (None, None)
-    item = pystac.Item(
-        id=item_id,
-        geometry=geometry,
-        bbox=list(bbox) if bbox else None,
-        datetime=timing.datetime,
-        start_datetime=timing.start,
-        end_datetime=timing.end,
-        properties=_properties(timing, rules, now),
-    )
-    extensions = _extensions(rules.items, located, facts)
-    item.stac_extensions = extensions
+    properties = _properties(timing, rules, now)
     common = _common_projection(facts, rules.items.legacy_fields) if located else {}
-    item.properties.update(common)
-    item.properties.update(common_data_values(facts))
-    for (key, _), fact in zip(sources.data, facts, strict=True):
-        item.add_asset(key, _data_asset(fact, rules, located, exclude=common))
+    properties.update(common)
+    properties.update(common_data_values(facts))
+    properties["datetime"] = rfc3339(timing.datetime) if timing.datetime is not None else None
+    assets = {key: _data_asset(fact, rules, located, exclude=common) for (key, _), fact in zip(sources.data, facts, strict=True)}
     for key, sidecar in sources.metadata:
-        item.add_asset(key, _metadata_asset(sidecar, rules))
+        assets[key] = _metadata_asset(sidecar, rules)
+    links: list[dict[str, Any]] = []
     thumbnail = None
     if rules.items.thumbnail:
         thumbnail = render_thumbnail(primary.path)
-        item.add_asset(
-            "thumbnail",
-            pystac.Asset(href=f"./{THUMBNAIL_FILE}", media_type="image/png", roles=["thumbnail"], title="Thumbnail"),
-        )
-        item.add_link(pystac.Link("preview", f"./{THUMBNAIL_FILE}", media_type="image/png", title="Thumbnail"))
-    item.add_link(
-        pystac.Link(
-            "via",
-            asset_href(primary.path, rules),
-            media_type=primary.media_type,
-            title=f"Source file {primary.path.name}",
-        )
+        assets["thumbnail"] = {"href": f"./{THUMBNAIL_FILE}", "type": "image/png", "title": "Thumbnail", "roles": ["thumbnail"]}
+        links.append({"rel": "preview", "href": f"./{THUMBNAIL_FILE}", "type": "image/png", "title": "Thumbnail"})
+    links.append(
+        {
+            "rel": "via",
+            "href": asset_href(primary.path, rules),
+            "type": primary.media_type,
+            "title": f"Source file {primary.path.name}",
+        }
     )
+    item: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": _extensions(rules.items, located, facts),
+        "id": item_id,
+        "geometry": geometry,
+    }
+    if geometry is not None:
+        item["bbox"] = list(bbox)  # type: ignore[arg-type]
+    item["properties"] = properties
+    item["links"] = links
+    item["assets"] = assets
     return BuiltItem(
-        item=item_to_dict(item),
+        item=item,
         sources=sources,
         facts=facts,
         timing=timing,
@@ -194,13 +193,25 @@ def _properties(timing: Timing, rules: Rules, now: datetime) -> dict[str, Any]:
         props["license"] = collection.license
     if collection.providers:
         props["providers"] = [p.model_dump(exclude_none=True, mode="json") for p in collection.providers]
-    stamp = pystac.utils.datetime_to_str(now.replace(microsecond=0))
+    stamp = rfc3339(now.replace(microsecond=0))
     props["created"] = stamp
     props["updated"] = stamp
     if timing.source != "filename":
         props["stacwatchd:datetime_source"] = timing.source
     props["stacwatchd:version"] = __version__
+    if timing.start is not None:
+        props["start_datetime"] = rfc3339(timing.start)
+    if timing.end is not None:
+        props["end_datetime"] = rfc3339(timing.end)
     return props
+
+
+def rfc3339(moment: datetime) -> str:
+    """A datetime as STAC writes it: ISO 8601 with ``Z`` for UTC (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _extensions(rules: ItemRules, located: bool, facts: Sequence[RasterFacts]) -> list[str]:
@@ -248,8 +259,9 @@ def common_data_values(facts: Sequence[RasterFacts]) -> dict[str, Any]:
     return {"data_type": types.pop()} if len(types) == 1 else {}
 
 
-def _data_asset(fact: RasterFacts, rules: Rules, located: bool, exclude: Mapping[str, Any]) -> pystac.Asset:
-    extra: dict[str, Any] = {"file:size": fact.size}
+def _data_asset(fact: RasterFacts, rules: Rules, located: bool, exclude: Mapping[str, Any]) -> dict[str, Any]:
+    extra: dict[str, Any] = {"href": asset_href(fact.path, rules), "type": fact.media_type, "title": fact.path.name}
+    extra["file:size"] = fact.size
     if fact.checksum:
         extra["file:checksum"] = fact.checksum
     if located:
@@ -258,27 +270,22 @@ def _data_asset(fact: RasterFacts, rules: Rules, located: bool, exclude: Mapping
     extra["bands"] = [_band(b, fact, legacy) for b in fact.bands]
     if legacy:
         extra["raster:bands"] = [_legacy_band(b, fact) for b in fact.bands]
-    return pystac.Asset(
-        href=asset_href(fact.path, rules),
-        media_type=fact.media_type,
-        title=fact.path.name,
-        roles=["data"],
-        extra_fields=extra,
-    )
+    extra["roles"] = ["data"]
+    return extra
 
 
-def _metadata_asset(path: Path, rules: Rules) -> pystac.Asset:
+def _metadata_asset(path: Path, rules: Rules) -> dict[str, Any]:
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise UnreadableRaster(path, f"cannot stat sidecar: {exc.strerror}") from None
-    return pystac.Asset(
-        href=asset_href(path, rules),
-        media_type=sidecar_media_type(path),
-        title=path.name,
-        roles=["metadata"],
-        extra_fields={"file:size": size},
-    )
+    return {
+        "href": asset_href(path, rules),
+        "type": sidecar_media_type(path),
+        "title": path.name,
+        "file:size": size,
+        "roles": ["metadata"],
+    }
 
 
 def nodata_value(value: float | None) -> float | int | str | None:
@@ -366,8 +373,6 @@ def _union_footprint(facts: Iterable[RasterFacts], precision: int) -> tuple[dict
     return simplified_geojson(union, precision), geometry_bbox(round_geometry(mapping(union), precision), precision)
 
 
-def item_to_dict(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
+def item_to_dict(item: Mapping[str, Any]) -> dict[str, Any]:
     """The Item as JSON-ready data, hrefs exactly as built: a fresh copy the caller may change."""
-    if isinstance(item, pystac.Item):
-        return item.to_dict(include_self_link=False, transform_hrefs=False)
     return copy_item(item)

@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stacwatchd.stac.layout import Layout, item_file_stem, localise_hrefs, partition_title, structural_link
-from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, PROJECTION_V2, RASTER_V2, STRUCTURAL_RELS
-
-STAC_VERSION = "1.1.0"
+from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, PROJECTION_V2, RASTER_V2, STAC_VERSION, STRUCTURAL_RELS
 
 
 def item_document(

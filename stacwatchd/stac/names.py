@@ -10,9 +10,13 @@ __all__ = [
     "PROJECTION_V2",
     "RASTER_V1",
     "RASTER_V2",
+    "STAC_VERSION",
     "STRUCTURAL_RELS",
     "THUMBNAIL_FILE",
 ]
+
+#: The STAC version of every document the catalog holds.
+STAC_VERSION = "1.1.0"
 
 CATALOG_FILE = "catalog.json"
 COLLECTION_FILE = "collection.json"
