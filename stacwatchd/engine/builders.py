@@ -142,8 +142,9 @@ class Builder:
 
     def in_flight(self) -> int:
         """How many builds to keep queued or running so that no slot ever waits for its
-        next file: what the slots hold, and as much again waiting here."""
-        return 2 * self.workers * self.depth
+        next file, even when the callers' threads refill only once half have come back
+        (see ``stacwatchd.engine.window``): what the slots hold, three times over."""
+        return 4 * self.workers * self.depth
 
     def running(self) -> list[tuple[Path, float]]:
         """(path, monotonic start) of every build a slot is working on now (not those

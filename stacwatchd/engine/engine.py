@@ -28,6 +28,7 @@ from stacwatchd.backoff import Backoff
 from stacwatchd.engine.queue import WorkQueue
 from stacwatchd.engine.reconcile import data_for_sidecar
 from stacwatchd.engine.settle import Ready
+from stacwatchd.engine.window import Window
 from stacwatchd.engine.writer import (
     BatchResult,
     CatalogUnwritable,
@@ -126,7 +127,7 @@ class Engine:
         #: its answer goes to the writer from the Builder's thread, so a worker thread
         #: never waits on a build; at most ``in_flight`` are queued or running.
         self.submit_build = submit
-        self._in_flight = threading.BoundedSemaphore(max(1, in_flight))
+        self._in_flight = Window(max(1, in_flight))
         self.queue = WorkQueue(queue_size)
         self.counters = Counters()
         self.log = get_logger()
