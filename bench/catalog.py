@@ -565,7 +565,7 @@ def bench_backfill(args: argparse.Namespace, run: Runner, workdir: Path, log: Lo
     rows: list[dict[str, Any]] = []
     for n in sorted(args.backfill_n):
         rows += _backfill_n(n, every, pool, args, run, workdir, log, state, made_s)
-    shutil.rmtree(pool, ignore_errors=True)
+    _common.discard(pool)
     return rows
 
 
@@ -622,7 +622,7 @@ def _backfill_n(
     floor_out = workdir / "floor-out"
     shutil.rmtree(floor_out, ignore_errors=True)
     method("floor", "floor (first)", "serial: 1 thread", "floor", src=str(src), out=str(floor_out), floor_bytes=args.floor_bytes)
-    shutil.rmtree(floor_out, ignore_errors=True)
+    _common.discard(floor_out)
     root = workdir / f"catalog-{n}"
     method(
         "scan",
@@ -633,7 +633,7 @@ def _backfill_n(
         root=str(root),
         workers=args.workers,
     )
-    shutil.rmtree(root, ignore_errors=True)
+    _common.discard(root)
     if smallest and not args.no_thread_mode:
         method(
             "scan_threads",
@@ -645,7 +645,7 @@ def _backfill_n(
             workers=args.workers,
             mode="inline",
         )
-        shutil.rmtree(root, ignore_errors=True)
+        _common.discard(root)
     if smallest:
         chunked = workdir / f"rasters-{n}-chunked"
         chunked_links(src, chunked, args.chunk)
@@ -659,8 +659,8 @@ def _backfill_n(
             root=str(chunk_root),
             workers=args.workers,
         )
-        shutil.rmtree(chunk_root, ignore_errors=True)
-        shutil.rmtree(chunked, ignore_errors=True)
+        _common.discard(chunk_root)
+        _common.discard(chunked)
     if smallest and n <= 10_000 and not args.no_pystac:
         naive_root = workdir / f"naive-backfill-{n}"
         method(
@@ -671,11 +671,11 @@ def _backfill_n(
             src=str(src),
             out=str(naive_root),
         )
-        shutil.rmtree(naive_root, ignore_errors=True)
+        _common.discard(naive_root)
     method("floor", "floor (last)", "serial: 1 thread", "floor", src=str(src), out=str(floor_out), floor_bytes=args.floor_bytes)
-    shutil.rmtree(floor_out, ignore_errors=True)
+    _common.discard(floor_out)
     if src != pool:
-        shutil.rmtree(src, ignore_errors=True)
+        _common.discard(src)
 
     floors = [r["seconds"] for r in rows if r["method"] == "floor"]
     floor_rate = n / (sum(floors) / len(floors))

@@ -406,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 floor_bytes=args.floor_bytes,
                 limit=limit,
             )
-            shutil.rmtree(out, ignore_errors=True)
+            _common.discard(out)
             return row
 
         def scan(mode: str, workers: int) -> dict[str, Any]:
@@ -424,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 mode=mode,
                 n=args.n,
             )
-            shutil.rmtree(root, ignore_errors=True)
+            _common.discard(root)
             return row
 
         def within_budget(what: str) -> bool:
