@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stacwatchd.config import ItemRules
+from stacwatchd.config import CollectionSettings, ItemRules, Provider
 from stacwatchd.engine.builders import Builder, BuilderClosed
 from stacwatchd.model.items import BuiltItem, Rejection, Rules, build
 from stacwatchd.testing import many_cogs, sample_set, wait_until
@@ -114,6 +114,21 @@ def test_process_builder_needs_no_pystac_objects_to_hand_back_an_item(files: lis
         result = builder.build(files[-1], rules)
     assert isinstance(result, BuiltItem) and isinstance(result.item, dict)
     assert result.id == files[-1].stem and result.facts == ()
+
+
+def test_build_process_serves_configured_rules_without_loading_the_configuration_library(files: list[Path]):
+    provider = Provider(name="Example Space Agency", roles=("producer",), url="https://example.org")
+    collection = CollectionSettings(platform="sentinel-2a", keywords=("optical",), providers=(provider,))
+    rules = replace(Rules.for_folder(files[0].parent), items=ItemRules(checksum=True), collection=collection)
+    with Builder(1, 60) as builder:
+        result = builder.build(files[-1], rules)
+        (child,) = builder.pids()
+        mapped = Path(f"/proc/{child}/maps").read_text()
+    assert comparable(result) == comparable(build(files[-1], rules))
+    assert result.item["properties"]["providers"] == [
+        {"name": "Example Space Agency", "roles": ["producer"], "url": "https://example.org"}
+    ]
+    assert "libgdal" in mapped and "pydantic_core" not in mapped
 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])

@@ -232,7 +232,7 @@ class Builder:
     def _send(self, slot: _Slot, request: _Request) -> None:
         channel = slot.channel
         assert channel is not None
-        rules = None if request.token in channel.sent else request.rules
+        rules = None if request.token in channel.sent else channel.prepare(request.rules)
         if channel.send((request.id, request.token, rules, str(request.path))):
             channel.sent.add(request.token)
         # else: the child is gone; its reader sees the end of the pipe and sends it again
@@ -406,6 +406,10 @@ class _Channel:
     ready: bool
     sent: set[int]
 
+    def prepare(self, rules: Rules) -> Rules:
+        """Rules as the other side receives them."""
+        return rules
+
     def send(self, message: Any) -> bool:
         raise NotImplementedError
 
@@ -463,6 +467,9 @@ class _ProcessChannel(_Channel):
         self.answers = Connection(answer_r, writable=False)
         self.ready = False
         self.sent = set()
+
+    def prepare(self, rules: Rules) -> Rules:
+        return rules.portable()
 
     def send(self, message: Any) -> bool:
         try:

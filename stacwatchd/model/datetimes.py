@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
-from stacwatchd.config import DEFAULT_FILENAME_PATTERNS, DatetimeRule
+from stacwatchd.defaults import DEFAULT_FILENAME_PATTERNS
+
+if TYPE_CHECKING:
+    from stacwatchd.config import DatetimeRule
 
 
 @dataclass(frozen=True, slots=True)

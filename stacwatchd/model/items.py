@@ -11,13 +11,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
 from stacwatchd import __version__
-from stacwatchd.config import ItemRules
 from stacwatchd.errors import BadId, NoDatetime, StacwatchdError, UnlocatedRaster, UnreadableRaster
 from stacwatchd.model.datetimes import Timing, describe_rules, find_timing
 from stacwatchd.model.raster import (
@@ -34,6 +33,9 @@ from stacwatchd.model.results import BuiltItem, Rejection, Rules, copy_item
 from stacwatchd.model.sources import Sources, sidecar_media_type, signature_of, sources_for
 from stacwatchd.stac.layout import path_to_href
 from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2, STAC_VERSION, THUMBNAIL_FILE
+
+if TYPE_CHECKING:
+    from stacwatchd.config import ItemRules
 
 __all__ = ["BuiltItem", "Rejection", "Rules", "build", "build_from_sources", "item_to_dict", "sanitize_id"]
 
@@ -192,7 +194,7 @@ def _properties(timing: Timing, rules: Rules, now: datetime) -> dict[str, Any]:
     if collection.license and collection.license != "other":
         props["license"] = collection.license
     if collection.providers:
-        props["providers"] = [p.model_dump(exclude_none=True, mode="json") for p in collection.providers]
+        props["providers"] = [_provider(p) for p in collection.providers]
     stamp = rfc3339(now.replace(microsecond=0))
     props["created"] = stamp
     props["updated"] = stamp
@@ -204,6 +206,11 @@ def _properties(timing: Timing, rules: Rules, now: datetime) -> dict[str, Any]:
     if timing.end is not None:
         props["end_datetime"] = rfc3339(timing.end)
     return props
+
+
+def _provider(provider: Any) -> dict[str, Any]:
+    """A provider as STAC JSON, from its configuration model or that model's plain form."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(provider).items() if v is not None}
 
 
 def rfc3339(moment: datetime) -> str:

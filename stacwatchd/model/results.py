@@ -9,28 +9,23 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from stacwatchd.config import (
-    DEFAULT_EXCLUDE,
-    DEFAULT_INCLUDE,
-    CollectionSettings,
-    ItemRules,
-    WatchSettings,
-    collection_id_for,
-)
+from stacwatchd.defaults import DEFAULT_EXCLUDE, DEFAULT_INCLUDE
 from stacwatchd.errors import StacwatchdError
 from stacwatchd.model.datetimes import Timing
 from stacwatchd.model.sources import Signature, Sources
 
 if TYPE_CHECKING:
+    from stacwatchd.config import CollectionSettings, ItemRules, WatchSettings
     from stacwatchd.model.raster import RasterFacts
     from stacwatchd.stac.placed import PlacedItem, Placement
 
-__all__ = ["BuiltItem", "Rejection", "Rules", "copy_item"]
+__all__ = ["BuiltItem", "Rejection", "Rules", "copy_item", "plain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +34,8 @@ class Rules:
 
     collection_id: str
     root: Path
-    items: ItemRules = ItemRules()
-    collection: CollectionSettings = CollectionSettings()
+    items: ItemRules = field(default_factory=lambda: _config().ItemRules())
+    collection: CollectionSettings = field(default_factory=lambda: _config().CollectionSettings())
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     #: How the catalog places this collection's Items, when known: builds then render
@@ -62,7 +57,12 @@ class Rules:
     def for_folder(cls, folder: Path, collection_id: str | None = None) -> Rules:
         """Default rules for a folder nobody configured."""
         folder = folder.resolve()
-        return cls(collection_id=collection_id or collection_id_for(folder), root=folder)
+        return cls(collection_id=collection_id or _config().collection_id_for(folder), root=folder)
+
+    def portable(self) -> Rules:
+        """These rules with the configuration's models turned into plain namespaces of the
+        same fields: what a build process receives, so that it loads no pydantic."""
+        return replace(self, items=plain(self.items), collection=plain(self.collection))
 
     def is_data(self, path: Path) -> bool:
         """Whether a file name is one this collection catalogs as data."""
@@ -110,6 +110,24 @@ class BuiltItem:
     @property
     def id(self) -> str:
         return self.item["id"]
+
+
+def plain(value: Any) -> Any:
+    """A configuration model (and the models inside it) as ``SimpleNamespace`` objects
+    with the same attributes; anything else as it is."""
+    fields = getattr(type(value), "model_fields", None)
+    if fields is not None:
+        return SimpleNamespace(**{name: plain(getattr(value, name)) for name in fields})
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    return value
+
+
+def _config() -> Any:
+    """The configuration module, loaded only where rules are made (never in a build process)."""
+    import stacwatchd.config
+
+    return stacwatchd.config
 
 
 def copy_item(item: Mapping[str, Any]) -> dict[str, Any]:

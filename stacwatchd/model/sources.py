@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from stacwatchd.config import ItemRules
+if TYPE_CHECKING:
+    from stacwatchd.config import ItemRules
 
 _SIDECAR_TYPES = {
     ".xml": "application/xml",
