@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
@@ -104,13 +104,12 @@ class Layout:
         return self.partition_file(collection, parts[:-1])
 
 
-def relative_href(target: Path, from_file: Path) -> str:
+def relative_href(target: str | Path, from_file: Path) -> str:
     """Relative href from one JSON file to another file, ``./`` prefixed when beside it.
 
     A percent-encoded URI reference (RFC 3986), like every href stacwatchd writes.
     """
-    rel = os.path.relpath(target, from_file.parent)
-    rel = PurePosixPath(*Path(rel).parts).as_posix()
+    rel = os.path.relpath(target, os.path.dirname(from_file))  # POSIX paths: already '/'-separated
     return path_to_href(rel if rel.startswith("../") else f"./{rel}")
 
 
@@ -144,10 +143,10 @@ def localise_hrefs(item: dict[str, Any], item_file: Path) -> dict[str, Any]:
     """
     for asset in item.get("assets", {}).values():
         if is_local_absolute(asset["href"]):
-            asset["href"] = relative_href(Path(asset["href"]), item_file)
+            asset["href"] = relative_href(asset["href"], item_file)
     for link in item.get("links", []):
-        if is_local_absolute(link["href"]) and not urlsplit(link["href"]).scheme:
-            link["href"] = relative_href(Path(link["href"]), item_file)
+        if is_local_absolute(link["href"]):  # a path: "/" comes before any ":"
+            link["href"] = relative_href(link["href"], item_file)
     return item
 
 
