@@ -594,11 +594,10 @@ def _socketpair() -> tuple[int, int]:
 
 
 def _child_env() -> dict[str, str]:
-    """This environment, with the folder this package was imported from first on the
-    path, so that a build process runs the same code as its parent."""
+    """This environment, with this interpreter's import path first, so that a build
+    process imports the same code (this package included) as its parent."""
     env = dict(os.environ)
-    here = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(entry for entry in (*sys.path, env.get("PYTHONPATH")) if entry)
     return env
 
 

@@ -58,14 +58,15 @@ def diff(rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[P
 
     try:
         for entry in scan_tree(rules.root, accepts_for(rules), recursive, on_error=failed, skip=skip):
-            key = str(entry.path)
-            seen.add(key)
-            if known.get(key) == (entry.size, entry.mtime_ns, entry.inode):
-                if key in rejected:
-                    result.still_rejected += 1
-                else:
-                    result.unchanged += 1
-                continue
+            if known:  # else a first scan: nothing to compare or to remove, no keys to hold
+                key = str(entry.path)
+                seen.add(key)
+                if known.get(key) == (entry.size, entry.mtime_ns, entry.inode):
+                    if key in rejected:
+                        result.still_rejected += 1
+                    else:
+                        result.unchanged += 1
+                    continue
             if rules.is_data(entry.path):
                 result.changed.append(entry.path)
             else:
