@@ -446,9 +446,9 @@ class _ProcessChannel(_Channel):
         os.ftruncate(stat_fd, STAT_SLOTS * 8)
         self.page = mmap.mmap(stat_fd, STAT_SLOTS * 8)
         self.stat = memoryview(self.page).cast("q")
-        request_r, request_w = _socketpair()
-        answer_r, answer_w = _socketpair()
-        theirs = (request_r, answer_w, stat_fd)
+        requests_here, requests_there = _socketpair()
+        answers_here, answers_there = _socketpair()
+        theirs = (requests_there, answers_there, stat_fd)
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "stacwatchd.engine.build_process", *map(str, theirs)],
@@ -457,14 +457,14 @@ class _ProcessChannel(_Channel):
                 env=_child_env(),
             )
         except OSError:
-            for fd in (request_w, answer_r):
+            for fd in (requests_here, answers_here):
                 os.close(fd)
             raise
         finally:
             for fd in theirs:
                 os.close(fd)
-        self.requests = Connection(request_w, readable=False)
-        self.answers = Connection(answer_r, writable=False)
+        self.requests = Connection(requests_here, readable=False)
+        self.answers = Connection(answers_here, writable=False)
         self.ready = False
         self.sent = set()
 
@@ -588,9 +588,9 @@ class _ThreadChannel(_Channel):
 
 
 def _socketpair() -> tuple[int, int]:
-    """Two connected socket descriptors (larger buffers than a pipe's 64 KiB)."""
-    ours, theirs = socket.socketpair()
-    return ours.detach(), theirs.detach()
+    """The two ends of a connected pair of sockets (larger buffers than a pipe's 64 KiB)."""
+    here, there = socket.socketpair()
+    return here.detach(), there.detach()
 
 
 def _child_env() -> dict[str, str]:
