@@ -15,7 +15,7 @@ from stacwatchd.engine.builders import Builder, BuildMode
 from stacwatchd.engine.engine import Build, Counters, Engine
 from stacwatchd.engine.reconcile import diff
 from stacwatchd.engine.recovery import begin_recovery
-from stacwatchd.engine.settle import Ready
+from stacwatchd.engine.settle import Op, Ready
 from stacwatchd.engine.writer import open_writer
 from stacwatchd.log import get_logger
 from stacwatchd.model.results import Rules
@@ -104,18 +104,21 @@ def scan(
             max_batch=batch_size,
         )
         engine.start()
-        plans: list[Ready] = []
+        # The plan holds strings, and each Path is made when its file is submitted: a first
+        # scan of a million files would otherwise hold a million Paths (~400 bytes each).
+        plans: list[tuple[Op, str, Path, bool]] = []
         for root, (watch_rules, watch) in rules.items():
             found = diff(watch_rules, writer.state, recursive=watch.recursive, skip=[writer.root])
             for error in found.errors:
                 log.warning("scan_incomplete", path=str(root), error=error)
             engine.counters.unchanged += found.unchanged
             engine.counters.rejected += found.still_rejected
-            plans += [Ready("delete", p, root) for p in found.removed]
-            plans += [Ready("upsert", p, root, checked=p not in found.by_sidecar) for p in sorted(found.changed)]
+            plans += [("delete", str(p), root, False) for p in found.removed]
+            plans += [("upsert", str(p), root, p not in found.by_sidecar) for p in sorted(found.changed)]
+            del found
         bar = progress(len(plans)) if progress else None
-        for ready in plans:
-            engine.submit(ready)
+        for op, raw, root, checked in plans:
+            engine.submit(Ready(op, Path(raw), root, checked=checked))
             if bar:
                 bar.advance()
         engine.wait_written()
