@@ -175,7 +175,11 @@ def test_fifo_topic_gets_collection_groups_and_message_ids_for_deduplication(tmp
     assert scan(config, moto.env).returncode == 0
     deadline = time.monotonic() + 30
     got: list[dict[str, Any]] = []
-    while len(got) < 4 and time.monotonic() < deadline:
+    while sum(m["attributes"]["event"] == "item.added" for m in got) < 3 and time.monotonic() < deadline:
         received(moto, url, got)
-    assert [m["attributes"]["event"] for m in got] == ["collection.created"] + ["item.added"] * 3
-    assert [int(m["attributes"]["seq"]) for m in got] == [1, 2, 3, 4]
+    events = [m["attributes"]["event"] for m in got]
+    assert events[0] == "collection.created" and events.count("item.added") == 3
+    # The scan may commit the three in more than one batch; each later one that widens the
+    # extent announces the collection's change too.
+    assert set(events[1:]) <= {"item.added", "collection.changed"}
+    assert [int(m["attributes"]["seq"]) for m in got] == list(range(1, len(got) + 1))

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import posixpath
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stacwatchd.sinks.base import SinkError
@@ -36,11 +36,11 @@ class MirrorCounts:
     refused: int = 0
     #: The file stream's last row the bucket now reflects.
     through: int = 0
+    #: MD5 of what the bucket now holds, per catalog file.
+    held: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
-        counts = asdict(self)
-        del counts["through"]
-        return counts
+        return {"uploaded": self.uploaded, "deleted": self.deleted, "unchanged": self.unchanged, "refused": self.refused}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,7 @@ def mirror(sink: ObjectStoreSink, state: State) -> MirrorCounts:
         raise SinkError(sink.describe(), failure.reason, kind=failure.kind) from None
     counts.unchanged = len(wanted) - len(uploads)
     counts.uploaded, counts.deleted, counts.through = len(uploads), len(orphans), end
+    counts.held = {key: want.md5 for key, want in wanted.items() if isinstance(want, _Local)}
     return counts
 
 

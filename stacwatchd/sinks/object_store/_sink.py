@@ -18,6 +18,7 @@ so that the stream's changes never land in a bucket missing what they link to.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import posixpath
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -92,6 +93,10 @@ class ObjectStoreSink(Sink):
         self._failure: StoreFailure | None = None
         self._seeded = False
         self._through = 0
+        # What the seeding left in the bucket (key → MD5), for the rows committed while it
+        # ran: those files may already be there with these very bytes.
+        self._seed_md5: dict[str, str] = {}
+        self._seed_until = 0
         self._state: State | None = None
 
     def describe(self) -> str:
@@ -122,6 +127,8 @@ class ObjectStoreSink(Sink):
                 break
             last = row.seq
         self._landed = {seq for seq in landed if last is None or seq > last}
+        if last is not None and last >= self._seed_until:
+            self._seed_md5 = {}
         if last != files[-1].seq:
             failure = self._failure or StoreFailure("", "not delivered")
             raise SinkError(self.describe(), failure.reason, kind=failure.kind, delivered=last)
@@ -136,6 +143,7 @@ class ObjectStoreSink(Sink):
             self.log.info("object_store_seeding", sink=self.name, target=self.describe(), reason="no root catalog in the bucket")
             counts = self.mirror(state)
             self._through = counts.through  # rows up to here are in the bucket already
+            self._seed_md5, self._seed_until = counts.held, state.stream_end("files")
             self.log.info("object_store_seeded", sink=self.name, **counts.as_dict())
         self._seeded = True
 
@@ -171,12 +179,14 @@ class ObjectStoreSink(Sink):
         leaves = [row for row in group.rows if not row.path.endswith(".json")]
         if group.put:
             plans = {row.seq: self._plan(row) for row in items}
-            first: dict[int, list[Step]] = {row.seq: [self._put_step(row.path, row.data or b"", limit)] for row in leaves}
+            first: dict[int, list[Step]] = {row.seq: self._put_steps(row, row.data or b"", limit) for row in leaves}
             first |= {row.seq: [self._copy_step(u, limit) for u in plans[row.seq][1]] for row in items}
             results = await self._gather(first)
-            second = {row.seq: [self._put_step(row.path, plans[row.seq][0], limit)] for row in items if results[row.seq]}
+            second = {row.seq: self._put_steps(row, plans[row.seq][0], limit) for row in items if results[row.seq]}
             results |= await self._gather(second)
         else:
+            for row in group.rows:  # gone from the bucket: what the seeding left no longer counts
+                self._seed_md5.pop(row.path, None)
             results = await self._gather({row.seq: [self._delete_step(row.path, limit)] for row in items})
             then: dict[int, list[Step]] = {row.seq: [self._delete_step(row.path, limit)] for row in leaves}
             if self.uploads is not None:
@@ -206,6 +216,14 @@ class ObjectStoreSink(Sink):
             note_refused(state, self.name, {"at": _now(), "collection": collection, "id": item, "error": error})
 
     # -- requests ----------------------------------------------------------------------------------
+
+    def _put_steps(self, row: FileChange, data: bytes, limit: asyncio.Semaphore) -> list[Step]:
+        """The PUT of a row's bytes, or nothing when the seeding already left exactly
+        these bytes there (a row committed while the seeding ran)."""
+        held = self._seed_md5.pop(row.path, None) if row.seq <= self._seed_until else None
+        if held is not None and held == hashlib.md5(data, usedforsecurity=False).hexdigest():
+            return []
+        return [self._put_step(row.path, data, limit)]
 
     def _put_step(self, rel: str, data: bytes, limit: asyncio.Semaphore) -> Step:
         async def put() -> None:
