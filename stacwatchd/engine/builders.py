@@ -60,8 +60,8 @@ BuildMode = Literal["process", "thread"]
 
 # Rules objects remembered by identity, so each child receives a Rules once, not per file.
 _MAX_RULES = 256
-# How long a fresh child may take to say it is ready (the first one waits for the fork
-# server to import GDAL and the model); not counted against any file's timeout.
+# How long a fresh child may take to say it is ready (it imports GDAL and the model
+# first); not counted against any file's timeout.
 _START_S = 120.0
 _JOIN_S = 2.0
 _RESENDS = 2  # a file whose child died before beginning it is sent again this often

@@ -78,8 +78,8 @@ def scan(
     (``build_mode``), which the engine keeps supplied ahead of time (``in_flight``), so
     that each build process always has its next file queued. A lost state (or
     ``damage`` found by the caller) is rebuilt on the way, keeping the ids and
-    ``created`` times of the Items already in the catalog. With ``deliver`` false the sinks' rows stay in the outbox
-    for the daemon's runners.
+    ``created`` times of the Items already in the catalog. With ``deliver`` false the
+    sinks' rows stay in the outbox for the daemon's runners.
     """
     started = time.monotonic()
     log = get_logger()

@@ -33,6 +33,7 @@ from stacwatchd.model.results import BuiltItem, Rejection, Rules, copy_item
 from stacwatchd.model.sources import Sources, sidecar_media_type, signature_of, sources_for
 from stacwatchd.stac.layout import path_to_href
 from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2, STAC_VERSION, THUMBNAIL_FILE
+from stacwatchd.stac.summaries import datetime_to_str
 
 if TYPE_CHECKING:
     from stacwatchd.config import ItemRules
@@ -79,7 +80,7 @@ def build_from_sources(sources: Sources, rules: Rules, *, now: datetime) -> Buil
     common = _common_projection(facts, rules.items.legacy_fields) if located else {}
     properties.update(common)
     properties.update(common_data_values(facts))
-    properties["datetime"] = rfc3339(timing.datetime) if timing.datetime is not None else None
+    properties["datetime"] = datetime_to_str(timing.datetime) if timing.datetime is not None else None
     assets = {key: _data_asset(fact, rules, located, exclude=common) for (key, _), fact in zip(sources.data, facts, strict=True)}
     for key, sidecar in sources.metadata:
         assets[key] = _metadata_asset(sidecar, rules)
@@ -195,30 +196,22 @@ def _properties(timing: Timing, rules: Rules, now: datetime) -> dict[str, Any]:
         props["license"] = collection.license
     if collection.providers:
         props["providers"] = [_provider(p) for p in collection.providers]
-    stamp = rfc3339(now.replace(microsecond=0))
+    stamp = datetime_to_str(now.replace(microsecond=0))
     props["created"] = stamp
     props["updated"] = stamp
     if timing.source != "filename":
         props["stacwatchd:datetime_source"] = timing.source
     props["stacwatchd:version"] = __version__
     if timing.start is not None:
-        props["start_datetime"] = rfc3339(timing.start)
+        props["start_datetime"] = datetime_to_str(timing.start)
     if timing.end is not None:
-        props["end_datetime"] = rfc3339(timing.end)
+        props["end_datetime"] = datetime_to_str(timing.end)
     return props
 
 
 def _provider(provider: Any) -> dict[str, Any]:
     """A provider as STAC JSON, from its configuration model or that model's plain form."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(provider).items() if v is not None}
-
-
-def rfc3339(moment: datetime) -> str:
-    """A datetime as STAC writes it: ISO 8601 with ``Z`` for UTC (naive means UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    text = moment.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _extensions(rules: ItemRules, located: bool, facts: Sequence[RasterFacts]) -> list[str]:
@@ -267,18 +260,22 @@ def common_data_values(facts: Sequence[RasterFacts]) -> dict[str, Any]:
 
 
 def _data_asset(fact: RasterFacts, rules: Rules, located: bool, exclude: Mapping[str, Any]) -> dict[str, Any]:
-    extra: dict[str, Any] = {"href": asset_href(fact.path, rules), "type": fact.media_type, "title": fact.path.name}
-    extra["file:size"] = fact.size
+    asset: dict[str, Any] = {
+        "href": asset_href(fact.path, rules),
+        "type": fact.media_type,
+        "title": fact.path.name,
+        "file:size": fact.size,
+    }
     if fact.checksum:
-        extra["file:checksum"] = fact.checksum
+        asset["file:checksum"] = fact.checksum
     if located:
-        extra.update({k: v for k, v in projection_fields(fact, rules.items.legacy_fields).items() if k not in exclude})
+        asset.update({k: v for k, v in projection_fields(fact, rules.items.legacy_fields).items() if k not in exclude})
     legacy = rules.items.legacy_fields
-    extra["bands"] = [_band(b, fact, legacy) for b in fact.bands]
+    asset["bands"] = [_band(b, fact, legacy) for b in fact.bands]
     if legacy:
-        extra["raster:bands"] = [_legacy_band(b, fact) for b in fact.bands]
-    extra["roles"] = ["data"]
-    return extra
+        asset["raster:bands"] = [_legacy_band(b, fact) for b in fact.bands]
+    asset["roles"] = ["data"]
+    return asset
 
 
 def _metadata_asset(path: Path, rules: Rules) -> dict[str, Any]:
