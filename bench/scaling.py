@@ -100,12 +100,55 @@ def task_floor(p: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0, "n": len(paths)}
 
 
+class ThreadClock:
+    """CPU seconds of this process's threads, by role (the name up to its last "-" and
+    number): where the serial cost of the scan process goes. Sampled every 0.2 s, since a
+    thread's counters vanish with it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._thread = threading.Thread(target=self._run, name="bench-threadclock", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import threading
+
+        for thread in threading.enumerate():
+            if thread is self._thread or thread.native_id is None:
+                continue
+            try:
+                with open(f"/proc/self/task/{thread.native_id}/stat") as fh:
+                    fields = fh.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            self.seen[thread.native_id] = (thread.name, (int(fields[11]) + int(fields[12])) / self._tick)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        roles: dict[str, float] = {}
+        for name, seconds in self.seen.values():
+            role = name.rstrip("0123456789").rstrip("-") if name[-1:].isdigit() else name
+            roles[role] = roles.get(role, 0.0) + seconds
+        return dict(sorted(roles.items(), key=lambda kv: -kv[1]))
+
+
 def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     from stacwatchd.config import CatalogSettings, CollectionSettings, WatchSettings
     from stacwatchd.engine.scan import scan
 
     watch = WatchSettings(path=Path(p["src"]), collection=CollectionSettings(id=COLLECTION))
     gc.collect()
+    clock = ThreadClock()
     t0 = time.perf_counter()
     mode = p["mode"]
     if mode == "inline":  # the engine's threads call build themselves, as before the Builder
@@ -115,10 +158,16 @@ def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     else:
         summary = scan(CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build_mode=mode)
     seconds = time.perf_counter() - t0
+    threads = clock.stop()
     if summary.rejected or summary.added != p["n"]:
         reasons = "; ".join(str(r) for r in summary.rejections[:3])
         raise BenchError(f"scan added {summary.added} of {p['n']}, rejected {summary.rejected}: {reasons}")
-    return {"seconds": seconds, "n": summary.added, "files_written": summary.files_written}
+    return {
+        "seconds": seconds,
+        "n": summary.added,
+        "files_written": summary.files_written,
+        "thread_us_per_item": {k: v / summary.added * 1e6 for k, v in threads.items()},
+    }
 
 
 # Where the writer's time goes, by function (cProfile names: file:line(function) or {built-in}).
@@ -377,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "load_after": os.getloadavg()[0],
                 "pss_by_role": tree["at_peak_pss"],
             }
+            if "thread_us_per_item" in res:
+                row["thread_us_per_item"] = res["thread_us_per_item"]
             rows.append(row)
             log(
                 f"  {method:<13} W={width:<3} {row['items_per_s']:8,.0f} items/s  {res['seconds']:7.2f} s  "
@@ -389,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     for k, v in row["pss_by_role"].items()
                 )
                 log(f"      PSS MiB at the peak: {parts}")
+            if row.get("thread_us_per_item"):
+                parts = ", ".join(f"{k} {v:,.0f}" for k, v in row["thread_us_per_item"].items())
+                log(f"      scan process CPU µs/Item by thread: {parts}")
             return row
 
         def floor(threads: int, limit: int | None = None) -> dict[str, Any]:
