@@ -176,9 +176,11 @@ def task_floor(p: dict[str, Any]) -> dict[str, Any]:
 
 def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     from stacwatchd.config import CatalogSettings
+    from stacwatchd.engine.heap import freeze_startup_objects
     from stacwatchd.engine.scan import scan
 
     src, root = Path(p["src"]), Path(p["root"])
+    freeze_startup_objects()  # as `stacwatchd scan` does
     t0 = time.perf_counter()
     mode = p.get("mode", "process")
     build: Any = None

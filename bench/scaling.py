@@ -144,10 +144,11 @@ class ThreadClock:
 
 def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     from stacwatchd.config import CatalogSettings, CollectionSettings, WatchSettings
+    from stacwatchd.engine.heap import freeze_startup_objects
     from stacwatchd.engine.scan import scan
 
     watch = WatchSettings(path=Path(p["src"]), collection=CollectionSettings(id=COLLECTION))
-    gc.collect()
+    freeze_startup_objects()  # as `stacwatchd scan` does
     clock = ThreadClock()
     t0 = time.perf_counter()
     mode = p["mode"]

@@ -317,6 +317,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from stacwatchd.engine.heap import freeze_startup_objects
     from stacwatchd.engine.scan import scan, watches_for
     from stacwatchd.sinks import configured_sinks
 
@@ -327,6 +328,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     watches = watches_for(args.dirs, settings.watch, args.collection)
     if not watches:
         raise StacwatchdError(None, "nothing to scan: give folders or configure [[watch]] entries")
+    freeze_startup_objects()
     summary = scan(
         settings.catalog,
         watches,

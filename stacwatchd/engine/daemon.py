@@ -16,6 +16,7 @@ from stacwatchd import __version__
 from stacwatchd.config import Settings, WatchSettings, load_settings, require_watches
 from stacwatchd.engine.builders import Builder
 from stacwatchd.engine.engine import Engine
+from stacwatchd.engine.heap import freeze_startup_objects
 from stacwatchd.engine.reconcile import accepts_for, diff
 from stacwatchd.engine.scan import scan
 from stacwatchd.engine.scrub import Scrubber, ScrubReport, repair
@@ -378,4 +379,5 @@ def run(config_path: Path | None) -> int:
     """Entry point of ``stacwatchd run``."""
     settings = load_settings(config_path)
     configure(settings.log.format, settings.log.level, stream=sys.stdout)
+    freeze_startup_objects()
     return Daemon(settings, config_path).run()
