@@ -760,6 +760,7 @@ class _Batch:
         self.had_items: dict[str, bool] = {}
         self.deletes: list[tuple[str, str, str]] = []
         self.dirty_root = False
+        self._meta: dict[str, dict[str, Any]] = {}
         #: Items this batch rendered (None: changed otherwise, read them from the state).
         self.fresh: dict[tuple[str, str], tuple[str, bytes, str, bytes | None] | None] = {}
 
@@ -776,6 +777,7 @@ class _Batch:
 
     def refuse(self, op: Op, error: Exception) -> None:
         """An operation that failed because of its own content: record the refusal."""
+        self._meta.clear()
         if isinstance(op, Upsert):
             path, watch, collection = op.built.sources.primary, op.watch, op.built.collection_id
             signature = dict(op.built.signatures).get(path)
@@ -962,7 +964,12 @@ class _Batch:
     # -- bookkeeping helpers ------------------------------------------------------------
 
     def collection(self, collection: str) -> dict[str, Any]:
-        """The collection's metadata: the configuration's, stored for renderers and sinks."""
+        """The collection's metadata: the configuration's, stored for renderers and sinks.
+        Worked out once per batch (a read and a JSON parse each time otherwise); forgotten
+        when an operation is refused, since its savepoint may have undone the storing."""
+        known = self._meta.get(collection)
+        if known is not None:
+            return known
         meta, stored, refused = self.w.applied_meta(collection)
         if refused is not None:
             self.w.log.warning(
@@ -976,6 +983,7 @@ class _Batch:
             self.tx.put_collection_settings(collection, meta)
             self.collections.add(collection)
             self.dirty_root = True
+        self._meta[collection] = meta
         return meta
 
     def _touch(self, collection: str) -> None:
