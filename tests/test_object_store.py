@@ -162,6 +162,49 @@ def test_a_bucket_configured_for_an_existing_catalog_is_filled_before_changes_la
         daemon.close()
 
 
+def test_files_committed_while_the_seeding_runs_are_uploaded_once(tmp_path, s3, monkeypatch):
+    """The seeding mirrors the catalog as it is on disk, so it also uploads what the writer
+    commits while it runs; those rows, delivered next, find their bytes in the bucket."""
+    from stacwatchd.config import load_settings
+    from stacwatchd.engine.writer import op_for, open_writer
+    from stacwatchd.model.items import Rules, build
+    from stacwatchd.sinks import configured_sinks
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    first, meanwhile = testing.cog(watched / "a_20240101.tif"), testing.cog(watched / "b_20240102.tif")
+    settings = load_settings(scan_config(tmp_path, s3, watched))
+    (sink,) = configured_sinks(settings)
+    watch = settings.watch[0]
+    rules = Rules.from_watch(watch)
+    writer = open_writer(settings.catalog, {watch.collection_id: watch.collection}, [sink])
+    try:
+        writer.apply([op_for(build(first, rules), rules)])
+        state = writer.state
+        queued = state.stream_end("files")
+        listing = sink.bucket.list_all
+        committed = []
+
+        def list_while_the_writer_commits():  # the seeding has noted where the stream ends
+            if not committed:
+                committed.append(writer.apply([op_for(build(meanwhile, rules), rules)]))
+            return listing()
+
+        monkeypatch.setattr(sink.bucket, "list_all", list_while_the_writer_commits)
+        sink.deliver(state.file_changes_after(0, 1000, until=queued), state)
+        assert committed and committed[0].added == 1
+        during = state.file_changes_after(queued, 1000)
+        assert "scenes/collection.json" in {row.path for row in during}, "rows queued meanwhile"
+        sink.deliver(during, state)
+        assert bucket_equals_local(s3, settings.catalog.root)
+        uploads = s3.uploads(prefix=PREFIX)
+        assert set(uploads) == set(local_files(settings.catalog.root)) and set(uploads.values()) == {1}, uploads
+    finally:
+        writer.close()
+
+
 # -- assets = "upload" -------------------------------------------------------------------------
 
 
