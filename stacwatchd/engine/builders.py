@@ -31,9 +31,11 @@ killed; it is left behind and replaced.
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import os
 import queue
+import select
 import signal
 import socket
 import subprocess
@@ -465,6 +467,9 @@ class _ProcessChannel(_Channel):
                 os.close(fd)
         self.requests = Connection(requests_here, readable=False)
         self.answers = Connection(answers_here, writable=False)
+        # One poll object for the channel's life: ``Connection.poll`` builds a selector per call.
+        self.poller = select.poll()
+        self.poller.register(answers_here, select.POLLIN)
         self.ready = False
         self.sent = set()
 
@@ -479,10 +484,12 @@ class _ProcessChannel(_Channel):
         return True
 
     def poll(self, timeout: float) -> bool:
-        try:
-            return self.answers.poll(timeout)
-        except (OSError, ValueError):
+        if self.answers.closed:
             return True  # recv reports the end
+        try:
+            return bool(self.poller.poll(max(0, math.ceil(timeout * 1000))))
+        except OSError:
+            return True
 
     def recv(self) -> Any:
         try:
