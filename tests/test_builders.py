@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from stacwatchd.config import CollectionSettings, ItemRules, Provider
+from stacwatchd.engine.build_process import build_safely
 from stacwatchd.engine.builders import Builder, BuilderClosed
 from stacwatchd.model.items import BuiltItem, Rejection, Rules, build
+from stacwatchd.stac.placed import Placement
 from stacwatchd.testing import many_cogs, sample_set, wait_until
 
 HUNG_NAME = "hung_20240101.tif"
@@ -25,7 +27,8 @@ def comparable(result: BuiltItem | Rejection) -> Any:
     if isinstance(result, Rejection):
         return result
     item = dict(result.item, properties={k: v for k, v in result.item["properties"].items() if k not in ("created", "updated")})
-    return replace(result, item=item, facts=())
+    placed = result.placed and (result.placed.placement, result.placed.partition, result.placed.index)
+    return replace(result, item=item, facts=(), placed=placed)
 
 
 def hung_raster(folder: Path) -> Path:
@@ -82,14 +85,18 @@ def thumbnail_rules(tmp_path: Path) -> Rules:
     return replace(Rules.for_folder(tmp_path), items=ItemRules(thumbnail=True))
 
 
+@pytest.mark.parametrize("placed", [False, True], ids=["unplaced", "placed"])
 @pytest.mark.parametrize("mode", ["process", "thread"])
-def test_builder_results_equal_the_in_process_build(files: list[Path], mode: str):
+def test_builder_results_equal_the_in_process_build(files: list[Path], mode: str, placed: bool, tmp_path: Path):
     rules = Rules.for_folder(files[0].parent)
+    if placed:  # rendered by the build, as scan and run ask for
+        rules = replace(rules, placement=Placement(tmp_path / "catalog", "Catalog", "Scenes", "year/month"))
     with Builder(2, 60, mode=mode) as builder:  # type: ignore[arg-type]
         results = [builder.build(path, rules) for path in files]
-    expected = [build(path, rules) for path in files]
+    expected = [build_safely(path, rules) for path in files]
     assert [comparable(r) for r in results] == [comparable(e) for e in expected]
     assert any(isinstance(r, Rejection) for r in results) and any(isinstance(r, BuiltItem) for r in results)
+    assert all((r.placed is not None) == placed for r in results if isinstance(r, BuiltItem))
 
 
 def test_many_threads_share_the_process_slots(files: list[Path]):
@@ -250,3 +257,32 @@ def test_crash_refuses_only_the_file_being_built(tmp_path: Path, thumbnail_rules
             assert builder.crashes == 1
     finally:
         release(tmp_path)
+
+
+def test_answer_that_cannot_be_decoded_refuses_its_file_alone(files: list[Path], monkeypatch: pytest.MonkeyPatch):
+    """A fault injected where nothing real produces one: the first answer fails to decode."""
+    import pickle
+
+    import stacwatchd.engine.builders as builders
+
+    failed: list[object] = []
+
+    class FirstAnswerUnreadable:
+        @staticmethod
+        def loads(data: bytes) -> object:
+            message = pickle.loads(data)
+            if isinstance(message, tuple) and not failed:
+                failed.append(message)
+                raise pickle.UnpicklingError("a class this process cannot load")
+            return message
+
+    monkeypatch.setattr(builders, "pickle", FirstAnswerUnreadable)
+    good = [p for p in files if isinstance(build(p, Rules.for_folder(p.parent)), BuiltItem)][:3]
+    with Builder(1, 60) as builder:
+        (child,) = builder.pids()
+        results = [builder.submit(p, Rules.for_folder(p.parent)) for p in good]
+        refused, *built = [f.result(timeout=30) for f in results]
+        assert isinstance(refused, Rejection) and refused.kind == "build_failed" and refused.path == good[0]
+        assert "could not be read" in refused.reason and "UnpicklingError" in refused.reason
+        assert [b.id for b in built] == [p.stem for p in good[1:]], "the files behind it are built"
+        assert builder.pids() == [child] and builder.crashes == 0, "the build process itself was fine"

@@ -76,26 +76,6 @@ def _placed(result: Any, rules: Rules) -> Any:
     return replace(result, placed=placed)
 
 
-def _by_fields(obj: Any) -> tuple[Any, tuple[Any, ...]]:
-    """A frozen slots dataclass pickled as the call of its constructor. The default
-    (``__setstate__``, which looks the fields up again for every object) costs the
-    parent ~8 µs more per answer, on the thread that every answer passes through."""
-    return type(obj), tuple(getattr(obj, name) for name in obj.__slots__)
-
-
-def _pickle_answers_by_fields() -> None:
-    from multiprocessing.reduction import ForkingPickler
-
-    from stacwatchd.model.datetimes import Timing
-    from stacwatchd.model.results import BuiltItem, Rejection
-    from stacwatchd.model.sources import Sources
-    from stacwatchd.stac.placed import PlacedItem, Placement
-    from stacwatchd.stac.summaries import ItemIndex
-
-    for cls in (BuiltItem, Rejection, Sources, Timing, Placement, PlacedItem, ItemIndex):
-        ForkingPickler.register(cls, _by_fields)
-
-
 def decode_request(message: tuple[int, int, Rules | None, str], rules_by_token: dict[int, Rules]) -> tuple[int, Path, Rules]:
     """(request id, path, rules) of a request; its rules are sent once per token, then remembered."""
     request, token, rules, raw = message
@@ -152,8 +132,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     import stacwatchd.model.items  # noqa: F401 - loaded before "ready", so no build pays for it
     import stacwatchd.stac.placed  # noqa: F401
+    from stacwatchd.engine.answers import pickle_answers_compactly
 
-    _pickle_answers_by_fields()
+    pickle_answers_compactly()
 
     page = mmap.mmap(stat_fd, STAT_SLOTS * 8)
     os.close(stat_fd)

@@ -34,6 +34,7 @@ import contextlib
 import math
 import mmap
 import os
+import pickle
 import queue
 import select
 import signal
@@ -282,6 +283,30 @@ class Builder:
             )
         _deliver(request, result)
 
+    def _unreadable(self, slot: _Slot, channel: _Channel, error: Exception) -> None:
+        """An answer this process could not decode: the stream is intact (the whole
+        message was read), so only the file it answers is refused, once."""
+        with self._cond:
+            if channel is not slot.channel or not slot.outstanding:
+                return
+            request = slot.outstanding.popleft()
+            if slot.outstanding:
+                slot.outstanding[0].began = time.monotonic()
+            self._dispatch()
+            self._cond.notify_all()
+        cause = f"{type(error).__name__}: {error}"
+        self.log.error("build_answer_unreadable", path=str(request.path), error=type(error).__name__, cause=cause, slot=slot.n)
+        _deliver(
+            request,
+            _rejection(
+                request.path,
+                f"the answer of the build of {request.path.name} could not be read ({cause}); "
+                "it is not retried until the file changes",
+                "build_failed",
+                channel.signature(request.id),
+            ),
+        )
+
     def _expired(self, slot: _Slot, channel: _Channel, request: _Request) -> None:
         with self._cond:
             if channel is not slot.channel or not slot.outstanding or slot.outstanding[0] is not request:
@@ -398,6 +423,9 @@ class _Slot:
             except EOFError:
                 builder._died(self, channel)
                 continue
+            except Exception as exc:  # noqa: BLE001 - this thread must outlive any answer
+                builder._unreadable(self, channel, exc)
+                continue
             builder._received(self, channel, message)
 
 
@@ -493,9 +521,10 @@ class _ProcessChannel(_Channel):
 
     def recv(self) -> Any:
         try:
-            return self.answers.recv()
+            data = self.answers.recv_bytes()
         except (EOFError, OSError, ValueError) as exc:
             raise EOFError(str(exc)) from None
+        return pickle.loads(data)  # an error here is the answer's, not the pipe's
 
     def started(self) -> int:
         return int(self.stat[0])
