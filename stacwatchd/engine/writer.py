@@ -34,7 +34,7 @@ from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, THUMBNAIL_FILE
 from stacwatchd.stac.placed import PlacedItem, Placement, render_placed
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
-from stacwatchd.state.store import ItemRecord, State, StateUnwritable, Tx, compress
+from stacwatchd.state.store import ItemRecord, SourceRecord, State, StateUnwritable, Tx, compress
 
 Durability = Literal["batch", "file", "none"]
 
@@ -301,6 +301,7 @@ class CatalogWriter:
         result = BatchResult()
         with self.state.transaction() as tx:
             batch = _Batch(self, tx, result)
+            batch.learn_new(ops)
             for op in ops:
                 if not isolate:
                     try:
@@ -761,8 +762,45 @@ class _Batch:
         self.deletes: list[tuple[str, str, str]] = []
         self.dirty_root = False
         self._meta: dict[str, dict[str, Any]] = {}
+        #: Items and files the state knew nothing of when the batch began, and nothing in
+        #: the batch has written since (a backfill: all of them): no lookups for them.
+        self._new_items: set[tuple[str, str]] = set()
+        self._new_sources: set[str] = set()
         #: Items this batch rendered (None: changed otherwise, read them from the state).
         self.fresh: dict[tuple[str, str], tuple[str, bytes, str, bytes | None] | None] = {}
+
+    def learn_new(self, ops: Sequence[Op]) -> None:
+        """Ask the state once which of the batch's Items and files it does not know,
+        instead of three lookups per upsert."""
+        ids: dict[str, set[str]] = {}
+        paths: set[str] = set()
+        for op in ops:
+            if isinstance(op, Upsert):
+                ids.setdefault(op.built.collection_id, set()).add(op.built.id)
+                paths.update(str(path) for path, _ in op.built.signatures)
+        for collection, wanted in ids.items():
+            self._new_items.update((collection, item_id) for item_id in wanted - self.state.known_items(collection, wanted))
+        self._new_sources = paths - self.state.known_sources(paths) if paths else set()
+
+    def _source(self, path: str) -> SourceRecord | None:
+        return None if path in self._new_sources else self.state.source(path)
+
+    def _put_source(
+        self,
+        path: str,
+        watch: str,
+        collection: str,
+        signature: tuple[int, int, int, int] | None,
+        status: str,
+        role: str,
+        item_id: str | None,
+        error_kind: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._new_sources.discard(path)
+        if item_id is not None:
+            self._new_items.discard((collection, item_id))
+        self.tx.put_source(path, watch, collection, signature, status, role, item_id, error_kind, error)
 
     def apply(self, op: Op) -> None:
         if isinstance(op, Remove):
@@ -837,7 +875,7 @@ class _Batch:
         previous = self.state.source(path)
         if previous is not None and previous.status == "cataloged":
             self.remove_path(path)
-        self.tx.put_source(
+        self._put_source(
             path, str(op.watch), op.collection, rejection.signature, "rejected", "data", item_id,
             rejection.kind, rejection.reason,
         )  # fmt: skip
@@ -850,7 +888,8 @@ class _Batch:
         built = op.built
         collection, item_id = built.collection_id, built.id
         meta = self.collection(collection)
-        existing = self.state.item(collection, item_id)
+        new = (collection, item_id) in self._new_items
+        existing = None if new else self.state.item(collection, item_id)
         if existing is not None:
             holders = [p for p, role in self.state.item_sources(collection, item_id) if role == "data"]
             mine = {str(p) for _, p in built.sources.data}
@@ -866,7 +905,7 @@ class _Batch:
                 existing = None
         self._touch(collection)
         for path, _ in built.signatures:
-            record = self.state.source(str(path))
+            record = self._source(str(path))
             if (
                 record is not None
                 and record.status == "cataloged"
@@ -878,7 +917,7 @@ class _Batch:
         placed = built.placed
         # Rendered by the build for this same placement: the same bytes the writer would make.
         if placed is not None and existing is None and hint is None and placed.placement == placement:
-            self._put(op, placed, existing)
+            self._put(op, placed, existing, new=new)
             return
         doc, placed = render_placed(
             copy_item(built.item), collection_id=collection, first=built.timing.first, placement=placement, created=hint
@@ -887,9 +926,9 @@ class _Batch:
             self._write_sources(built, op.watch)
             self.result.unchanged += 1
             return
-        self._put(op, placed, existing)
+        self._put(op, placed, existing, new=new)
 
-    def _put(self, op: Upsert, placed: PlacedItem, existing: ItemRecord | None) -> None:
+    def _put(self, op: Upsert, placed: PlacedItem, existing: ItemRecord | None, *, new: bool = False) -> None:
         """Store an Item's new JSON, its index row and its sources; journal its files."""
         built = op.built
         collection, item_id = built.collection_id, built.id
@@ -904,6 +943,7 @@ class _Batch:
                 self.dirty_partition(collection, existing.partition)
         else:
             self.tx.count_partition(collection, partition, +1)
+        self._new_items.discard((collection, item_id))
         self.tx.put_item(
             collection,
             item_id,
@@ -916,7 +956,7 @@ class _Batch:
             packed=packed,
             digest=digest,
         )
-        self._write_sources(built, op.watch)
+        self._write_sources(built, op.watch, new=new)
         self.items[(collection, item_id)] = None
         self.dirty_partition(collection, partition)
         kind = "updated" if existing is not None else "added"
@@ -990,16 +1030,17 @@ class _Batch:
         if collection not in self.had_items:
             self.had_items[collection] = self.state.has_items(collection)
 
-    def _write_sources(self, built: BuiltItem, watch: Path) -> None:
+    def _write_sources(self, built: BuiltItem, watch: Path, *, new: bool = False) -> None:
+        """``new``: the Item had no files when the batch began, and none since."""
         collection, item_id = built.collection_id, built.id
         data_paths = {str(p) for _, p in built.sources.data}
         keep = {str(p) for p, _ in built.signatures}
-        for path, _ in self.state.item_sources(collection, item_id):
+        for path, _ in () if new else self.state.item_sources(collection, item_id):
             if path not in keep:
                 self.tx.delete_source(path)
         for path, signature in built.signatures:
             role = "data" if str(path) in data_paths else "metadata"
-            self.tx.put_source(str(path), str(watch), collection, signature, "cataloged", role, item_id)
+            self._put_source(str(path), str(watch), collection, signature, "cataloged", role, item_id)
 
     def dirty_partition(self, collection: str, partition: str) -> None:
         """Mark a partition and all its ancestors up to the collection and the root."""

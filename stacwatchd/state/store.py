@@ -81,6 +81,12 @@ class ItemRecord:
     hash: str
 
 
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Slices small enough for the bound parameters of one statement."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
 def compress(data: bytes) -> bytes:
     return zlib.compress(data, 1)
 
@@ -275,6 +281,33 @@ class State:
         ]
 
     # -- items ---------------------------------------------------------------------
+
+    def known_items(self, collection: str, item_ids: Iterable[str]) -> set[str]:
+        """Which of ``item_ids`` the state holds an Item or a cataloged file for."""
+        known: set[str] = set()
+        for chunk in _chunks(list(item_ids)):
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                r[0]
+                for r in self.db.execute(f"SELECT id FROM items WHERE collection = ? AND id IN ({marks})", (collection, *chunk))
+            )
+            known.update(
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT item_id FROM sources INDEXED BY sources_item WHERE collection = ? AND item_id IN ({marks}) "
+                    "AND status = 'cataloged'",
+                    (collection, *chunk),
+                )
+            )
+        return known
+
+    def known_sources(self, paths: Iterable[str]) -> set[str]:
+        """Which of ``paths`` the state has a record of."""
+        known: set[str] = set()
+        for chunk in _chunks(list(paths)):
+            marks = ",".join("?" * len(chunk))
+            known.update(r[0] for r in self.db.execute(f"SELECT path FROM sources WHERE path IN ({marks})", chunk))
+        return known
 
     def item(self, collection: str, item_id: str) -> ItemRecord | None:
         row = self.db.execute(
