@@ -339,6 +339,21 @@ def test_two_files_with_the_same_id_is_a_rejection_naming_both(tmp_path, data, r
     assert item_docs(writer.root)[0]["assets"]["data"]["href"].endswith("x/dup_20240517.tif")
 
 
+def test_two_new_files_with_the_same_id_in_one_batch_clash_too(tmp_path, data, rules):
+    """Both are new when the batch begins: the first one written makes the id taken."""
+    writer = writer_for(tmp_path)
+    (data / "x").mkdir()
+    (data / "y").mkdir()
+    first = scene(data / "x", "dup_20240517.tif")
+    second = scene(data / "y", "dup_20240517.tif", x=510_000)
+    result = add(writer, rules, first, second)
+    assert result.added == 1 and result.rejected == 1 and result.rejections[0].kind == "id_clash"
+    assert result.rejections[0].path == second and str(first) in result.rejections[0].reason
+    assert item_docs(writer.root)[0]["assets"]["data"]["href"].endswith("x/dup_20240517.tif")
+    again = add(writer, rules, first)  # the same file again in a later batch: an update, no clash
+    assert again.rejected == 0 and again.added == 0
+
+
 def test_id_freed_by_a_deleted_file_can_be_taken_by_another(tmp_path, data, rules):
     writer = writer_for(tmp_path)
     (data / "x").mkdir()
