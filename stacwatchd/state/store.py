@@ -81,12 +81,6 @@ class ItemRecord:
     hash: str
 
 
-def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
-    """Slices small enough for the bound parameters of one statement."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def compress(data: bytes) -> bytes:
     return zlib.compress(data, 1)
 
@@ -282,32 +276,28 @@ class State:
 
     # -- items ---------------------------------------------------------------------
 
+    def _rows_in(self, sql: str, values: Sequence[str], *before: Any) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql`` over ``values``, one query per 500 (the statement's ``IN
+        ({marks})`` list takes them, after the ``before`` parameters)."""
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            yield from self.db.execute(sql.format(marks=",".join("?" * len(chunk))), (*before, *chunk))
+
     def known_items(self, collection: str, item_ids: Iterable[str]) -> set[str]:
         """Which of ``item_ids`` the state holds an Item or a cataloged file for."""
-        known: set[str] = set()
-        for chunk in _chunks(list(item_ids)):
-            marks = ",".join("?" * len(chunk))
-            known.update(
-                r[0]
-                for r in self.db.execute(f"SELECT id FROM items WHERE collection = ? AND id IN ({marks})", (collection, *chunk))
-            )
-            known.update(
-                r[0]
-                for r in self.db.execute(
-                    f"SELECT item_id FROM sources INDEXED BY sources_item WHERE collection = ? AND item_id IN ({marks}) "
-                    "AND status = 'cataloged'",
-                    (collection, *chunk),
-                )
-            )
-        return known
+        ids = list(item_ids)
+        in_items = self._rows_in("SELECT id FROM items WHERE collection = ? AND id IN ({marks})", ids, collection)
+        in_sources = self._rows_in(
+            "SELECT item_id FROM sources INDEXED BY sources_item WHERE collection = ? AND item_id IN ({marks}) "
+            "AND status = 'cataloged'",
+            ids,
+            collection,
+        )
+        return {row[0] for row in in_items} | {row[0] for row in in_sources}
 
     def known_sources(self, paths: Iterable[str]) -> set[str]:
         """Which of ``paths`` the state has a record of."""
-        known: set[str] = set()
-        for chunk in _chunks(list(paths)):
-            marks = ",".join("?" * len(chunk))
-            known.update(r[0] for r in self.db.execute(f"SELECT path FROM sources WHERE path IN ({marks})", chunk))
-        return known
+        return {row[0] for row in self._rows_in("SELECT path FROM sources WHERE path IN ({marks})", list(paths))}
 
     def item(self, collection: str, item_id: str) -> ItemRecord | None:
         row = self.db.execute(
@@ -418,12 +408,7 @@ class State:
 
     def file_hashes(self, relpaths: Sequence[str]) -> dict[str, str]:
         """The recorded sha256 of each of ``relpaths`` that has one (one query per 500)."""
-        found: dict[str, str] = {}
-        for start in range(0, len(relpaths), 500):
-            chunk = relpaths[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self.db.execute(f"SELECT path, hash FROM files WHERE path IN ({marks})", chunk))
-        return found
+        return dict(self._rows_in("SELECT path, hash FROM files WHERE path IN ({marks})", relpaths))
 
     def journal(self) -> list[tuple[int, str, str | None, str | None]]:
         return list(self.db.execute("SELECT seq, kind, collection, key FROM journal ORDER BY seq"))
