@@ -251,8 +251,16 @@ class Builder:
 
     # -- called by the slot readers -------------------------------------------------------------
 
+    @staticmethod
+    def _answered(slot: _Slot) -> _Request:
+        """Take the head request off a slot (its answer came) and start its next one's clock;
+        called holding ``_cond``."""
+        request = slot.outstanding.popleft()
+        if slot.outstanding:
+            slot.outstanding[0].began = time.monotonic()
+        return request
+
     def _received(self, slot: _Slot, channel: _Channel, message: Any) -> None:
-        now = time.monotonic()
         with self._cond:
             if channel is not slot.channel:
                 return
@@ -260,15 +268,13 @@ class Builder:
                 channel.ready = True
                 slot.starts_failed = 0
                 if slot.outstanding:
-                    slot.outstanding[0].began = now
+                    slot.outstanding[0].began = time.monotonic()
                 return
             request_id, result = message
             if not slot.outstanding or slot.outstanding[0].id != request_id:
                 self.log.error("build_answer_unexpected", slot=slot.n, request=request_id)
                 return
-            request = slot.outstanding.popleft()
-            if slot.outstanding:
-                slot.outstanding[0].began = now
+            request = self._answered(slot)
             if isinstance(result, ChildError):
                 self.crashes += 1
             self._dispatch()
@@ -289,9 +295,7 @@ class Builder:
         with self._cond:
             if channel is not slot.channel or not slot.outstanding:
                 return
-            request = slot.outstanding.popleft()
-            if slot.outstanding:
-                slot.outstanding[0].began = time.monotonic()
+            request = self._answered(slot)
             self._dispatch()
             self._cond.notify_all()
         cause = f"{type(error).__name__}: {error}"
