@@ -326,12 +326,16 @@ def test_partitioning_schemes(tmp_path, data, partition, item_path, schema_store
     assert_catalog_ok(writer.root, schema_store)
 
 
-def test_two_files_with_the_same_id_is_a_rejection_naming_both(tmp_path, data, rules):
-    writer = writer_for(tmp_path)
+def one_id_twice(data: Path) -> tuple[Path, Path]:
+    """Two rasters of one name, so one Item id, in sibling folders x/ and y/."""
     (data / "x").mkdir()
     (data / "y").mkdir()
-    first = scene(data / "x", "dup_20240517.tif")
-    second = scene(data / "y", "dup_20240517.tif", x=510_000)
+    return scene(data / "x", "dup_20240517.tif"), scene(data / "y", "dup_20240517.tif", x=510_000)
+
+
+def test_two_files_with_the_same_id_is_a_rejection_naming_both(tmp_path, data, rules):
+    writer = writer_for(tmp_path)
+    first, second = one_id_twice(data)
     add(writer, rules, first)
     result = add(writer, rules, second)
     assert result.rejected == 1 and result.rejections[0].kind == "id_clash"
@@ -342,10 +346,7 @@ def test_two_files_with_the_same_id_is_a_rejection_naming_both(tmp_path, data, r
 def test_two_new_files_with_the_same_id_in_one_batch_clash_too(tmp_path, data, rules):
     """Both are new when the batch begins: the first one written makes the id taken."""
     writer = writer_for(tmp_path)
-    (data / "x").mkdir()
-    (data / "y").mkdir()
-    first = scene(data / "x", "dup_20240517.tif")
-    second = scene(data / "y", "dup_20240517.tif", x=510_000)
+    first, second = one_id_twice(data)
     result = add(writer, rules, first, second)
     assert result.added == 1 and result.rejected == 1 and result.rejections[0].kind == "id_clash"
     assert result.rejections[0].path == second and str(first) in result.rejections[0].reason
@@ -356,12 +357,10 @@ def test_two_new_files_with_the_same_id_in_one_batch_clash_too(tmp_path, data, r
 
 def test_id_freed_by_a_deleted_file_can_be_taken_by_another(tmp_path, data, rules):
     writer = writer_for(tmp_path)
-    (data / "x").mkdir()
-    (data / "y").mkdir()
-    first = scene(data / "x", "dup_20240517.tif")
+    first, second = one_id_twice(data)
     add(writer, rules, first)
     first.unlink()
-    result = add(writer, rules, scene(data / "y", "dup_20240517.tif"))
+    result = add(writer, rules, second)
     assert result.added == 1 and result.rejected == 0
 
 
