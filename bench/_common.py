@@ -396,8 +396,14 @@ def _kb(path: str, key: str) -> int | None:
 
 
 def _cpu_s(pid: int) -> float | None:
+    return stat_cpu_s(f"/proc/{pid}/stat")
+
+
+def stat_cpu_s(stat_path: str) -> float | None:
+    """User + system CPU seconds in a /proc ``stat`` file (a process's, or a thread's under
+    ``/proc/PID/task/``); None when it is gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
+        with open(stat_path, "rb") as fh:
             stat = fh.read()
     except OSError:
         return None

@@ -111,7 +111,6 @@ class ThreadClock:
 
         self.seen: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
-        self._tick = os.sysconf("SC_CLK_TCK")
         self._thread = threading.Thread(target=self._run, name="bench-threadclock", daemon=True)
         self._sample()
         self._before = {tid: seconds for tid, (_, seconds) in self.seen.items()}  # start-up, imports
@@ -123,12 +122,9 @@ class ThreadClock:
         for thread in threading.enumerate():
             if thread is self._thread or thread.native_id is None:
                 continue
-            try:
-                with open(f"/proc/self/task/{thread.native_id}/stat") as fh:
-                    fields = fh.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            self.seen[thread.native_id] = (thread.name, (int(fields[11]) + int(fields[12])) / self._tick)
+            seconds = _common.stat_cpu_s(f"/proc/self/task/{thread.native_id}/stat")
+            if seconds is not None:
+                self.seen[thread.native_id] = (thread.name, seconds)
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
