@@ -90,3 +90,32 @@ def test_the_demo_leaves_a_valid_catalog(demo, schema_store):
 def test_the_demo_folder_is_ignored_by_git():
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
     assert "/stacwatchd-demo/" in ignored
+
+
+def test_a_log_event_reaches_the_stream_in_one_write():
+    """The demo prints its own lines between the daemon's: a log line written in two
+    pieces (text, then newline) let one of them land inside it."""
+    import io
+
+    import structlog
+
+    from stacwatchd.log import configure, get_logger
+
+    class Recording(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append(text)
+            return super().write(text)
+
+    saved = structlog.get_config()
+    stream = Recording()
+    try:
+        configure("console", "info", stream=stream)
+        get_logger().info("item_added", item_id="a_20240517")
+        get_logger().info("item_added", item_id="b_20240517")
+    finally:
+        structlog.configure(**saved)
+    assert len(stream.writes) == 2 and all(w.endswith("\n") and w.count("\n") == 1 for w in stream.writes), stream.writes
