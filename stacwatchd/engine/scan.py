@@ -114,7 +114,7 @@ def scan(
             engine.counters.unchanged += found.unchanged
             engine.counters.rejected += found.still_rejected
             plans += [("delete", str(p), root, False) for p in found.removed]
-            plans += [("upsert", str(p), root, p not in found.by_sidecar) for p in sorted(found.changed)]
+            plans += [("upsert", str(p), root, p not in found.by_sidecar) for p in sorted(found.changed, key=str)]
             del found
         bar = progress(len(plans)) if progress else None
         for op, raw, root, checked in plans:

@@ -7,10 +7,12 @@ loading GDAL, shapely or pystac, which only the build processes need
 
 from __future__ import annotations
 
+import functools
 import marshal
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from fnmatch import fnmatchcase
+from fnmatch import translate
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -67,9 +69,16 @@ class Rules:
     def is_data(self, path: Path) -> bool:
         """Whether a file name is one this collection catalogs as data."""
         name = path.name
-        if any(fnmatchcase(name, pattern) for pattern in self.exclude):
-            return False
-        return any(fnmatchcase(name, pattern) for pattern in self.include)
+        return _matcher(self.exclude)(name) is None and _matcher(self.include)(name) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], Any]:
+    """One compiled, case-sensitive match for all of ``patterns`` (``fnmatchcase``'s
+    rules): the walk asks it of every file, several times."""
+    if not patterns:
+        return lambda name: None
+    return re.compile("|".join(f"(?:{translate(pattern)})" for pattern in patterns)).match
 
 
 @dataclass(frozen=True, slots=True)
