@@ -4,10 +4,11 @@ A build process is a fresh interpreter started by ``Builder`` as
 ``python -m stacwatchd.engine.build_process REQUESTS ANSWERS STAT`` (three inherited
 file descriptors), not a fork: it inherits no threads or locks, and it holds only what a
 build needs, so each one costs far less memory than a copy of the daemon would. It
-answers ``(request, result)`` for every ``(request, token, rules, path)`` it reads, and
-before each build writes ``[request begun, request stat'ed, size, mtime_ns, inode,
-device]`` into the shared ``STAT`` page, so that the parent can tell "died before this
-file" from "died on it", and refuse a timeout or crash with the file's signature.
+answers ``(request, result)``, one frame each (``stacwatchd.engine.frames``), for
+every ``(request, token, rules, path)`` it reads, and before each build writes
+``[request begun, request stat'ed, size, mtime_ns, inode, device]`` into the shared
+``STAT`` page, so that the parent can tell "died before this file" from "died on
+it", and refuse a timeout or crash with the file's signature.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from stacwatchd.engine.frames import FrameWriter
 
 if TYPE_CHECKING:
     from stacwatchd.model.results import Rules
@@ -84,13 +87,15 @@ def decode_request(message: tuple[int, int, Rules | None, str], rules_by_token: 
     return request, Path(raw), rules_by_token[token]
 
 
-def serve(requests: Connection, answers: Connection, stat: memoryview) -> None:
+def serve(requests: Connection, answers: FrameWriter, stat: memoryview) -> None:
     """Answer requests until the parent sends None or goes away."""
+    from multiprocessing.reduction import ForkingPickler
+
     from stacwatchd.model.results import BuiltItem
     from stacwatchd.model.sources import signature_of
 
     try:
-        answers.send("ready")
+        answers.send(ForkingPickler.dumps("ready"))
     except OSError:
         return
     rules_by_token: dict[int, Rules] = {}
@@ -112,7 +117,7 @@ def serve(requests: Connection, answers: Connection, stat: memoryview) -> None:
         if isinstance(result, BuiltItem):
             result = replace(result, facts=())
         try:
-            answers.send((request, result))
+            answers.send(ForkingPickler.dumps((request, result)))
         except OSError:
             return
         if isinstance(result, ChildError) and result.fatal:
@@ -138,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     page = mmap.mmap(stat_fd, STAT_SLOTS * 8)
     os.close(stat_fd)
-    serve(Connection(requests_fd, writable=False), Connection(answers_fd, readable=False), memoryview(page).cast("q"))
+    serve(Connection(requests_fd, writable=False), FrameWriter(answers_fd), memoryview(page).cast("q"))
 
 
 if __name__ == "__main__":
