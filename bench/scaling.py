@@ -154,9 +154,15 @@ def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     if mode == "inline":  # the engine's threads call build themselves, as before the Builder
         from stacwatchd.model.items import build
 
-        summary = scan(CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build=build)
+        summary = scan(
+            CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build=build,
+            batch_size=p["batch"],
+        )  # fmt: skip
     else:
-        summary = scan(CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build_mode=mode)
+        summary = scan(
+            CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build_mode=mode,
+            batch_size=p["batch"],
+        )  # fmt: skip
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     threads = clock.stop()
     if summary.rejected or summary.added != p["n"]:
@@ -345,6 +351,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="N = 1,000, W = 1 2, no thread rows beyond W = 2")
     parser.add_argument("--n", type=int, help="rasters in the folder (default 10,000; quick 1,000)")
     parser.add_argument("--workers", type=int, nargs="+", help="scan workers to measure (default 1 2 4 8 16; quick 1 2)")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[256], help="scan's writer batch sizes to measure (default 256)"
+    )
     parser.add_argument("--thread-workers", type=int, nargs="*", help="scan workers in thread mode (default 1 16; quick 2)")
     parser.add_argument("--floor-threads", type=int, nargs="*", help="threads for the threaded floor (default 2 4 8 16; quick 2)")
     parser.add_argument("--floor-threads-n", type=int, default=3000, help="files of the threaded floor rows (default 3,000)")
@@ -466,10 +475,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             _common.discard(out)
             return row
 
-        def scan(mode: str, workers: int) -> dict[str, Any]:
+        def scan(mode: str, workers: int, batch: int = 256) -> dict[str, Any]:
             root = workdir / "catalog"
             shutil.rmtree(root, ignore_errors=True)
             side = f"parallel ({workers} processes + writer)" if mode == "process" else f"{workers} threads, 1 process"
+            if batch != 256:
+                side += f", batches of {batch}"
             row = measure(
                 "scan" if mode == "process" else "scan_threads",
                 side,
@@ -480,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 workers=workers,
                 mode=mode,
                 n=args.n,
+                batch=batch,
             )
             _common.discard(root)
             return row
@@ -494,8 +506,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         log("floor (first) …")
         floor(1)
         for w in args.workers:
-            log(f"scan, {w} build processes …")
-            scan("process", w)
+            for batch in args.batch_sizes:
+                log(f"scan, {w} build processes, batches of {batch} …")
+                scan("process", w, batch)
         log("floor (last) …")
         floor(1)
         for w in args.thread_workers:
