@@ -161,7 +161,7 @@ def task_scan(p: dict[str, Any]) -> dict[str, Any]:
     else:
         summary = scan(
             CatalogSettings(root=Path(p["root"])), [watch], workers=p["workers"], progress=None, build_mode=mode,
-            batch_size=p["batch"],
+            batch_size=p["batch"], build_depth=p["depth"],
         )  # fmt: skip
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     threads = clock.stop()
@@ -354,6 +354,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-sizes", type=int, nargs="+", default=[256], help="scan's writer batch sizes to measure (default 256)"
     )
+    parser.add_argument("--depths", type=int, nargs="+", default=[2], help="requests queued per build process (default 2)")
     parser.add_argument("--thread-workers", type=int, nargs="*", help="scan workers in thread mode (default 1 16; quick 2)")
     parser.add_argument("--floor-threads", type=int, nargs="*", help="threads for the threaded floor (default 2 4 8 16; quick 2)")
     parser.add_argument("--floor-threads-n", type=int, default=3000, help="files of the threaded floor rows (default 3,000)")
@@ -475,12 +476,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             _common.discard(out)
             return row
 
-        def scan(mode: str, workers: int, batch: int = 256) -> dict[str, Any]:
+        def scan(mode: str, workers: int, batch: int = 256, depth: int = 2) -> dict[str, Any]:
             root = workdir / "catalog"
             shutil.rmtree(root, ignore_errors=True)
             side = f"parallel ({workers} processes + writer)" if mode == "process" else f"{workers} threads, 1 process"
             if batch != 256:
                 side += f", batches of {batch}"
+            if depth != 2:
+                side += f", depth {depth}"
             row = measure(
                 "scan" if mode == "process" else "scan_threads",
                 side,
@@ -492,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 mode=mode,
                 n=args.n,
                 batch=batch,
+                depth=depth,
             )
             _common.discard(root)
             return row
@@ -507,8 +511,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         floor(1)
         for w in args.workers:
             for batch in args.batch_sizes:
-                log(f"scan, {w} build processes, batches of {batch} …")
-                scan("process", w, batch)
+                for depth in args.depths:
+                    log(f"scan, {w} build processes, batches of {batch}, depth {depth} …")
+                    scan("process", w, batch, depth)
         log("floor (last) …")
         floor(1)
         for w in args.thread_workers:

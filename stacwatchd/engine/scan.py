@@ -71,6 +71,7 @@ def scan(
     deliver: bool = True,
     damage: StateDamage | None = None,
     build_mode: BuildMode = "process",
+    build_depth: int = 2,
 ) -> Counters:
     """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk.
 
@@ -79,14 +80,15 @@ def scan(
     that each build process always has its next file queued. A lost state (or
     ``damage`` found by the caller) is rebuilt on the way, keeping the ids and
     ``created`` times of the Items already in the catalog. With ``deliver`` false the
-    sinks' rows stay in the outbox for the daemon's runners.
+    sinks' rows stay in the outbox for the daemon's runners. ``build_depth``: requests
+    queued per build process (``Builder``'s ``depth``).
     """
     started = time.monotonic()
     log = get_logger()
     collections = {w.collection_id: w.collection for w in watches}
     rules = {Rules.from_watch(w).root: (Rules.from_watch(w), w) for w in watches}
     recovery = begin_recovery(catalog, damage or inspect_state(catalog.state_path, catalog.root, quick_check=False))
-    builder = Builder(workers, item_timeout, mode=build_mode) if build is None else None
+    builder = Builder(workers, item_timeout, mode=build_mode, depth=build_depth) if build is None else None
     with builder or contextlib.nullcontext(), open_writer(catalog, collections, sinks) as writer:
         if recovery is not None:
             recovery.attach(writer)
