@@ -354,7 +354,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-sizes", type=int, nargs="+", default=[256], help="scan's writer batch sizes to measure (default 256)"
     )
-    parser.add_argument("--depths", type=int, nargs="+", default=[2], help="requests queued per build process (default 2)")
+    parser.add_argument("--depths", type=int, nargs="+", default=[4], help="requests queued per build process (default 4)")
     parser.add_argument("--thread-workers", type=int, nargs="*", help="scan workers in thread mode (default 1 16; quick 2)")
     parser.add_argument("--floor-threads", type=int, nargs="*", help="threads for the threaded floor (default 2 4 8 16; quick 2)")
     parser.add_argument("--floor-threads-n", type=int, default=3000, help="files of the threaded floor rows (default 3,000)")
@@ -476,13 +476,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             _common.discard(out)
             return row
 
-        def scan(mode: str, workers: int, batch: int = 256, depth: int = 2) -> dict[str, Any]:
+        def scan(mode: str, workers: int, batch: int = 256, depth: int = 4) -> dict[str, Any]:
             root = workdir / "catalog"
             shutil.rmtree(root, ignore_errors=True)
             side = f"parallel ({workers} processes + writer)" if mode == "process" else f"{workers} threads, 1 process"
             if batch != 256:
                 side += f", batches of {batch}"
-            if depth != 2:
+            if depth != 4:
                 side += f", depth {depth}"
             row = measure(
                 "scan" if mode == "process" else "scan_threads",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from stacwatchd.config import CatalogSettings, WatchSettings
-from stacwatchd.engine.builders import Builder, BuildMode
+from stacwatchd.engine.builders import DEFAULT_DEPTH, Builder, BuildMode
 from stacwatchd.engine.engine import Build, Counters, Engine
 from stacwatchd.engine.reconcile import diff
 from stacwatchd.engine.recovery import begin_recovery
@@ -71,7 +71,7 @@ def scan(
     deliver: bool = True,
     damage: StateDamage | None = None,
     build_mode: BuildMode = "process",
-    build_depth: int = 2,
+    build_depth: int = DEFAULT_DEPTH,
 ) -> Counters:
     """Bring the catalog in line with the folders: the engine of ``run``, fed by one walk.
 
