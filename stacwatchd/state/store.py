@@ -89,6 +89,45 @@ def decompress(data: bytes) -> bytes:
     return zlib.decompress(data)
 
 
+class _Connection(sqlite3.Connection):
+    """The writable connection: it holds back the writer's most frequent inserts and runs
+    each kind as one ``executemany`` just before the next other statement (a read, a
+    savepoint, the commit), so that a batch of new Items costs a few calls into SQLite,
+    not several per Item: each call gives up the GIL, and the writer waits to get it
+    back from the threads that decode answers. Every statement sees the rows held before
+    it; a rollback forgets the rows held since the last statement, which lie inside what
+    it undoes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: dict[str, list[Sequence[Any]]] = {}
+
+    def hold(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._held.setdefault(sql, []).extend(rows)
+
+    def _release(self, sql: str) -> None:
+        held, self._held = self._held, {}
+        if sql.startswith("ROLLBACK"):
+            return
+        for statement, rows in held.items():
+            super().executemany(statement, rows)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if self._held:
+            self._release(sql)
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        if self._held:
+            self._release(sql)
+        return super().executemany(sql, parameters)
+
+    def executescript(self, sql: str, /) -> sqlite3.Cursor:
+        if self._held:
+            self._release(sql)
+        return super().executescript(sql)
+
+
 _SOURCE_COLUMNS = "SELECT path, watch, collection, size, mtime_ns, inode, device, status, role, item_id, error_kind, error "
 
 
@@ -111,7 +150,7 @@ class State:
                 )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+                self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False, factory=_Connection)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self._migrate()
@@ -631,7 +670,7 @@ _STREAM_TABLES: dict[str, str] = {"changes": "outbox", "files": "file_outbox"}
 class Tx:
     """The writes of one transaction; only obtained from :meth:`State.transaction`."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: _Connection) -> None:
         self.db = db
         self._savepoints = 0
 
@@ -666,10 +705,10 @@ class Tx:
         error: str | None = None,
     ) -> None:
         size, mtime_ns, inode, device = signature or (0, 0, 0, 0)
-        self.db.execute(
+        self.db.hold(
             "INSERT OR REPLACE INTO sources (path, watch, collection, size, mtime_ns, inode, device, status, role, "
             "item_id, error_kind, error, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (path, watch, collection, size, mtime_ns, inode, device, status, role, item_id, error_kind, error, time.time()),
+            [(path, watch, collection, size, mtime_ns, inode, device, status, role, item_id, error_kind, error, time.time())],
         )
 
     def delete_source(self, path: str) -> None:
@@ -698,15 +737,15 @@ class Tx:
     ) -> None:
         """``packed`` and ``digest`` (``compress(data)``, its sha256) when the caller has them."""
         west, south, east, north = index.bbox or (None, None, None, None)
-        self.db.execute(
+        self.db.hold(
             "INSERT OR REPLACE INTO items (collection, id, origin, partition, xkind, west, south, east, north, "
             "start_us, end_us, gsd, resolution, created, hash, doc, thumbnail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
+            [(
                 collection, item_id, origin, partition, index.xkind, west, south, east, north,
                 index.start_us, index.end_us, index.gsd, index.resolution,
                 created, digest or sha256(data).hexdigest(), packed or compress(data), thumbnail,
-            ),
+            )],
         )  # fmt: skip
         self._add_values(collection, item_id, index.values)
 
@@ -722,8 +761,8 @@ class Tx:
 
     def _add_values(self, collection: str, item_id: str, values: dict[str, list[str]]) -> None:
         rows = value_rows(collection, item_id, values)
-        self.db.executemany("INSERT OR IGNORE INTO item_values (collection, field, value, id) VALUES (?, ?, ?, ?)", rows)
-        self.db.executemany(
+        self.db.hold("INSERT OR IGNORE INTO item_values (collection, field, value, id) VALUES (?, ?, ?, ?)", rows)
+        self.db.hold(
             "INSERT INTO value_counts (collection, field, value, count) VALUES (?, ?, ?, 1) "
             "ON CONFLICT (collection, field, value) DO UPDATE SET count = count + 1",
             [(c, f, v) for c, f, v, _ in rows],
@@ -741,10 +780,10 @@ class Tx:
         self.db.execute("DELETE FROM value_counts WHERE collection = ? AND count <= 0", (collection,))
 
     def count_partition(self, collection: str, partition: str, delta: int) -> None:
-        self.db.execute(
+        self.db.hold(
             "INSERT INTO partitions (collection, partition, count) VALUES (?, ?, ?) "
             "ON CONFLICT (collection, partition) DO UPDATE SET count = count + excluded.count",
-            (collection, partition, delta),
+            [(collection, partition, delta)],
         )
         if delta < 0:
             self.db.execute(
