@@ -148,6 +148,8 @@ def task_scan(p: dict[str, Any]) -> dict[str, Any]:
 
     watch = WatchSettings(path=Path(p["src"]), collection=CollectionSettings(id=COLLECTION))
     freeze_startup_objects()  # as `stacwatchd scan` does
+    if p.get("switch"):
+        sys.setswitchinterval(p["switch"])
     clock = ThreadClock()
     t0, cpu0 = time.perf_counter(), time.process_time()
     mode = p["mode"]
@@ -355,6 +357,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--batch-sizes", type=int, nargs="+", default=[256], help="scan's writer batch sizes to measure (default 256)"
     )
     parser.add_argument("--depths", type=int, nargs="+", default=[4], help="requests queued per build process (default 4)")
+    parser.add_argument(
+        "--switch-intervals", type=float, nargs="*", default=[], help="also scan with these sys.setswitchinterval values (s)"
+    )
+    parser.add_argument("--switch-workers", type=int, nargs="*", default=[16], help="workers of the --switch-intervals rows")
     parser.add_argument("--thread-workers", type=int, nargs="*", help="scan workers in thread mode (default 1 16; quick 2)")
     parser.add_argument("--floor-threads", type=int, nargs="*", help="threads for the threaded floor (default 2 4 8 16; quick 2)")
     parser.add_argument("--floor-threads-n", type=int, default=3000, help="files of the threaded floor rows (default 3,000)")
@@ -476,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             _common.discard(out)
             return row
 
-        def scan(mode: str, workers: int, batch: int = 256, depth: int = 4) -> dict[str, Any]:
+        def scan(mode: str, workers: int, batch: int = 256, depth: int = 4, switch: float = 0.0) -> dict[str, Any]:
             root = workdir / "catalog"
             shutil.rmtree(root, ignore_errors=True)
             side = f"parallel ({workers} processes + writer)" if mode == "process" else f"{workers} threads, 1 process"
@@ -484,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 side += f", batches of {batch}"
             if depth != 4:
                 side += f", depth {depth}"
+            if switch:
+                side += f", GIL switch {switch * 1000:g} ms"
             row = measure(
                 "scan" if mode == "process" else "scan_threads",
                 side,
@@ -496,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 n=args.n,
                 batch=batch,
                 depth=depth,
+                switch=switch,
             )
             _common.discard(root)
             return row
@@ -514,6 +523,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for depth in args.depths:
                     log(f"scan, {w} build processes, batches of {batch}, depth {depth} …")
                     scan("process", w, batch, depth)
+        for w in args.switch_workers:
+            for switch in args.switch_intervals:
+                log(f"scan, {w} build processes, GIL switch interval {switch * 1000:g} ms …")
+                scan("process", w, switch=switch)
         log("floor (last) …")
         floor(1)
         for w in args.thread_workers:

@@ -14,7 +14,7 @@ import ctypes
 import errno
 import json
 import os
-import secrets
+import random
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +37,10 @@ from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
 from stacwatchd.state.store import ItemRecord, SourceRecord, State, StateUnwritable, Tx, compress
 
 Durability = Literal["batch", "file", "none"]
+
+#: Temp file names: unique enough beside one writer (and O_EXCL catches the rest), without
+#: the system call, and the GIL given up, that ``secrets`` makes for every file.
+_TEMP_NAMES = random.Random()
 
 #: Bytes of Items (JSON and thumbnails) the writer keeps between commit and flush, for a
 #: flush that fails for a while; beyond, the flush reads them from the state.
@@ -638,7 +642,7 @@ class CatalogWriter:
                 if folder not in folders:
                     self._make_dirs(folder, rel)
                     folders.add(folder)
-                tmp = f"{folder}/{TEMP_PREFIX}{secrets.token_hex(4)}{TEMP_SUFFIX}"
+                tmp = f"{folder}/{TEMP_PREFIX}{_TEMP_NAMES.getrandbits(32):08x}{TEMP_SUFFIX}"
                 staged.append((tmp, target, rel))
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.modes.file)
                 self._fill(fd, data)
