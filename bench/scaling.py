@@ -12,8 +12,10 @@ same set, monitored from here (process tree sampled every 0.2 s):
 floor           ONE thread: rasterio.open, transform_bounds, a ~3 KB JSON written per file
                 (bench/items.py's floor). Run first and last; ``× floor`` uses their mean.
 scan            ``stacwatchd.engine.scan.scan(workers=W)`` into an empty catalog, builds in
-                W child processes (``Builder(mode="process")``) fed ahead by W threads, one writer:
-                the PARALLEL side. Its seconds include starting the build processes.
+                W child processes (``Builder(mode="process")``), one writer: the PARALLEL
+                side. Its seconds include starting the build processes. ``--batch-sizes``,
+                ``--depths`` (requests queued per build process) and ``--switch-intervals``
+                (GIL switch interval, rows for ``--switch-workers``) add variants.
 scan_threads    the same with no Builder: the engine's W threads call ``build`` themselves,
                 in one process (threads only, as before the Builder).
 floor_threads   the floor's work spread over T threads (on the first --floor-threads-n
