@@ -14,7 +14,7 @@ import struct
 __all__ = ["FrameReader", "FrameWriter"]
 
 _HEADER = struct.Struct("!Q")
-_READ_SIZE = 1 << 20
+_READ_SIZE = 1 << 16  # a dozen typical answers; grows for a bigger one
 
 
 class FrameWriter:
