@@ -14,6 +14,7 @@ waiting for another event, while ``status`` shows the backlog and the last error
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from stacwatchd.backoff import Backoff
-from stacwatchd.engine.inbox import Inbox
 from stacwatchd.engine.queue import WorkQueue
 from stacwatchd.engine.reconcile import data_for_sidecar
 from stacwatchd.engine.settle import Ready
@@ -141,7 +141,7 @@ class Engine:
         self.status_extra: Callable[[], Mapping[str, Any]] = dict
         self.commit_retry = Backoff(*retry)
         self.flush_retry = Backoff(*retry)
-        self._inbox: Inbox[_Work] = Inbox(max(queue_size, max_batch) * 2)
+        self._inbox: queue.Queue[_Work] = queue.Queue(maxsize=max(queue_size, max_batch) * 2)
         self._pending: list[_Work] = []
         self._journal = writer.pending()
         self._failing_paths: list[str] = []
@@ -219,14 +219,14 @@ class Engine:
         return self._writer_thread is not None and self._writer_thread.is_alive()
 
     def depth(self) -> int:
-        return len(self.queue) + len(self._inbox) + len(self._pending)
+        return len(self.queue) + self._inbox.qsize() + len(self._pending)
 
     def status(self) -> dict[str, Any]:
         c = self.counters
         report: dict[str, Any] = {
             "queue": len(self.queue),
             "building": len(self._busy),
-            "pending_commit": len(self._pending) + len(self._inbox),
+            "pending_commit": len(self._pending) + self._inbox.qsize(),
             "journal": self._journal,
             "added": c.added,
             "updated": c.updated,
@@ -383,10 +383,14 @@ class Engine:
         )
 
     def _to_writer(self, work: _Work) -> None:
-        while not self._inbox.put(work, timeout=0.5):
-            if self._stop.is_set() and not self.healthy:
-                self._done()
+        while True:
+            try:
+                self._inbox.put(work, timeout=0.5)
                 return
+            except queue.Full:
+                if self._stop.is_set() and not self.healthy:
+                    self._done()
+                    return
 
     def check_stall(self, seconds: float) -> bool:
         """Warn once when the writer's backlog (operations to commit, journal to flush)
@@ -394,7 +398,7 @@ class Engine:
         from the daemon's main loop, so a writer or worker hung inside a call is seen too.
         Returns whether anything is stalled."""
         now = time.monotonic()
-        backlog = len(self._pending) + len(self._inbox) + self._journal
+        backlog = len(self._pending) + self._inbox.qsize() + self._journal
         if backlog == 0:
             self._progress_at = now
         idle = now - self._progress_at
@@ -402,12 +406,12 @@ class Engine:
             self._writer_stalled = True
             failing = self.commit_retry if self.commit_retry.failing else self.flush_retry
             self.log.warning(
-                "writer_stalled", pending_commit=len(self._pending) + len(self._inbox), journal=self._journal,
+                "writer_stalled", pending_commit=len(self._pending) + self._inbox.qsize(), journal=self._journal,
                 no_progress_for_s=round(idle, 1), last_error=failing.last_error,
             )  # fmt: skip
         elif self._writer_stalled and idle < seconds:
             self._writer_stalled = False
-            self.log.info("writer_moving_again", pending_commit=len(self._pending) + len(self._inbox), journal=self._journal)
+            self.log.info("writer_moving_again", pending_commit=len(self._pending) + self._inbox.qsize(), journal=self._journal)
         if self.running_builds is not None:
             running = {(path, since): _Busy(path, since) for path, since in self.running_builds()}
         else:
@@ -473,22 +477,31 @@ class Engine:
         if self._tasks and not self._journal:
             self._run_task(self._tasks.popleft())
         self._flush_meta()
-        stopping = self._stop.is_set() and not len(self._inbox)
+        stopping = self._stop.is_set() and self._inbox.empty()
         blocked = self.commit_retry.failing or self.flush_retry.failing
         return stopping and (blocked or (not self._pending and not self._journal))
 
     def _gather(self) -> None:
         """Take what is ready: wait for the first operation, then linger for more."""
         if self._pending and self.commit_retry.due() or self._journal and self.flush_retry.due():
-            wait = 0.0
+            timeout = 0.0
         else:
             waits = [0.5]
             if self._pending:
                 waits.append(self.commit_retry.wait_seconds())
             if self._journal:
                 waits.append(self.flush_retry.wait_seconds())
-            wait = min(waits)
-        self._pending += self._inbox.take(wait, self.linger, max(1, self.max_batch - len(self._pending)))
+            timeout = min(waits)
+        try:
+            self._pending.append(self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait())
+        except queue.Empty:
+            return
+        deadline = time.monotonic() + self.linger
+        while len(self._pending) < self.max_batch:
+            try:
+                self._pending.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
 
     def _commit(self, batch: list[_Work]) -> None:
         started = time.monotonic()
