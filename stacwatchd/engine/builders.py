@@ -71,10 +71,10 @@ _MAX_RULES = 256
 _START_S = 120.0
 _JOIN_S = 2.0
 _RESENDS = 2  # a file whose child died before beginning it is sent again this often
-# Requests queued per slot. With 2, build processes on 16 cores sat idle half the time
-# whenever this process was slow to answer (its one GIL busy with the writer); with 4
-# a scan was 12-17 % faster there, and 8 gained nothing more. Up to DEFAULT_DEPTH - 1
-# files wait behind a hung build, then go to the fresh child.
+# Requests queued per slot. With 2, build processes on 16 cores sat idle whenever this
+# process was slow to answer (its one GIL busy with the writer): 8 made a scan 12-17 %
+# faster there, and 4 did as well as 8. Up to DEFAULT_DEPTH - 1 files wait behind a hung
+# build, then go to the fresh child.
 DEFAULT_DEPTH = 4
 
 
