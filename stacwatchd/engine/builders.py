@@ -55,7 +55,7 @@ from stacwatchd.engine.frames import FrameReader
 from stacwatchd.log import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from stacwatchd.model.results import BuiltItem, Rejection, Rules
     from stacwatchd.model.sources import Signature
@@ -278,7 +278,7 @@ class Builder:
         polled: dict[int, tuple[_Slot, _Channel]] = {}
         while True:
             with self._cond:
-                while not self._stopping and not any(s.outstanding and s.channel is not None for s in self._slots):
+                while not self._stopping and not any(self._waiting()):
                     self._cond.wait(0.5)
                 if self._stopping:
                     return
@@ -307,18 +307,18 @@ class Builder:
                     self._received(slot, channel, messages)
             self._expire(skip=answered)
 
+    def _waiting(self) -> Iterator[tuple[_Slot, _Channel]]:
+        """The slots with requests to wait for, with their channels; called holding ``_cond``."""
+        for slot in self._slots:
+            if slot.channel is not None and slot.outstanding:
+                yield slot, slot.channel
+
     def _watched(self) -> tuple[dict[int, tuple[_Slot, _Channel]], float]:
         """The channels with requests to wait for, by descriptor, and the earliest time
         one of their head requests runs out; called holding ``_cond``."""
-        watched: dict[int, tuple[_Slot, _Channel]] = {}
-        deadline = time.monotonic() + _START_S
-        for slot in self._slots:
-            channel = slot.channel
-            if channel is None or not slot.outstanding:
-                continue
-            watched[channel.fileno()] = (slot, channel)
-            deadline = min(deadline, self._deadline(slot, channel))
-        return watched, deadline
+        watched = {channel.fileno(): (slot, channel) for slot, channel in self._waiting()}
+        deadline = min((self._deadline(slot, channel) for slot, channel in watched.values()), default=math.inf)
+        return watched, min(deadline, time.monotonic() + _START_S)
 
     def _deadline(self, slot: _Slot, channel: _Channel) -> float:
         head = slot.outstanding[0]
@@ -332,12 +332,9 @@ class Builder:
         now = time.monotonic()
         with self._cond:
             late = [
-                (slot, slot.channel, slot.outstanding[0])
-                for slot in self._slots
-                if slot.n not in skip
-                and slot.channel is not None
-                and slot.outstanding
-                and self._deadline(slot, slot.channel) <= now
+                (slot, channel, slot.outstanding[0])
+                for slot, channel in self._waiting()
+                if slot.n not in skip and self._deadline(slot, channel) <= now
             ]
         for slot, channel, head in late:
             self._expired(slot, channel, head)
@@ -571,8 +568,7 @@ class _ProcessChannel(_Channel):
                 os.close(fd)
         self.requests = Connection(requests_here, readable=False)
         self.answers = FrameReader(answers_here)
-        self.answers_fd: int | None = answers_here
-        self._fileno = answers_here
+        self.closed = False
         self.opened = time.monotonic()
         self.ready = False
         self.sent = set()
@@ -588,10 +584,10 @@ class _ProcessChannel(_Channel):
         return True
 
     def fileno(self) -> int:
-        return self._fileno
+        return self.answers.fd
 
     def recv(self) -> list[Any]:
-        if self.answers_fd is None:
+        if self.closed:
             raise EOFError("the channel is closed")
         try:
             frames = self.answers.read()
@@ -637,9 +633,9 @@ class _ProcessChannel(_Channel):
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(_JOIN_S)
         self.requests.close()
-        if self.answers_fd is not None:
-            fd, self.answers_fd = self.answers_fd, None
-            os.close(fd)
+        if not self.closed:
+            self.closed = True
+            os.close(self.answers.fd)
 
 
 class _ThreadChannel(_Channel):
