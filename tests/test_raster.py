@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,25 @@ def test_crs_resembling_an_epsg_code_is_not_labelled_with_it():
     assert authority_code(utm_like) == (None, None)
     assert authority_code(CRS.from_epsg(3857)) == ("EPSG:3857", 3857)
 
+
+def test_geotiff_whose_code_disagrees_with_its_keys_is_placed_by_its_keys_without_the_code(tmp_path):
+    """A writer that stores EPSG:32633 beside the parameters of another false easting: the
+    keys decide where the pixels are, and the code, which misdescribes them, is dropped."""
+    shifted = CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=15 +k=0.9996 +x_0=400000 +y_0=0 +datum=WGS84 +units=m +no_defs")
+    path = testing.write_raster(tmp_path / "shifted.tif", crs=shifted, bounds=(400_000, 4_999_900, 400_100, 5_000_000))
+    data = bytearray(path.read_bytes())
+    user_defined = struct.pack("<4H", 3072, 0, 1, 32767)  # ProjectedCSTypeGeoKey = user-defined
+    assert data.count(user_defined) == 1
+    at = data.index(user_defined)
+    data[at : at + 8] = struct.pack("<4H", 3072, 0, 1, 32633)
+    path.write_bytes(bytes(data))
+
+    grid = read_facts(path).grid
+    assert grid.code is None and grid.epsg is None
+    assert 'PARAMETER["False easting",400000' in grid.wkt2
+    west, south, east, north = read_facts(path).bbox
+    # x = 400,000 on a false easting of 400,000 is the central meridian, 15° E.
+    assert west == pytest.approx(15.0, abs=1e-3) and east > west
 
 def test_projection_grid_facts_describe_the_native_grid(samples):
     facts = read_facts(samples["utm"])

@@ -6,6 +6,7 @@ every fact can be tested against the file alone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -36,8 +37,13 @@ from shapely.geometry.polygon import orient
 
 from stacwatchd.errors import UnreadableRaster
 
-#: Listing a folder of 10,000 files on each open is what this avoids.
-GDAL_OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+#: ``GDAL_DISABLE_READDIR_ON_OPEN``: listing a folder of 10,000 files on each open is what
+#: this avoids. ``GTIFF_SRS_SOURCE=GEOKEYS``: a GeoTIFF's CRS is the one its keys define,
+#: without GDAL also building the CRS of its EPSG code from the PROJ database to compare
+#: the two (a third of each open). Where keys and code agree, as GDAL writes them, the
+#: result is the same CRS, code included; where they disagree the code is dropped, and
+#: the Item then carries the keys' CRS as WKT2 rather than a code that misdescribes it.
+GDAL_OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GTIFF_SRS_SOURCE": "GEOKEYS"}
 
 GEOTIFF = "image/tiff; application=geotiff"
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -244,29 +250,29 @@ Located = tuple[Grid | None, dict[str, Any] | None, tuple[float, float, float, f
 def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
     """Grid, footprint and bbox, or the reason there are none."""
     gcps, gcp_crs = src.gcps
-    if src.crs is not None and not src.transform.is_identity:
-        crs, to_xy, to_pixel = src.crs, *_affine_mappers(src.transform)
-        transform: Affine | None = src.transform
+    crs, transform = src.crs, src.transform
+    if crs is not None and not transform.is_identity:
+        to_xy, to_pixel = _affine_mappers(transform)
+        grid_transform: tuple[float, ...] | None = (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
     elif gcps and gcp_crs is not None:
         # No proj:transform for GCP files: loaders that honour it read the file's own
         # (absent) geotransform and return silently wrong pixels; without it they refuse.
-        crs, to_xy, to_pixel = gcp_crs, *_gcp_mappers(gcps)
-        transform = None
-    elif src.crs is not None:
+        crs, (to_xy, to_pixel) = gcp_crs, _gcp_mappers(gcps)
+        grid_transform = None
+    elif crs is not None:
         return None, None, None, "the file has a CRS but no geotransform or GCPs"
     elif gcps:
         return None, None, None, "the file has GCPs without a CRS"
     else:
         return None, None, None, "the file has no CRS and no georeferencing"
     try:
-        code, epsg = authority_code(crs)
-        wkt2 = crs.to_wkt(version="WKT2_2019")
+        known = _crs_facts(crs.to_wkt(version="WKT2_2019"))
     except rasterio.errors.CRSError as exc:
         return None, None, None, f"the CRS cannot be interpreted: {exc}"
     points = max(options.densify, MIN_EDGE_POINTS)
     cols, rows = outline(src.width, src.height, points)
     xs, ys = to_xy(cols, rows)
-    poles = poles_inside(crs, to_pixel, src.width, src.height)
+    poles = _poles_at(known.poles, to_pixel, src.width, src.height)
 
     def inner() -> tuple[np.ndarray, np.ndarray]:
         return to_xy(*inset_outline(src.width, src.height, points))
@@ -276,30 +282,57 @@ def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
     except FootprintError as exc:
         return None, None, None, str(exc)
     grid = Grid(
-        code=code,
-        epsg=epsg,
-        wkt2=wkt2,
+        code=known.code,
+        epsg=known.epsg,
+        wkt2=known.wkt2,
         shape=(src.height, src.width),
-        transform=tuple(transform)[:6] if transform is not None else None,  # type: ignore[arg-type]
-        bbox=(min(xs), min(ys), max(xs), max(ys)),
-        resolution_m=_resolution_m(crs, transform),
+        transform=grid_transform,  # type: ignore[arg-type]
+        bbox=(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())),
+        resolution_m=math.hypot(transform.a, transform.d) * known.metres_per_unit
+        if grid_transform is not None and known.metres_per_unit is not None
+        else None,
     )
     return grid, geometry, bbox, None
 
 
-def authority_code(crs: CRS) -> tuple[str | None, int | None]:
-    """See :func:`_authority_code`; cached per CRS definition."""
-    return _authority_code(crs.to_wkt())
+Pole = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class _CrsFacts:
+    """What a CRS contributes to every Item in it, worked out once per CRS."""
+
+    code: str | None
+    epsg: int | None
+    wkt2: str
+    poles: tuple[Pole, Pole] | None  # the north and south pole in the CRS's coordinates
+    metres_per_unit: float | None  # of a projected CRS's first axis
 
 
 @lru_cache(maxsize=256)
-def _authority_code(wkt: str) -> tuple[str | None, int | None]:
+def _crs_facts(wkt2: str) -> _CrsFacts:
+    """Keyed by the CRS's WKT2, the one export each file pays: an Item whose CRS has no
+    code carries that WKT2 as it is."""
+    crs = CRS.from_wkt(wkt2)
+    code, epsg = _authority_code(crs)
+    metres: float | None = None
+    if crs.is_projected:
+        with contextlib.suppress(rasterio.errors.CRSError):
+            metres = float(crs.linear_units_factor[1])
+    return _CrsFacts(code=code, epsg=epsg, wkt2=wkt2, poles=_poles_in(crs), metres_per_unit=metres)
+
+
+def authority_code(crs: CRS) -> tuple[str | None, int | None]:
     """``("EPSG:32633", 32633)`` only when the CRS is exactly that code, else ``(None, None)``.
 
     A CRS that merely resembles a registered one (another false easting, a custom
     datum) must not be labelled with its code: loaders would reproject it wrongly.
     """
-    crs = CRS.from_wkt(wkt)
+    known = _crs_facts(crs.to_wkt(version="WKT2_2019"))
+    return known.code, known.epsg
+
+
+def _authority_code(crs: CRS) -> tuple[str | None, int | None]:
     found = crs.to_authority(confidence_threshold=100)
     if found is None:
         return None, None
@@ -371,26 +404,24 @@ def _gcp_mappers(gcps: Sequence[Any]) -> tuple[Mapper, Mapper]:
     return to_xy, to_pixel
 
 
-def poles_inside(crs: CRS, to_pixel: Mapper, width: int, height: int) -> tuple[bool, bool]:
+def _poles_at(poles: tuple[Pole, Pole] | None, to_pixel: Mapper, width: int, height: int) -> tuple[bool, bool]:
     """Whether the grid covers the north and the south pole."""
-    poles = _poles_in(crs.to_wkt())
     if poles is None:
         return False, False
-    cols, rows = to_pixel(np.asarray(poles[0]), np.asarray(poles[1]))
+    cols, rows = to_pixel(np.asarray((poles[0][0], poles[1][0])), np.asarray((poles[0][1], poles[1][1])))
     inside = [
         bool(np.isfinite(c) and np.isfinite(r) and 0 <= c <= width and 0 <= r <= height) for c, r in zip(cols, rows, strict=True)
     ]
     return inside[0], inside[1]
 
 
-@lru_cache(maxsize=256)
-def _poles_in(wkt: str) -> tuple[tuple[float, float], tuple[float, float]] | None:
-    """The two poles in a CRS's coordinates (cached per CRS), or None if not expressible."""
+def _poles_in(crs: CRS) -> tuple[Pole, Pole] | None:
+    """The two poles in a CRS's coordinates, or None if not expressible."""
     try:
-        xs, ys = rasterio.warp.transform(_WGS84, CRS.from_wkt(wkt), [0.0, 0.0], [90.0, -90.0])
+        xs, ys = rasterio.warp.transform(_WGS84, crs, [0.0, 0.0], [90.0, -90.0])
     except _TRANSFORM_ERRORS:
         return None
-    return (float(xs[0]), float(xs[1])), (float(ys[0]), float(ys[1]))
+    return (float(xs[0]), float(ys[0])), (float(xs[1]), float(ys[1]))
 
 
 class FootprintError(ValueError):
@@ -456,7 +487,7 @@ def footprint(
 
 def _to_wgs84(crs: CRS, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     try:
-        lons, lats = rasterio.warp.transform(crs, _WGS84, list(xs), list(ys))
+        lons, lats = rasterio.warp.transform(crs, _WGS84, xs.tolist(), ys.tolist())
     except _TRANSFORM_ERRORS as exc:
         raise FootprintError(f"the CRS cannot be transformed to WGS84: {_gdal_reason(exc)}") from None
     lons_a, lats_a = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
@@ -578,17 +609,6 @@ def _outward(west: float, south: float, east: float, north: float, precision: in
         min(180.0, math.ceil(east * f) / f),
         min(90.0, math.ceil(north * f) / f),
     )
-
-
-def _resolution_m(crs: CRS, transform: Affine | None) -> float | None:
-    """Pixel size in metres along the first axis, when the CRS is in linear units."""
-    if transform is None or not crs.is_projected:
-        return None
-    try:
-        _, factor = crs.linear_units_factor
-    except rasterio.errors.CRSError:
-        return None
-    return float(math.hypot(transform.a, transform.d) * factor)
 
 
 # -- bands ---------------------------------------------------------------------------
