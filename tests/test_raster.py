@@ -197,6 +197,7 @@ def test_geotiff_whose_code_disagrees_with_its_keys_is_placed_by_its_keys_withou
     # x = 400,000 on a false easting of 400,000 is the central meridian, 15° E.
     assert west == pytest.approx(15.0, abs=1e-3) and east > west
 
+
 def test_projection_grid_facts_describe_the_native_grid(samples):
     facts = read_facts(samples["utm"])
     with rasterio.open(samples["utm"]) as src:
