@@ -251,9 +251,9 @@ def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
     """Grid, footprint and bbox, or the reason there are none."""
     gcps, gcp_crs = src.gcps
     crs, transform = src.crs, src.transform
-    if crs is not None and not transform.is_identity:
+    grid_transform: tuple[float, ...] | None = (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
+    if crs is not None and grid_transform != _IDENTITY:
         to_xy, to_pixel = _affine_mappers(transform)
-        grid_transform: tuple[float, ...] | None = (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
     elif gcps and gcp_crs is not None:
         # No proj:transform for GCP files: loaders that honour it read the file's own
         # (absent) geotransform and return silently wrong pixels; without it they refuse.
@@ -278,7 +278,7 @@ def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
         return to_xy(*inset_outline(src.width, src.height, points))
 
     try:
-        geometry, bbox = footprint(crs, xs, ys, options.precision, poles=poles, inner=inner)
+        geometry, bbox = footprint(known.crs, xs, ys, options.precision, poles=poles, inner=inner)
     except FootprintError as exc:
         return None, None, None, str(exc)
     grid = Grid(
@@ -296,12 +296,14 @@ def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
 
 
 Pole = tuple[float, float]
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # GDAL's geotransform of a file that has none
 
 
 @dataclass(frozen=True, slots=True)
 class _CrsFacts:
     """What a CRS contributes to every Item in it, worked out once per CRS."""
 
+    crs: CRS  # one object per CRS: GDAL transforms from it far faster than from a new one
     code: str | None
     epsg: int | None
     wkt2: str
@@ -319,7 +321,7 @@ def _crs_facts(wkt2: str) -> _CrsFacts:
     if crs.is_projected:
         with contextlib.suppress(rasterio.errors.CRSError):
             metres = float(crs.linear_units_factor[1])
-    return _CrsFacts(code=code, epsg=epsg, wkt2=wkt2, poles=_poles_in(crs), metres_per_unit=metres)
+    return _CrsFacts(crs=crs, code=code, epsg=epsg, wkt2=wkt2, poles=_poles_in(crs), metres_per_unit=metres)
 
 
 def authority_code(crs: CRS) -> tuple[str | None, int | None]:
@@ -372,19 +374,15 @@ Mapper = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def _affine_mappers(transform: Affine) -> tuple[Mapper, Mapper]:
     """Pixel → CRS and CRS → pixel for a geotransform."""
-    inverse = ~transform
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
 
     def to_xy(cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            transform.a * cols + transform.b * rows + transform.c,
-            transform.d * cols + transform.e * rows + transform.f,
-        )
+        return a * cols + b * rows + c, d * cols + e * rows + f
 
     def to_pixel(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            inverse.a * xs + inverse.b * ys + inverse.c,
-            inverse.d * xs + inverse.e * ys + inverse.f,
-        )
+        det = a * e - b * d
+        dx, dy = xs - c, ys - f
+        return (e * dx - b * dy) / det, (a * dy - d * dx) / det
 
     return to_xy, to_pixel
 
