@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -137,6 +138,7 @@ def _sidecars(folder: Path, key: str, data: list[Path], rules: ItemRules) -> lis
     if not rules.sidecars:
         return []
     data_names = {p.name for p in data}
+    where = os.fspath(folder)
     found: dict[str, Path] = {}
     listing: list[str] | None = None
     for pattern in rules.sidecars:
@@ -149,12 +151,20 @@ def _sidecars(folder: Path, key: str, data: list[Path], rules: ItemRules) -> lis
             else:
                 names = [wanted]
             for name in names:
-                candidate = folder / name
-                if name in data_names or len(name.encode()) > _NAME_MAX or not candidate.is_file():
+                if name in data_names or len(name.encode()) > _NAME_MAX or not _is_file(os.path.join(where, name)):
                     continue
                 suffix = name[len(base) :].lstrip("._-") or "file"
-                found.setdefault("metadata-" + _KEY_UNSAFE.sub("_", suffix.lower()), candidate)
+                found.setdefault("metadata-" + _KEY_UNSAFE.sub("_", suffix.lower()), folder / name)
     return sorted(found.items())
+
+
+def _is_file(path: str) -> bool:
+    """``Path.is_file`` without a Path: most sidecars looked for do not exist, and each
+    file's build looks for several."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 #: A longer name cannot exist (and stat'ing it fails with ENAMETOOLONG).
