@@ -20,7 +20,7 @@ from stacwatchd.stac.documents import item_document
 from stacwatchd.stac.json import dumps
 from stacwatchd.stac.layout import Layout, partition_of
 from stacwatchd.stac.summaries import ItemIndex, index_item
-from stacwatchd.state.store import compress
+from stacwatchd.state.packed import compress
 
 __all__ = ["PlacedItem", "Placement", "place", "render_placed"]
 

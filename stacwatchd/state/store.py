@@ -15,7 +15,6 @@ import sqlite3
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, Literal
 
 from stacwatchd.errors import StacwatchdError
 from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
+from stacwatchd.state.packed import compress, decompress
 
 SCHEMA_VERSION = 3
 _NULL_REPORT = re.compile(r"NULL value in (\w+)\.(\w+)")
@@ -79,14 +79,6 @@ class ItemRecord:
     partition: str
     created: str
     hash: str
-
-
-def compress(data: bytes) -> bytes:
-    return zlib.compress(data, 1)
-
-
-def decompress(data: bytes) -> bytes:
-    return zlib.decompress(data)
 
 
 class _Connection(sqlite3.Connection):
