@@ -101,6 +101,12 @@ class _Work:
     path: Path
 
 
+#: Operations built and waiting for the writer: about one batch, so that the writer finds
+#: its next batch ready when it finishes one. A longer queue would not make the writer
+#: faster, only hold more built Items (~16 KB each) while the builds run ahead of it.
+INBOX_SIZE = 256
+
+
 class Engine:
     """Workers and the writer thread around one :class:`CatalogWriter`."""
 
@@ -141,7 +147,7 @@ class Engine:
         self.status_extra: Callable[[], Mapping[str, Any]] = dict
         self.commit_retry = Backoff(*retry)
         self.flush_retry = Backoff(*retry)
-        self._inbox: queue.Queue[_Work] = queue.Queue(maxsize=max(queue_size, max_batch) * 2)
+        self._inbox: queue.Queue[_Work] = queue.Queue(maxsize=min(max_batch, INBOX_SIZE))
         self._pending: list[_Work] = []
         self._journal = writer.pending()
         self._failing_paths: list[str] = []
