@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -121,6 +122,17 @@ def test_process_builder_needs_no_pystac_objects_to_hand_back_an_item(files: lis
         result = builder.build(files[-1], rules)
     assert isinstance(result, BuiltItem) and isinstance(result.item, dict)
     assert result.id == files[-1].stem and result.facts == ()
+
+
+def test_an_answer_whose_item_crossed_packed_reads_compares_and_pickles_as_the_built_one(files: list[Path]):
+    rules = Rules.for_folder(files[0].parent)
+    with Builder(1, 60) as builder:
+        result = builder.build(files[0], rules)
+    expected = build(files[0], rules)
+    assert result.id == expected.id == files[0].stem
+    assert comparable(result) == comparable(expected)
+    again = pickle.loads(pickle.dumps(result))
+    assert type(again) is BuiltItem and again == result and again.item == result.item
 
 
 def test_build_process_serves_configured_rules_without_loading_the_configuration_library(files: list[Path]):

@@ -31,9 +31,57 @@ def _by_fields(obj: Any) -> tuple[Any, tuple[Any, ...]]:
     return type(obj), tuple(getattr(obj, name) for name in obj.__slots__)
 
 
-def _built_item(item: bytes, *rest: Any) -> BuiltItem:
-    """A ``BuiltItem`` whose Item crossed as marshal bytes: half the decoding of pickle's."""
-    return BuiltItem(marshal.loads(item), *rest)
+_DECODED = BuiltItem.__dict__["item"]  # the slot that holds a BuiltItem's Item
+
+
+class _PackedBuiltItem(BuiltItem):
+    """A ``BuiltItem`` whose Item crossed as marshal bytes and is decoded the first time it
+    is asked for. The writer stores a new Item from the JSON its build process rendered
+    (``placed``) and needs the Item itself only to render it again (an update, a changed
+    placement), so most answers never decode it: the reader thread, through which every
+    answer passes, is spared the work, and an answer waiting for the writer holds 2 KB of
+    bytes instead of a 10 KB tree of dicts."""
+
+    __slots__ = ("_item_id", "_packed")
+
+    @property  # type: ignore[override]
+    def item(self) -> dict[str, Any]:
+        try:
+            return _DECODED.__get__(self)
+        except AttributeError:
+            decoded = marshal.loads(self._packed)
+            _DECODED.__set__(self, decoded)
+            return decoded
+
+    @item.setter
+    def item(self, value: dict[str, Any]) -> None:  # the dataclass's __init__, as replace() calls it
+        _DECODED.__set__(self, value)
+
+    @property
+    def id(self) -> str:
+        try:
+            return self._item_id
+        except AttributeError:  # made by replace(): the Item was given
+            return self.item["id"]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BuiltItem):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in BuiltItem.__slots__)
+
+    __hash__ = None  # type: ignore[assignment] # as BuiltItem's: an Item is a dict
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return BuiltItem, tuple(getattr(self, name) for name in BuiltItem.__slots__)
+
+
+def _built_item(item: bytes, item_id: str, *rest: Any) -> BuiltItem:
+    built = object.__new__(_PackedBuiltItem)
+    object.__setattr__(built, "_packed", item)
+    object.__setattr__(built, "_item_id", item_id)
+    for name, value in zip(BuiltItem.__slots__[1:], rest, strict=True):
+        object.__setattr__(built, name, value)
+    return built
 
 
 def _reduce_built_item(built: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -41,7 +89,7 @@ def _reduce_built_item(built: Any) -> tuple[Any, tuple[Any, ...]]:
         item = marshal.dumps(built.item)
     except ValueError:  # a value of a type marshal does not know: pickle it as it is
         return _by_fields(built)
-    return _built_item, (item, *(getattr(built, name) for name in built.__slots__[1:]))
+    return _built_item, (item, built.id, *(getattr(built, name) for name in BuiltItem.__slots__[1:]))
 
 
 @functools.lru_cache(maxsize=64)
