@@ -17,7 +17,7 @@ from shapely.ops import unary_union
 
 from stacwatchd import testing
 from stacwatchd.errors import UnreadableRaster
-from stacwatchd.model.raster import COG, GEOTIFF, PLAIN_TIFF, ReadOptions, authority_code, read_facts
+from stacwatchd.model.raster import COG, GEOTIFF, PLAIN_TIFF, ReadOptions, read_facts
 
 LOCATED = [
     "cog",
@@ -172,10 +172,13 @@ def test_proj_code_only_for_an_exact_authority_match(samples):
     assert custom.wkt2.startswith("PROJCRS")
 
 
-def test_crs_resembling_an_epsg_code_is_not_labelled_with_it():
+def test_crs_resembling_an_epsg_code_is_not_labelled_with_it(tmp_path, samples):
     utm_like = CRS.from_proj4("+proj=utm +zone=33 +ellps=WGS84 +units=m +x_0=500001 +no_defs")
-    assert authority_code(utm_like) == (None, None)
-    assert authority_code(CRS.from_epsg(3857)) == ("EPSG:3857", 3857)
+    path = testing.write_raster(tmp_path / "utm_like.tif", crs=utm_like, bounds=(500_001, 4_999_900, 500_101, 5_000_000))
+    grid = read_facts(path).grid
+    assert (grid.code, grid.epsg) == (None, None)
+    grid = read_facts(samples["web_mercator"]).grid
+    assert (grid.code, grid.epsg) == ("EPSG:3857", 3857)
 
 
 def test_geotiff_whose_code_disagrees_with_its_keys_is_placed_by_its_keys_without_the_code(tmp_path):

@@ -295,7 +295,8 @@ def _locate(src: rasterio.DatasetReader, options: ReadOptions) -> Located:
     return grid, geometry, bbox, None
 
 
-Pole = tuple[float, float]
+#: The north and the south pole in a CRS's coordinates: (x_n, x_s), (y_n, y_s).
+Poles = tuple[tuple[float, float], tuple[float, float]]
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # GDAL's geotransform of a file that has none
 
 
@@ -307,7 +308,7 @@ class _CrsFacts:
     code: str | None
     epsg: int | None
     wkt2: str
-    poles: tuple[Pole, Pole] | None  # the north and south pole in the CRS's coordinates
+    poles: Poles | None
     metres_per_unit: float | None  # of a projected CRS's first axis
 
 
@@ -324,17 +325,12 @@ def _crs_facts(wkt2: str) -> _CrsFacts:
     return _CrsFacts(crs=crs, code=code, epsg=epsg, wkt2=wkt2, poles=_poles_in(crs), metres_per_unit=metres)
 
 
-def authority_code(crs: CRS) -> tuple[str | None, int | None]:
+def _authority_code(crs: CRS) -> tuple[str | None, int | None]:
     """``("EPSG:32633", 32633)`` only when the CRS is exactly that code, else ``(None, None)``.
 
     A CRS that merely resembles a registered one (another false easting, a custom
     datum) must not be labelled with its code: loaders would reproject it wrongly.
     """
-    known = _crs_facts(crs.to_wkt(version="WKT2_2019"))
-    return known.code, known.epsg
-
-
-def _authority_code(crs: CRS) -> tuple[str | None, int | None]:
     found = crs.to_authority(confidence_threshold=100)
     if found is None:
         return None, None
@@ -402,24 +398,24 @@ def _gcp_mappers(gcps: Sequence[Any]) -> tuple[Mapper, Mapper]:
     return to_xy, to_pixel
 
 
-def _poles_at(poles: tuple[Pole, Pole] | None, to_pixel: Mapper, width: int, height: int) -> tuple[bool, bool]:
+def _poles_at(poles: Poles | None, to_pixel: Mapper, width: int, height: int) -> tuple[bool, bool]:
     """Whether the grid covers the north and the south pole."""
     if poles is None:
         return False, False
-    cols, rows = to_pixel(np.asarray((poles[0][0], poles[1][0])), np.asarray((poles[0][1], poles[1][1])))
+    cols, rows = to_pixel(np.asarray(poles[0]), np.asarray(poles[1]))
     inside = [
         bool(np.isfinite(c) and np.isfinite(r) and 0 <= c <= width and 0 <= r <= height) for c, r in zip(cols, rows, strict=True)
     ]
     return inside[0], inside[1]
 
 
-def _poles_in(crs: CRS) -> tuple[Pole, Pole] | None:
+def _poles_in(crs: CRS) -> Poles | None:
     """The two poles in a CRS's coordinates, or None if not expressible."""
     try:
         xs, ys = rasterio.warp.transform(_WGS84, crs, [0.0, 0.0], [90.0, -90.0])
     except _TRANSFORM_ERRORS:
         return None
-    return (float(xs[0]), float(ys[0])), (float(xs[1]), float(ys[1]))
+    return (float(xs[0]), float(xs[1])), (float(ys[0]), float(ys[1]))
 
 
 class FootprintError(ValueError):
