@@ -96,6 +96,8 @@ def test_builder_results_equal_the_in_process_build(files: list[Path], mode: str
         results = [builder.build(path, rules) for path in files]
     expected = [build_safely(path, rules) for path in files]
     assert [comparable(r) for r in results] == [comparable(e) for e in expected]
+    as_built = [comparable(b).item for b in (build(path, rules) for path in files) if isinstance(b, BuiltItem)]
+    assert [comparable(r).item for r in results if isinstance(r, BuiltItem)] == as_built  # not the rendered JSON
     assert any(isinstance(r, Rejection) for r in results) and any(isinstance(r, BuiltItem) for r in results)
     assert all((r.placed is not None) == placed for r in results if isinstance(r, BuiltItem))
 

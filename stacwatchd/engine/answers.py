@@ -21,7 +21,7 @@ from stacwatchd.model.sources import Sources
 from stacwatchd.stac.placed import PlacedItem, Placement
 from stacwatchd.stac.summaries import ItemIndex
 
-__all__ = ["pickle_answers_compactly"]
+__all__ = ["packed", "pickle_answers_compactly"]
 
 
 def _by_fields(obj: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -84,12 +84,26 @@ def _built_item(item: bytes, item_id: str, *rest: Any) -> BuiltItem:
     return built
 
 
+def packed(built: BuiltItem, item: bytes, **changes: Any) -> BuiltItem:
+    """``built`` with ``changes``, its Item given as marshal bytes: a build process packs
+    the Item before rendering it, which changes the Item in place, and so needs neither a
+    copy of it to render nor a second packing to answer."""
+    fields = {name: changes.get(name, getattr(built, name)) for name in BuiltItem.__slots__[1:]}
+    return _built_item(item, built.id, *fields.values())
+
+
 def _reduce_built_item(built: Any) -> tuple[Any, tuple[Any, ...]]:
+    rest = tuple(getattr(built, name) for name in BuiltItem.__slots__[1:])
+    if isinstance(built, _PackedBuiltItem):
+        try:
+            _DECODED.__get__(built)
+        except AttributeError:  # still packed: the bytes are the Item
+            return _built_item, (built._packed, built.id, *rest)
     try:
         item = marshal.dumps(built.item)
     except ValueError:  # a value of a type marshal does not know: pickle it as it is
         return _by_fields(built)
-    return _built_item, (item, built.id, *(getattr(built, name) for name in BuiltItem.__slots__[1:]))
+    return _built_item, (item, built.id, *rest)
 
 
 @functools.lru_cache(maxsize=64)

@@ -63,20 +63,28 @@ def build_safely(path: Path, rules: Rules) -> Any:
 
 
 def _placed(result: Any, rules: Rules) -> Any:
-    """The built Item with its final JSON rendered here, off the writer's thread, when
-    the rules say where the catalog puts it; left to the writer if that fails."""
-    from stacwatchd.model.results import BuiltItem, copy_item
+    """The answer for ``result``: a built Item packed, with its final JSON rendered here,
+    off the writer's thread, when the rules say where the catalog puts it (left to the
+    writer if that fails)."""
+    import marshal
+
+    from stacwatchd.engine.answers import packed
+    from stacwatchd.model.results import BuiltItem
     from stacwatchd.stac.placed import place
 
-    if rules.placement is None or not isinstance(result, BuiltItem):
+    if not isinstance(result, BuiltItem):
         return result
     try:
-        placed = place(
-            copy_item(result.item), collection_id=result.collection_id, first=result.timing.first, placement=rules.placement
-        )
+        item = marshal.dumps(result.item)  # before place() changes the Item
+    except ValueError:  # a value marshal does not know: answered as it is, rendered by the writer
+        return replace(result, facts=())
+    if rules.placement is None:
+        return packed(result, item, facts=())
+    try:
+        placed = place(result.item, collection_id=result.collection_id, first=result.timing.first, placement=rules.placement)
     except Exception:  # noqa: BLE001 - the writer renders it again and refuses it with the reason
-        return result
-    return replace(result, placed=placed)
+        placed = None
+    return packed(result, item, facts=(), placed=placed)
 
 
 def decode_request(message: tuple[int, int, Rules | None, str], rules_by_token: dict[int, Rules]) -> tuple[int, Path, Rules]:
@@ -91,7 +99,6 @@ def serve(requests: Connection, answers: FrameWriter, stat: memoryview) -> None:
     """Answer requests until the parent sends None or goes away."""
     from multiprocessing.reduction import ForkingPickler
 
-    from stacwatchd.model.results import BuiltItem
     from stacwatchd.model.sources import signature_of
 
     try:
@@ -114,8 +121,6 @@ def serve(requests: Connection, answers: FrameWriter, stat: memoryview) -> None:
                 stat[slot] = value
             stat[1] = request
         result = build_safely(path, rules)
-        if isinstance(result, BuiltItem):
-            result = replace(result, facts=())
         try:
             answers.send(ForkingPickler.dumps((request, result)))
         except OSError:

@@ -101,8 +101,9 @@ class Builder:
     """Runs ``stacwatchd.model.items.build`` in ``workers`` slots; thread-safe.
 
     ``build`` returns what the in-process ``build`` would, except that a ``BuiltItem``
-    from a child process carries no ``facts`` (the raster facts stay in the child; the
-    Item, its sources, timing, signatures and thumbnail come back).
+    carries no ``facts`` (the raster facts stay with the build; the Item, its sources,
+    timing, signatures and thumbnail come back), and its Item's final JSON when the rules
+    say where the catalog puts it.
     """
 
     def __init__(self, workers: int, item_timeout: float, *, mode: BuildMode = "process", depth: int = DEFAULT_DEPTH) -> None:
