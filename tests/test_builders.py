@@ -8,12 +8,14 @@ import signal
 import threading
 import time
 from dataclasses import replace
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stacwatchd.config import CollectionSettings, ItemRules, Provider
+from stacwatchd.engine.answers import pickle_answers_compactly
 from stacwatchd.engine.build_process import build_safely
 from stacwatchd.engine.builders import Builder, BuilderClosed
 from stacwatchd.model.items import BuiltItem, Rejection, Rules, build
@@ -135,6 +137,24 @@ def test_an_answer_whose_item_crossed_packed_reads_compares_and_pickles_as_the_b
     assert comparable(result) == comparable(expected)
     again = pickle.loads(pickle.dumps(result))
     assert type(again) is BuiltItem and again == result and again.item == result.item
+
+
+@pytest.mark.parametrize("placed", [False, True], ids=["unplaced", "placed"])
+def test_a_build_process_answer_carries_its_item_as_marshal_bytes(
+    files: list[Path], placed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Pickled as a build process pickles it: the Item as one bytes object, which the
+    parent decodes only if it needs the Item, not a tree of dicts pickled node by node."""
+    monkeypatch.setattr(ForkingPickler, "_extra_reducers", dict(ForkingPickler._extra_reducers))
+    pickle_answers_compactly()
+    rules = Rules.for_folder(files[0].parent)
+    if placed:
+        rules = replace(rules, placement=Placement(tmp_path / "catalog", "Catalog", "Scenes", "year/month"))
+    answer = build_safely(files[-1], rules)
+    frame = bytes(ForkingPickler.dumps(answer))
+    assert b"_built_item" in frame and b"BuiltItem" not in frame
+    again = pickle.loads(frame)
+    assert again == answer and (again.placed is not None) == placed
 
 
 def test_build_process_serves_configured_rules_without_loading_the_configuration_library(files: list[Path]):

@@ -120,5 +120,6 @@ def pickle_answers_compactly() -> None:
     """Make this process (a build process) pickle its answers in the forms above."""
     for cls in (Rejection, Sources, Timing, PlacedItem, ItemIndex):
         ForkingPickler.register(cls, _by_fields)
-    ForkingPickler.register(BuiltItem, _reduce_built_item)
+    for built in (BuiltItem, _PackedBuiltItem):  # registered by exact type, subclasses not included
+        ForkingPickler.register(built, _reduce_built_item)
     ForkingPickler.register(Placement, _reduce_placement)
