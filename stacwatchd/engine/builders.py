@@ -195,6 +195,8 @@ class Builder:
                     channels.append(slot.channel)
                 slot.channel = None
             self._cond.notify_all()
+        for channel in channels:  # all asked first: they wind down side by side
+            channel.send(None)
         for channel in channels:
             channel.end(kill=False)
         for request in leftovers:

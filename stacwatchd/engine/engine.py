@@ -14,6 +14,7 @@ waiting for another event, while ``status`` shows the backlog and the last error
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -147,7 +148,9 @@ class Engine:
         self.status_extra: Callable[[], Mapping[str, Any]] = dict
         self.commit_retry = Backoff(*retry)
         self.flush_retry = Backoff(*retry)
-        self._inbox: queue.Queue[_Work] = queue.Queue(maxsize=min(max_batch, INBOX_SIZE))
+        # Built Items for the writer, and None: a wake-up (a stop, a task) for a writer
+        # that would otherwise notice it only when its wait for an Item times out.
+        self._inbox: queue.Queue[_Work | None] = queue.Queue(maxsize=min(max_batch, INBOX_SIZE))
         self._pending: list[_Work] = []
         self._journal = writer.pending()
         self._failing_paths: list[str] = []
@@ -213,6 +216,7 @@ class Engine:
         drained = self.drain(timeout)
         self._stop.set()
         self.queue.close()
+        self._wake_writer()
         deadline = time.monotonic() + max(1.0, timeout / 4)
         for thread in [*self._threads, self._writer_thread]:
             if thread is not None:
@@ -436,6 +440,11 @@ class Engine:
         the catalog must not race the writer); a task that leaves journal entries has
         them flushed like any batch's."""
         self._tasks.append(task)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        with contextlib.suppress(queue.Full):  # a full inbox: the writer is busy and looks anyway
+            self._inbox.put_nowait(None)
 
     def _rules_containing(self, path: Path) -> Rules | None:
         for parent in path.parents:
@@ -499,15 +508,21 @@ class Engine:
                 waits.append(self.flush_retry.wait_seconds())
             timeout = min(waits)
         try:
-            self._pending.append(self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait())
+            work = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
         except queue.Empty:
             return
+        if work is None:  # woken: a stop or a task to look at
+            return
+        self._pending.append(work)
         deadline = time.monotonic() + self.linger
         while len(self._pending) < self.max_batch:
             try:
-                self._pending.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+                work = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
+            if work is None:
+                break
+            self._pending.append(work)
 
     def _commit(self, batch: list[_Work]) -> None:
         started = time.monotonic()
