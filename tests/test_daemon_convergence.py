@@ -72,11 +72,12 @@ def daemon_on(volume: Path, tmp_path: Path) -> DaemonProcess:
 def fill(volume: Path) -> Path:
     """Fill a volume to its last block; returns the file to delete to free it again."""
     filler = volume / "filler"
-    with filler.open("wb") as fh:
+    # Unbuffered: a buffered file would keep the bytes that found no room and raise
+    # ENOSPC again when closed.
+    with filler.open("wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
         except OSError:
             pass
     return filler
