@@ -24,7 +24,7 @@ from conftest import schema_option
 from stacwatchd import testing
 from stacwatchd.config import ItemRules
 from stacwatchd.model.items import BuiltItem, Rules, build, item_to_dict
-from stacwatchd.stac.layout import href_to_path, path_to_href
+from stacwatchd.stac.layout import href_to_path, path_to_href, relative_href
 
 HOSTILE = {
     "space": "two words",
@@ -195,3 +195,29 @@ def test_hostile_names_are_valid_urls_in_pgstac(hostile_files, tmp_path, pgstac_
             else:
                 assert (parts.scheme, parts.netloc) == ("https", "data.example.test")
                 assert decoded_path(href).endswith("/" + source.relative_to(data.parent).as_posix()), href
+
+
+_PATHS = [
+    "/",
+    "/catalog.json",
+    "/srv/stac/catalog.json",
+    "/srv/stac/scenes/collection.json",
+    "/srv/stac/scenes/2024/01/catalog.json",
+    "/srv/stac/scenes/2024/01/a_20240101/a_20240101.json",
+    "/srv/stacked/x.json",
+    "/srv/data/.hidden/a b#1.tif",
+    "/srv//data/a.tif",
+    "/srv/./data/a.tif",
+    "/srv/data/../stac/a.tif",
+    "/srv/data/",
+]
+
+
+@pytest.mark.parametrize("from_file", _PATHS[1:])
+def test_relative_hrefs_match_relpath_for_every_pair_of_paths(from_file: str):
+    """The layout's own relative paths take a short way; any path, normal or not, must
+    give what ``os.path.relpath`` gives."""
+    for target in _PATHS:
+        rel = os.path.relpath(target, os.path.dirname(Path(from_file)))
+        expected = path_to_href(rel if rel.startswith("../") else f"./{rel}")
+        assert relative_href(target, Path(from_file)) == expected, (target, from_file)

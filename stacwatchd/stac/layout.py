@@ -109,8 +109,28 @@ def relative_href(target: str | Path, from_file: Path) -> str:
 
     A percent-encoded URI reference (RFC 3986), like every href stacwatchd writes.
     """
-    rel = os.path.relpath(target, os.path.dirname(from_file))  # POSIX paths: already '/'-separated
+    rel = _relpath(os.fspath(target), os.path.dirname(from_file))  # POSIX paths: already '/'-separated
     return path_to_href(rel if rel.startswith("../") else f"./{rel}")
+
+
+def _relpath(target: str, start: str) -> str:
+    """``os.path.relpath`` without its two ``abspath`` calls where both paths are absolute
+    and normal already, as the layout makes them (five per Item, in the build processes)."""
+    if not (_is_normal(target) and _is_normal(start)):
+        return os.path.relpath(target, start)
+    to, at = target.split("/"), start.split("/")
+    common = 0
+    for a, b in zip(to, at, strict=False):
+        if a != b:
+            break
+        common += 1
+    return "/".join([".."] * (len(at) - common) + to[common:]) or "."
+
+
+def _is_normal(path: str) -> bool:
+    """Absolute, with no empty, ``.`` or ``..`` segment (a hidden name also fails: it only
+    takes the slower way)."""
+    return path.startswith("/") and "//" not in path and "/." not in path and not path.endswith("/")
 
 
 def path_to_href(path: str) -> str:
