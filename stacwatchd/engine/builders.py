@@ -541,6 +541,7 @@ class _Channel:
         return None
 
     def end(self, *, kill: bool, wait: bool = True) -> None:
+        """Kill it, or (``kill`` false) wait for it to end once ``send(None)`` asked it to."""
         raise NotImplementedError
 
 
@@ -627,7 +628,6 @@ class _ProcessChannel(_Channel):
     def end(self, *, kill: bool, wait: bool = True) -> None:
         process = self.process
         if not kill:
-            self.send(None)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(_JOIN_S)
         if process.poll() is None:
@@ -706,8 +706,10 @@ class _ThreadChannel(_Channel):
         return "the build thread stopped"
 
     def end(self, *, kill: bool, wait: bool = True) -> None:
-        # A hung thread cannot be stopped: it is left behind and ends with the process.
-        self.requests.put(None)
+        # A hung thread cannot be stopped: it is left behind, asked to end should it ever
+        # return, and ends with the process.
+        if kill:
+            self.requests.put(None)
         self._answer(self._GONE)
 
     def __del__(self) -> None:
