@@ -95,6 +95,16 @@ def test_half_pixel_overshoot_of_a_regional_grid_is_clamped_at_the_pole(tmp_path
     facts = read_facts(path)
     assert facts.bbox == (0.0, 80.0 - 0.5, 10.0, 90.0)
     assert len(facts.geometry["coordinates"][0]) == 5
+    assert max(lat for _, lat in facts.geometry["coordinates"][0]) == 90.0
+
+
+def test_regional_grid_reaching_pixels_beyond_a_pole_is_refused(tmp_path):
+    path = testing.write_raster(
+        tmp_path / "past_the_pole.tif", crs="EPSG:4326", transform=Affine(1, 0, 0, 0, -1, 93), width=10, height=13
+    )
+    facts = read_facts(path)
+    assert facts.geometry is None
+    assert "beyond the poles" in facts.unlocated_reason
 
 
 def test_geographic_tile_touching_the_pole_is_a_rectangle_not_a_polar_cap(tmp_path):
