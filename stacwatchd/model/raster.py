@@ -447,9 +447,9 @@ def footprint(
     ``xs, ys`` is the grid's outline ring in ``crs``; ``inner`` gives the ring one pixel
     inside it, ``poles`` whether the grid covers the north and the south pole (both
     asked only for the rare outlines that need them). Crossing the antimeridian gives a
-    MultiPolygon split at ±180 and a bbox with west > east; a ring around a pole is closed over the pole; a grid covering all
-    longitudes (in either convention, -180..180 or 0..360) is a band from -180 to 180.
-    An outer edge beyond ±90° or beyond a full turn is clamped when it overshoots by
+    MultiPolygon split at ±180 and a bbox with west > east; a ring around a pole is
+    closed over the pole; a grid covering all longitudes (in either convention, -180..180
+    or 0..360) is a band from -180 to 180. An outer edge beyond ±90° or beyond a full turn is clamped when it overshoots by
     less than a pixel (cell-centred global grids), refused otherwise. Vertices that lie
     within half a unit of ``precision`` of the line through their neighbours are dropped.
     """
