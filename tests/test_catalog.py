@@ -136,6 +136,52 @@ def test_scan_picks_up_additions_changes_and_removals(tmp_path, data, schema_sto
     assert_catalog_ok(catalog, schema_store)
 
 
+def test_scan_builds_a_group_of_band_files_once_as_one_item(tmp_path, data):
+    from stacwatchd.config import WatchSettings
+    from stacwatchd.engine.scan import scan
+
+    stem = "LC08_L2SP_042034_20240517_02_T1"
+    for band in ("B2", "B3", "B4"):
+        scene(data, f"{stem}_{band}.TIF")
+    scene(data, "other_20240517_B2.TIF", x=510_000)
+    watch = WatchSettings(
+        path=data, collection=CollectionSettings(id="c"), items=ItemRules(group_pattern=r"^(?P<item>.+)_(?P<asset>B\d+)\.TIF$")
+    )
+    built: list[str] = []
+
+    def counting_build(path: Path, rules: Rules):
+        built.append(path.name)
+        return build(path, rules)
+
+    catalog = tmp_path / "catalog"
+    summary = scan(CatalogSettings(root=catalog), [watch], workers=1, progress=None, build=counting_build)
+    assert (summary.added, summary.rejected) == (2, 0)
+    assert len(built) == 2, f"each Item is built once, not once per file: {built}"
+    docs = {d["id"]: d for d in item_docs(catalog)}
+    assert set(docs) == {stem, "other_20240517"}
+    assert sorted(docs[stem]["assets"]) == ["B2", "B3", "B4"]
+
+
+def test_scan_rebuilds_the_item_whose_sidecar_changed_and_only_that_one(tmp_path, data):
+    from stacwatchd.config import WatchSettings
+    from stacwatchd.engine.scan import scan
+
+    for name in ("a_20240517", "b_20240517"):
+        scene(data, f"{name}.tif", x=500_000 if name[0] == "a" else 510_000)
+        (data / f"{name}.xml").write_text("<metadata/>")
+    watch = WatchSettings(path=data, collection=CollectionSettings(id="c"))
+    catalog = tmp_path / "catalog"
+    first = scan(CatalogSettings(root=catalog), [watch], workers=1, progress=None, build_mode="thread")
+    assert first.added == 2
+    untouched = (catalog / "c").rglob("b_20240517.json")
+    before = {p: p.read_bytes() for p in untouched}
+    (data / "a_20240517.xml").write_text("<metadata><changed/></metadata>")
+    again = scan(CatalogSettings(root=catalog), [watch], workers=1, progress=None, build_mode="thread")
+    # Unchanged files: both rasters and b's sidecar; a's Item is rebuilt for its sidecar.
+    assert (again.added, again.updated, again.unchanged) == (0, 1, 3), again
+    assert before and {p: p.read_bytes() for p in before} == before
+
+
 def test_scan_without_config_names_the_collection_after_the_folder(tmp_path, data):
     scene(data, "a_20240517.tif")
     cli("scan", str(data), "--catalog", str(tmp_path / "catalog"))

@@ -326,10 +326,10 @@ class Daemon:
         for error in found.errors:
             self.log.warning("reconcile_incomplete", path=str(watch.rules.root), error=error)
         now = time.monotonic()
-        for path in found.changed:
-            self.settler.feed(FileEvent("found", path, watch.rules.root, now))
-        for path in found.removed:
-            self.settler.feed(FileEvent("deleted", path, watch.rules.root, now))
+        for raw in found.changed:
+            self.settler.feed(FileEvent("found", Path(raw), watch.rules.root, now))
+        for raw in found.removed:
+            self.settler.feed(FileEvent("deleted", Path(raw), watch.rules.root, now))
         self.log.info(
             "reconciled",
             path=str(watch.rules.root),

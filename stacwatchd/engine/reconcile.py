@@ -15,7 +15,7 @@ from pathlib import Path
 
 from stacwatchd.engine.watch import scan_tree
 from stacwatchd.model.results import Rules
-from stacwatchd.model.sources import is_sidecar_of_any, item_key, stem
+from stacwatchd.model.sources import is_sidecar_of_any, item_key, name_key, stem
 from stacwatchd.state.store import State
 
 
@@ -34,15 +34,19 @@ def accepts_for(rules: Rules) -> Callable[[Path], bool]:
 
 @dataclass(slots=True)
 class Diff:
-    """What a watch needs: files to (re)build, files gone, and how many are untouched."""
+    """What a watch needs: files to (re)build, files gone, and how many are untouched.
 
-    changed: list[Path] = field(default_factory=list)
-    removed: list[Path] = field(default_factory=list)
+    Paths are strings: a first walk of a million files would otherwise hold a million
+    ``Path`` objects, and as many parent folders, until the last file is handed on.
+    """
+
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     still_rejected: int = 0
     errors: list[str] = field(default_factory=list)
     #: Data files in ``changed`` only because a sidecar of theirs changed.
-    by_sidecar: set[Path] = field(default_factory=set)
+    by_sidecar: set[str] = field(default_factory=set)
 
 
 def diff(rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[Path] = ()) -> Diff:
@@ -58,8 +62,8 @@ def diff(rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[P
 
     try:
         for entry in scan_tree(rules.root, accepts_for(rules), recursive, on_error=failed, skip=skip):
+            key = str(entry.path)
             if known:  # else a first scan: nothing to compare or to remove, no keys to hold
-                key = str(entry.path)
                 seen.add(key)
                 if known.get(key) == (entry.size, entry.mtime_ns, entry.inode):
                     if key in rejected:
@@ -68,16 +72,16 @@ def diff(rules: Rules, state: State, *, recursive: bool = True, skip: Iterable[P
                         result.unchanged += 1
                     continue
             if rules.is_data(entry.path):
-                result.changed.append(entry.path)
+                result.changed.append(key)
             else:
                 changed_sidecars.append(entry.path)
     except OSError as exc:
         failed(rules.root, exc)
     # A folder that could not be read is not an empty folder: never remove on a partial view.
-    result.removed = [] if result.errors else [Path(p) for p in known if p not in seen]
-    direct = set(result.changed)
+    result.removed = [] if result.errors else [p for p in known if p not in seen]
+    direct = set(result.changed) if changed_sidecars else set()
     for sidecar in changed_sidecars:
-        owners = data_for_sidecar(sidecar, rules)
+        owners = [str(p) for p in data_for_sidecar(sidecar, rules)]
         result.changed.extend(owners)
         result.by_sidecar.update(p for p in owners if p not in direct)
     result.changed = one_per_item(result.changed, rules)
@@ -103,9 +107,11 @@ def data_for_sidecar(sidecar: Path, rules: Rules) -> list[Path]:
     return owners
 
 
-def one_per_item(paths: Iterable[Path], rules: Rules) -> list[Path]:
+def one_per_item(paths: Iterable[str], rules: Rules) -> list[str]:
     """One representative file per Item, so a band-per-file group is built once."""
-    chosen: dict[tuple[Path, str], Path] = {}
-    for path in paths:
-        chosen.setdefault((path.parent, item_key(path, rules.items)), path)
+    chosen: dict[tuple[str, str], str] = {}
+    folders: dict[str, str] = {}  # one string per folder, not one per file
+    for raw in paths:
+        folder, _, name = raw.rpartition("/")
+        chosen.setdefault((folders.setdefault(folder, folder), name_key(name, rules.items)), raw)
     return list(chosen.values())

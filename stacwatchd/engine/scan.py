@@ -115,8 +115,9 @@ def scan(
                 log.warning("scan_incomplete", path=str(root), error=error)
             engine.counters.unchanged += found.unchanged
             engine.counters.rejected += found.still_rejected
-            plans += [("delete", str(p), root, False) for p in found.removed]
-            plans += [("upsert", str(p), root, p not in found.by_sidecar) for p in sorted(found.changed, key=str)]
+            plans += [("delete", p, root, False) for p in found.removed]
+            found.changed.sort()
+            plans += [("upsert", p, root, p not in found.by_sidecar) for p in found.changed]
             del found
         bar = progress(len(plans)) if progress else None
         for op, raw, root, checked in plans:

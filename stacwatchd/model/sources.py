@@ -76,7 +76,11 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 def stem(path: Path) -> str:
     """File name without its last extension."""
-    name = path.name
+    return name_stem(path.name)
+
+
+def name_stem(name: str) -> str:
+    """``stem`` of a bare file name."""
     dot = name.rfind(".")
     return name[:dot] if dot > 0 else name
 
@@ -90,8 +94,13 @@ def group_match(path: Path, rules: ItemRules) -> re.Match[str] | None:
 
 def item_key(path: Path, rules: ItemRules) -> str:
     """The key shared by every file of one Item (its group, else the file's stem)."""
-    match = group_match(path, rules)
-    return match.group("item") if match else stem(path)
+    return name_key(path.name, rules)
+
+
+def name_key(name: str, rules: ItemRules) -> str:
+    """``item_key`` of a bare file name: a walk over many files needs no ``Path`` for it."""
+    match = None if rules.group_pattern is None else _compiled(rules.group_pattern).search(name)
+    return match.group("item") if match else name_stem(name)
 
 
 def sources_for(path: Path, rules: ItemRules, is_data: DataFilter) -> Sources:
