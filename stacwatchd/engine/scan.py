@@ -120,7 +120,9 @@ def scan(
             plans += [("upsert", p, root, p not in found.by_sidecar) for p in found.changed]
             del found
         bar = progress(len(plans)) if progress else None
-        for op, raw, root, checked in plans:
+        plans.reverse()  # taken from the end, so that each entry is let go once submitted
+        while plans:
+            op, raw, root, checked = plans.pop()
             engine.submit(Ready(op, Path(raw), root, checked=checked))
             if bar:
                 bar.advance()
