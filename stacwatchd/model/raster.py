@@ -449,9 +449,10 @@ def footprint(
     asked only for the rare outlines that need them). Crossing the antimeridian gives a
     MultiPolygon split at ±180 and a bbox with west > east; a ring around a pole is
     closed over the pole; a grid covering all longitudes (in either convention, -180..180
-    or 0..360) is a band from -180 to 180. An outer edge beyond ±90° or beyond a full turn is clamped when it overshoots by
-    less than a pixel (cell-centred global grids), refused otherwise. Vertices that lie
-    within half a unit of ``precision`` of the line through their neighbours are dropped.
+    or 0..360) is a band from -180 to 180. An outer edge beyond ±90° or beyond a full
+    turn is clamped when it overshoots by less than a pixel (cell-centred global grids),
+    refused otherwise. Vertices that lie within half a unit of ``precision`` of the line
+    through their neighbours are dropped.
     """
     lons, lats = _to_wgs84(crs, xs, ys)
     if _plain(lons, lats):

@@ -87,9 +87,13 @@ def name_stem(name: str) -> str:
 
 def group_match(path: Path, rules: ItemRules) -> re.Match[str] | None:
     """The grouping regex match on a file name, when grouping is configured and matches."""
+    return _group_match(path.name, rules)
+
+
+def _group_match(name: str, rules: ItemRules) -> re.Match[str] | None:
     if rules.group_pattern is None:
         return None
-    return _compiled(rules.group_pattern).search(path.name)
+    return _compiled(rules.group_pattern).search(name)
 
 
 def item_key(path: Path, rules: ItemRules) -> str:
@@ -99,7 +103,7 @@ def item_key(path: Path, rules: ItemRules) -> str:
 
 def name_key(name: str, rules: ItemRules) -> str:
     """``item_key`` of a bare file name: a walk over many files needs no ``Path`` for it."""
-    match = None if rules.group_pattern is None else _compiled(rules.group_pattern).search(name)
+    match = _group_match(name, rules)
     return match.group("item") if match else name_stem(name)
 
 
