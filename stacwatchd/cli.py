@@ -25,7 +25,8 @@ EXIT_PIPE_CLOSED = 141
 
 EXIT_STATUS_HELP = """exit status:
   0    success
-  1    some files were refused (scan, item) or the catalog has problems (validate)
+  1    some files were refused or folders could not be read (scan, item), or the catalog
+       has problems (validate)
   2    usage, configuration or environment error: one line on stderr saying what and where
   130  interrupted (Ctrl-C)
   141  the output was closed early (e.g. piped into head)"""
@@ -154,8 +155,8 @@ def _parser() -> argparse.ArgumentParser:
         "files are cataloged, Items of vanished files removed. Files that cannot be cataloged are\n"
         "listed with their reason, those refused earlier too (they are not retried until they\n"
         "change).",
-        "exit status: 0 every file in the folders is cataloged; 1 some files are refused (listed\n"
-        "on stdout); 2 usage or configuration error",
+        "exit status: 0 every file in the folders is cataloged; 1 some files are refused or some\n"
+        "folders could not be read (listed on stdout); 2 usage or configuration error",
     )  # fmt: skip
     scan.add_argument("dirs", type=Path, nargs="*", metavar="DIR", help="folders to scan (default: the configured watches)")
     _config_option(scan)
@@ -351,12 +352,19 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         unchanged=summary.unchanged,
         rejected=summary.rejected,
         files_written=summary.files_written,
+        unreadable=len(summary.unreadable),
         duration_ms=round(summary.seconds * 1000),
     )
-    if summary.rejected == 0:
-        return EXIT_OK
-    _print_refused(settings, [w.path for w in watches], {str(r.path) for r in summary.rejections})
-    return EXIT_REJECTED
+    if summary.rejected:
+        _print_refused(settings, [w.path for w in watches], {str(r.path) for r in summary.rejections})
+    if summary.unreadable:
+        print(
+            "folders not read (their files are not cataloged, and no Item of the watched folder "
+            f"holding them is removed; exit status 1): {len(summary.unreadable)}"
+        )
+        for error in summary.unreadable:
+            print(f"  {error}")
+    return EXIT_REJECTED if summary.rejected or summary.unreadable else EXIT_OK
 
 
 #: How many refused files ``scan`` lists before pointing at ``status``.

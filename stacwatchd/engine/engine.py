@@ -70,6 +70,9 @@ class Counters:
     files_written: int = 0
     seconds: float = 0.0
     rejections: list[Rejection] = field(default_factory=list)
+    #: Folders a walk could not read ("path: reason"): their files were neither cataloged
+    #: nor, for want of a full view, removed.
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def wrote_nothing(self) -> bool:

@@ -113,6 +113,7 @@ def scan(
             found = diff(watch_rules, writer.state, recursive=watch.recursive, skip=[writer.root])
             for error in found.errors:
                 log.warning("scan_incomplete", path=str(root), error=error)
+            engine.counters.unreadable += found.errors
             engine.counters.unchanged += found.unchanged
             engine.counters.rejected += found.still_rejected
             plans += [("delete", p, root, False) for p in found.removed]
