@@ -23,8 +23,8 @@ HEARTBEAT_STALE_SECONDS = 30.0
 
 def read_status(state_path: Path, recent: int = 10, catalog_root: Path | None = None) -> dict[str, Any]:
     """Counts, the daemon's last heartbeat, each sink's backlog and last success or
-    error, the most recent failures, and ``warnings``: stalls the daemon reported and
-    catalog files found missing."""
+    error, the most recent failures, and ``warnings``: stalls and unreadable folders the
+    daemon reported, and catalog files found missing."""
     if catalog_root is None and state_path.parent.name == STATE_DIRNAME:
         catalog_root = state_path.parent.parent
     state = State(state_path, readonly=True)
@@ -63,7 +63,7 @@ def read_status(state_path: Path, recent: int = 10, catalog_root: Path | None = 
 
 
 def _stalls(daemon: dict[str, Any]) -> list[str]:
-    """What the running daemon last reported as stalled."""
+    """What the running daemon last reported as stalled, or could not read."""
     found = []
     for name, sink in (daemon.get("sinks") or {}).items():
         if "stalled_for_s" in sink:
@@ -75,6 +75,12 @@ def _stalls(daemon: dict[str, Any]) -> list[str]:
         )
     for build in daemon.get("stalled_builds") or []:
         found.append(f"build stalled: {build['path']} running for {build['running_for_s']} s")
+    for root, unread in (daemon.get("unread") or {}).items():
+        found.append(
+            f"{unread['count']} folders under {root} could not be read at the last reconcile "
+            f"({'; '.join(unread['first'])}): their files are not cataloged, and nothing under "
+            f"{root} is removed until they can be read"
+        )
     return found
 
 

@@ -535,6 +535,24 @@ _GOOD_MAKERS: dict[str, Callable[[Path], Path]] = {
 }
 
 
+def too_deep_folder(parent: Path | str) -> Path:
+    """A folder below ``parent`` whose path is longer than the system allows: nobody, root
+    included, can open it by that path (made one level at a time, by descriptor)."""
+    limit = os.pathconf(parent, "PC_PATH_MAX")
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    path = Path(parent)
+    try:
+        while len(os.fsencode(path)) <= limit:
+            name = "d" * 250
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd, path = child, path / name
+    finally:
+        os.close(fd)
+    return path
+
+
 def _good_samples() -> dict[str, Callable[[Path], Path]]:
     """Every good sample keyed by name, dtype and nodata variants included."""
     makers = dict(_GOOD_MAKERS)

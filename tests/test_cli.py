@@ -139,31 +139,13 @@ def test_scan_exits_0_once_nothing_is_refused(folder, tmp_path):
     assert "refused" not in result.stdout
 
 
-def too_deep_folder(parent: Path) -> Path:
-    """A folder below ``parent`` whose path is longer than the system allows: nobody, root
-    included, can open it by that path (made one level at a time, by descriptor)."""
-    limit = os.pathconf(parent, "PC_PATH_MAX")
-    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
-    path = parent
-    try:
-        while len(os.fsencode(path)) <= limit:
-            name = "d" * 250
-            os.mkdir(name, dir_fd=fd)
-            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd, path = child, path / name
-    finally:
-        os.close(fd)
-    return path
-
-
 def test_scan_names_the_folders_it_could_not_read_exits_1_and_removes_nothing(folder, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(folder, data)
     (data / "broken_20240519.tif").unlink()
     root = tmp_path / "catalog"
     assert stacwatchd("scan", str(data), "--catalog", str(root)).returncode == 0
-    too_deep_folder(data)
+    testing.too_deep_folder(data)
     (data / "a_20240517.tif").unlink()  # gone, but the view of the folder is partial now
 
     result = stacwatchd("scan", str(data), "--catalog", str(root))

@@ -324,6 +324,36 @@ def test_status_command_works_while_the_daemon_runs(daemon):
     assert report["items"] == 1 and report["daemon"]["running"] is True and "queue" in report["daemon"]
 
 
+def test_status_warns_of_a_folder_the_reconcile_could_not_read_until_it_can(tmp_path):
+    daemon = DaemonProcess(tmp_path, reconcile=1)
+    testing.utm(daemon.watched / "a_20240517.tif")
+    top = daemon.watched / testing.too_deep_folder(daemon.watched).relative_to(daemon.watched).parts[0]
+    try:
+        daemon.start()
+        daemon.wait_items({"a_20240517"})
+        assert "File name too long" in daemon.wait_events("reconcile_incomplete")[0]["error"]
+
+        def unread_warnings() -> list[str] | None:
+            """The running daemon's warnings about folders it could not read (None: not running)."""
+            result = subprocess.run(
+                [sys.executable, "-m", "stacwatchd", "status", "--config", str(daemon.config), "--json"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            report = json.loads(result.stdout)
+            if not report.get("daemon", {}).get("running"):
+                return None
+            return [w for w in report.get("warnings", []) if "could not be read" in w]
+
+        found = wait_until(lambda: unread_warnings() or None, timeout=30)
+        assert len(found) == 1 and found[0].startswith(f"1 folders under {daemon.watched} could not be read")
+        assert f"{top}/" in found[0] and "nothing under" in found[0]
+
+        shutil.rmtree(top)
+        wait_until(lambda: unread_warnings() == [], timeout=30, message="the warning gone once the folder can be read")
+    finally:
+        daemon.close()
+
+
 def test_bad_config_is_a_clear_error(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[[watch]]\npath = '/x'\nsettle = 3\n")
