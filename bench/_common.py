@@ -427,6 +427,7 @@ class TreeMonitor:
         self.peak_rss_kb = 0
         self.peak_pss_kb = 0
         self.peak_processes = 0
+        self.peak_main_kb = 0
         self.samples = 0
         self.cpu: dict[int, float] = {}
         self.roles: dict[int, str] = {}
@@ -467,6 +468,9 @@ class TreeMonitor:
             role["rss_mib"] += r / 1024
             role["pss_mib"] += q / 1024
         self.samples += 1
+        # The root's own peak from its VmHWM, which starts at its exec: getrusage's
+        # ru_maxrss of a child also counts the image of the process that started it.
+        self.peak_main_kb = max(self.peak_main_kb, _kb(f"/proc/{self.pid}/status", "VmHWM:") or 0)
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
         if pss > self.peak_pss_kb:
             self.peak_pss_kb = pss
@@ -482,6 +486,7 @@ class TreeMonitor:
         self._thread.join()
         main_cpu = self.cpu.get(self.pid, 0.0)
         return {
+            "peak_main_rss_mib": self.peak_main_kb / 1024,
             "peak_rss_sum_mib": self.peak_rss_kb / 1024,
             "peak_pss_sum_mib": self.peak_pss_kb / 1024,
             "peak_processes": self.peak_processes,

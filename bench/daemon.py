@@ -612,7 +612,8 @@ def _fresh(folder: Path) -> Path:
 
 
 def run_scan_measured(config: Path, log: Log) -> dict[str, Any]:
-    """Like run_scan, but reaps the child with wait4 for its own peak RSS and CPU time."""
+    """Like run_scan, but reaps the child with wait4 for its CPU time, and samples its tree
+    for memory (its own peak from VmHWM)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     out_path = config.with_suffix(".scan.out")
@@ -641,7 +642,7 @@ def run_scan_measured(config: Path, log: Log) -> dict[str, Any]:
         "wall_s": wall,
         "summary": line,
         "exit": proc.returncode,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "peak_rss_mib": tree_peaks["peak_main_rss_mib"],
         "peak_rss_sum_mib": tree_peaks["peak_rss_sum_mib"],
         "peak_pss_sum_mib": tree_peaks["peak_pss_sum_mib"],
         "processes": tree_peaks["peak_processes"],
