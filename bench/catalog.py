@@ -758,11 +758,17 @@ def snapshot_code(workdir: Path, live: Path) -> Path:
     """Copy the stacwatchd package into the scratch folder; every child imports that copy.
 
     Other people commit while a long run is going: without the copy, children started
-    at different times would measure different code.
+    at different times would measure different code. The copy is compiled to bytecode,
+    as an installed package is: where ``PYTHONDONTWRITEBYTECODE`` is set, every build
+    process would otherwise compile the sources again as it starts.
     """
+    import compileall
+
     dest = workdir / "code"
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(live, dest / "stacwatchd", ignore=shutil.ignore_patterns("__pycache__"))
+    if not compileall.compile_dir(dest / "stacwatchd", quiet=1):
+        raise BenchError(f"cannot compile the copy of stacwatchd in {dest}")
     return dest
 
 
