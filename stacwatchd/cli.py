@@ -25,8 +25,8 @@ EXIT_PIPE_CLOSED = 141
 
 EXIT_STATUS_HELP = """exit status:
   0    success
-  1    some files were refused or folders could not be read (scan, item), or the catalog
-       has problems (validate)
+  1    some files were refused (scan, item), some folders could not be read (scan), or
+       the catalog has problems (validate)
   2    usage, configuration or environment error: one line on stderr saying what and where
   130  interrupted (Ctrl-C)
   141  the output was closed early (e.g. piped into head)"""

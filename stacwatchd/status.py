@@ -75,11 +75,12 @@ def _stalls(daemon: dict[str, Any]) -> list[str]:
         )
     for build in daemon.get("stalled_builds") or []:
         found.append(f"build stalled: {build['path']} running for {build['running_for_s']} s")
-    for root, unread in (daemon.get("unread") or {}).items():
+    for root, unreadable in (daemon.get("unreadable") or {}).items():
+        count = unreadable["count"]
         found.append(
-            f"{unread['count']} folders under {root} could not be read at the last reconcile "
-            f"({'; '.join(unread['first'])}): their files are not cataloged, and nothing under "
-            f"{root} is removed until they can be read"
+            f"{count} folder{'s' if count != 1 else ''} under {root} could not be read at the last "
+            f"reconcile ({'; '.join(unreadable['first'])}): their files are not cataloged, and "
+            f"nothing under {root} is removed until they can be read"
         )
     return found
 

@@ -345,7 +345,7 @@ def test_status_warns_of_a_folder_the_reconcile_could_not_read_until_it_can(tmp_
             return [w for w in report.get("warnings", []) if "could not be read" in w]
 
         found = wait_until(lambda: unread_warnings() or None, timeout=30)
-        assert len(found) == 1 and found[0].startswith(f"1 folders under {daemon.watched} could not be read")
+        assert len(found) == 1 and found[0].startswith(f"1 folder under {daemon.watched} could not be read")
         assert f"{top}/" in found[0] and "nothing under" in found[0]
 
         shutil.rmtree(top)

@@ -34,7 +34,7 @@ from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
 
 #: How many of the folders a reconcile could not read the heartbeat (and so ``status``) names.
-_UNREAD_SHOWN = 5
+_UNREADABLE_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class Daemon:
         self._reconcile_roots: set[Path] = set()
         self._reconcile_lock = threading.Lock()
         #: Per root, the folders its last reconcile could not read ("path: reason").
-        self._unread: dict[Path, list[str]] = {}
+        self._unreadable: dict[Path, list[str]] = {}
         self.started = time.time()
         self.sinks: list[SinkRunner] = []
         self.scrubber = Scrubber(settings.scrub_full_every)
@@ -331,9 +331,9 @@ class Daemon:
         for error in found.errors:
             self.log.warning("reconcile_incomplete", path=str(watch.rules.root), error=error)
         if found.errors:
-            self._unread[watch.rules.root] = found.errors
+            self._unreadable[watch.rules.root] = found.errors
         else:
-            self._unread.pop(watch.rules.root, None)
+            self._unreadable.pop(watch.rules.root, None)
         now = time.monotonic()
         for raw in found.changed:
             self.settler.feed(FileEvent("found", Path(raw), watch.rules.root, now))
@@ -348,12 +348,12 @@ class Daemon:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
 
-    def _unread_report(self) -> dict[str, dict[str, Any]]:
+    def _unreadable_report(self) -> dict[str, dict[str, Any]]:
         """Per watched root, the folders its last reconcile could not read: how many, the
         first few (the heartbeat stays small whatever the count)."""
         return {
-            str(root): {"count": len(errors), "first": errors[:_UNREAD_SHOWN]}
-            for root, errors in list(self._unread.items())
+            str(root): {"count": len(errors), "first": errors[:_UNREADABLE_SHOWN]}
+            for root, errors in list(self._unreadable.items())
             if root in self.watches
         }
 
@@ -387,7 +387,7 @@ class Daemon:
             "heartbeat_at": time.time(),
             "running": not stopped,
             "watches": {str(p): state for p, state in self.watcher.status().items()},
-            "unread": self._unread_report(),
+            "unreadable": self._unreadable_report(),
             **self.engine.status(),
             "scrub": self.scrubber.status(),
         }
