@@ -52,7 +52,7 @@ def read_status(state_path: Path, recent: int = 10, catalog_root: Path | None = 
         report["recent_failures"] = [f"{r.path}: {r.error} ({r.error_kind})" for r in state.failed_sources(recent)]
         daemon = report.get("daemon") or {}
         running = bool(daemon.get("running")) and time.time() - float(daemon.get("heartbeat_at") or 0) <= HEARTBEAT_STALE_SECONDS
-        warnings = _stalls(daemon) if running else []
+        warnings = _daemon_warnings(daemon) if running else []
         if catalog_root is not None:
             warnings += _missing_catalogs(state, catalog_root, running=running)
         if warnings:
@@ -62,7 +62,7 @@ def read_status(state_path: Path, recent: int = 10, catalog_root: Path | None = 
         state.close()
 
 
-def _stalls(daemon: dict[str, Any]) -> list[str]:
+def _daemon_warnings(daemon: dict[str, Any]) -> list[str]:
     """What the running daemon last reported as stalled, or could not read."""
     found = []
     for name, sink in (daemon.get("sinks") or {}).items():
