@@ -291,13 +291,20 @@ def test_a_collection_title_changed_in_the_configuration_is_applied_at_restart(d
     )
     daemon.start()
     collection = daemon.catalog / "scenes" / "collection.json"
-    wait_until(lambda: json.loads(collection.read_text())["title"] == "Renamed scenes", timeout=60)
+
+    def titles() -> tuple[str, list[str], list[str]]:
+        root = json.loads((daemon.catalog / "catalog.json").read_text())
+        item = daemon.items()["a_20240517"]
+        return (
+            json.loads(collection.read_text())["title"],
+            [link["title"] for link in root["links"] if link["rel"] == "child"],
+            [link["title"] for link in item["links"] if link["rel"] == "collection"],
+        )
+
+    # the writer rewrites the Item, the collection, then the root catalog: wait for the last of them
+    wait_until(lambda: titles() == ("Renamed scenes", ["Renamed scenes"], ["Renamed scenes"]), timeout=60)
     doc = json.loads(collection.read_text())
     assert doc["description"] == "Now described" and doc["keywords"] == ["ndvi"]
-    root = json.loads((daemon.catalog / "catalog.json").read_text())
-    assert [link["title"] for link in root["links"] if link["rel"] == "child"] == ["Renamed scenes"]
-    item = daemon.items()["a_20240517"]
-    assert [link["title"] for link in item["links"] if link["rel"] == "collection"] == ["Renamed scenes"]
     assert daemon.stop() == 0
     assert_catalog_ok(daemon.catalog, schema_store)
 
