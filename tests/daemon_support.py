@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from stacwatchd.config import load_settings
+from stacwatchd.state.store import State
 from stacwatchd.testing import wait_until
 
 
@@ -88,6 +90,7 @@ class DaemonProcess:
             f'[[watch]]\npath = "{self.watched}"\n{watch_extra}\n'
             f'[watch.collection]\nid = "scenes"\n'
         )
+        self.state_path = load_settings(self.config).catalog.state_path
         self.process: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
         self.notify = NotifySocket()
@@ -169,12 +172,25 @@ class DaemonProcess:
                     yield Path(folder) / name
 
     def wait_items(self, ids: set[str], timeout: float = 60) -> dict[str, dict]:
+        """The catalog's Items once they are exactly ``ids`` and every file the writer
+        committed is written: an Item's JSON lands before the catalogs that link it."""
         wait_until(
-            lambda: set(self.items()) == ids,
+            lambda: set(self.items()) == ids and self.journal_pending() == 0,
             timeout=timeout,
-            message=f"catalog items == {sorted(ids)[:5]}… (got {sorted(self.items())[:5]}…)",
+            message=f"catalog items == {sorted(ids)[:5]}… (got {sorted(self.items())[:5]}…), journal empty",
         )
         return self.items()
+
+    def journal_pending(self) -> int:
+        """Catalog files the state records as committed but not yet written."""
+        path = self.state_path
+        if not path.exists():
+            return 0
+        state = State(path, readonly=True)
+        try:
+            return state.counts()["journal"]
+        finally:
+            state.close()
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
