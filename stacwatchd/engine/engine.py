@@ -14,8 +14,6 @@ waiting for another event, while ``status`` shows the backlog and the last error
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import threading
 import time
 from collections import deque
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from stacwatchd.backoff import Backoff
+from stacwatchd.engine.inbox import Inbox
 from stacwatchd.engine.queue import WorkQueue
 from stacwatchd.engine.reconcile import data_for_sidecar
 from stacwatchd.engine.settle import Ready
@@ -153,7 +152,7 @@ class Engine:
         self.flush_retry = Backoff(*retry)
         # Built Items for the writer, and None: a wake-up (a stop, a task) for a writer
         # that would otherwise notice it only when its wait for an Item times out.
-        self._inbox: queue.Queue[_Work | None] = queue.Queue(maxsize=min(max_batch, INBOX_SIZE))
+        self._inbox: Inbox[_Work] = Inbox(min(max_batch, INBOX_SIZE))
         self._pending: list[_Work] = []
         self._journal = writer.pending()
         self._failing_paths: list[str] = []
@@ -232,14 +231,14 @@ class Engine:
         return self._writer_thread is not None and self._writer_thread.is_alive()
 
     def depth(self) -> int:
-        return len(self.queue) + self._inbox.qsize() + len(self._pending)
+        return len(self.queue) + len(self._inbox) + len(self._pending)
 
     def status(self) -> dict[str, Any]:
         c = self.counters
         report: dict[str, Any] = {
             "queue": len(self.queue),
             "building": len(self._busy),
-            "pending_commit": len(self._pending) + self._inbox.qsize(),
+            "pending_commit": len(self._pending) + len(self._inbox),
             "journal": self._journal,
             "added": c.added,
             "updated": c.updated,
@@ -396,14 +395,10 @@ class Engine:
         )
 
     def _to_writer(self, work: _Work) -> None:
-        while True:
-            try:
-                self._inbox.put(work, timeout=0.5)
+        while not self._inbox.put(work, timeout=0.5):
+            if self._stop.is_set() and not self.healthy:
+                self._done()
                 return
-            except queue.Full:
-                if self._stop.is_set() and not self.healthy:
-                    self._done()
-                    return
 
     def check_stall(self, seconds: float) -> bool:
         """Warn once when the writer's backlog (operations to commit, journal to flush)
@@ -411,7 +406,7 @@ class Engine:
         from the daemon's main loop, so a writer or worker hung inside a call is seen too.
         Returns whether anything is stalled."""
         now = time.monotonic()
-        backlog = len(self._pending) + self._inbox.qsize() + self._journal
+        backlog = len(self._pending) + len(self._inbox) + self._journal
         if backlog == 0:
             self._progress_at = now
         idle = now - self._progress_at
@@ -419,12 +414,12 @@ class Engine:
             self._writer_stalled = True
             failing = self.commit_retry if self.commit_retry.failing else self.flush_retry
             self.log.warning(
-                "writer_stalled", pending_commit=len(self._pending) + self._inbox.qsize(), journal=self._journal,
+                "writer_stalled", pending_commit=len(self._pending) + len(self._inbox), journal=self._journal,
                 no_progress_for_s=round(idle, 1), last_error=failing.last_error,
             )  # fmt: skip
         elif self._writer_stalled and idle < seconds:
             self._writer_stalled = False
-            self.log.info("writer_moving_again", pending_commit=len(self._pending) + self._inbox.qsize(), journal=self._journal)
+            self.log.info("writer_moving_again", pending_commit=len(self._pending) + len(self._inbox), journal=self._journal)
         if self.running_builds is not None:
             running = {(path, since): _Busy(path, since) for path, since in self.running_builds()}
         else:
@@ -446,8 +441,7 @@ class Engine:
         self._wake_writer()
 
     def _wake_writer(self) -> None:
-        with contextlib.suppress(queue.Full):  # a full inbox: the writer is busy and looks anyway
-            self._inbox.put_nowait(None)
+        self._inbox.wake()
 
     def _rules_containing(self, path: Path) -> Rules | None:
         for parent in path.parents:
@@ -495,7 +489,7 @@ class Engine:
         if self._tasks and not self._journal:
             self._run_task(self._tasks.popleft())
         self._flush_meta()
-        stopping = self._stop.is_set() and self._inbox.empty()
+        stopping = self._stop.is_set() and not self._inbox
         blocked = self.commit_retry.failing or self.flush_retry.failing
         return stopping and (blocked or (not self._pending and not self._journal))
 
@@ -510,22 +504,8 @@ class Engine:
             if self._journal:
                 waits.append(self.flush_retry.wait_seconds())
             timeout = min(waits)
-        try:
-            work = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
-        except queue.Empty:
-            return
-        if work is None:  # woken: a stop or a task to look at
-            return
-        self._pending.append(work)
-        deadline = time.monotonic() + self.linger
-        while len(self._pending) < self.max_batch:
-            try:
-                work = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if work is None:
-                break
-            self._pending.append(work)
+        # Returns early when woken for a stop or a task to look at.
+        self._pending += self._inbox.take(timeout, self.linger, max(1, self.max_batch - len(self._pending)))
 
     def _commit(self, batch: list[_Work]) -> None:
         started = time.monotonic()
