@@ -43,10 +43,11 @@ def test_burst_of_500_reaches_a_failing_receiver_whole_in_order_with_duplicates_
     def answer(n: int, message: dict[str, Any]) -> Any:
         if n < failing_first:
             return 500
-        return "hang" if n % 37 == 0 else 200
+        return "hang" if n % 97 == 0 else 200  # six or so hangs, each costing the 2 s timeout
 
     with WebhookReceiver(SECRET.encode(), answer, hang_seconds=4.0) as receiver:
-        daemon = notifying_daemon(tmp_path, hook(receiver.url, timeout_seconds=2.0))
+        # Retries capped at 0.1 s: 175 failures in a row would otherwise take ~50 s to sit out.
+        daemon = notifying_daemon(tmp_path, hook(receiver.url, timeout_seconds=2.0, retry_max_seconds=0.1))
         try:
             daemon.start()
             for path in made:
