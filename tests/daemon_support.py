@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from stacwatchd.config import load_settings
-from stacwatchd.state.store import State
+from stacwatchd.state.store import State, StateError
 from stacwatchd.testing import wait_until
 
 
@@ -178,6 +179,7 @@ class DaemonProcess:
             lambda: set(self.items()) == ids and self.journal_pending() == 0,
             timeout=timeout,
             message=f"catalog items == {sorted(ids)[:5]}… (got {sorted(self.items())[:5]}…), journal empty",
+            ignore=(StateError, sqlite3.Error),  # a state file being created or recovered: not yet
         )
         return self.items()
 
