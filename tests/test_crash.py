@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_catalog import item_docs
 
 from stacwatchd import testing
@@ -78,6 +79,7 @@ def keep_busy(data: Path, round_: int, rng: random.Random) -> None:
         os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
 
 
+@pytest.mark.slow
 def test_kill_9_during_scans_loses_duplicates_and_corrupts_nothing(tmp_path, schema_store):
     data = tmp_path / "data"
     catalog = tmp_path / "catalog"
