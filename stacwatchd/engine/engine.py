@@ -150,8 +150,8 @@ class Engine:
         self.status_extra: Callable[[], Mapping[str, Any]] = dict
         self.commit_retry = Backoff(*retry)
         self.flush_retry = Backoff(*retry)
-        # Built Items for the writer, and None: a wake-up (a stop, a task) for a writer
-        # that would otherwise notice it only when its wait for an Item times out.
+        # Built Items for the writer; its ``wake`` ends the writer's wait at once for a stop
+        # or a task, which the writer would otherwise notice only when the wait timed out.
         self._inbox: Inbox[_Work] = Inbox(min(max_batch, INBOX_SIZE))
         self._pending: list[_Work] = []
         self._journal = writer.pending()
