@@ -41,6 +41,31 @@ from stacwatchd.defaults import (
 )
 from stacwatchd.errors import ConfigError
 
+__all__ = [
+    "CatalogSettings",
+    "CollectionSettings",
+    "DatetimeRule",
+    "ItemRules",
+    "LogSettings",
+    "MetricsSettings",
+    "NotifySettings",
+    "NotifyTarget",
+    "ObjectStoreSettings",
+    "PgstacSettings",
+    "Provider",
+    "STATE_DIRNAME",
+    "Settings",
+    "SnsSettings",
+    "WatchSettings",
+    "WebhookSettings",
+    "display_settings",
+    "listen_address",
+    "load_settings",
+    "masked_dsn",
+    "missing_watch_folders",
+    "require_watches",
+]
+
 ENV_PREFIX = "STACWATCHD_"
 STATE_DIRNAME = ".stacwatchd"
 

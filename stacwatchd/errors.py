@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = [
+    "BadId",
+    "ConfigError",
+    "IdClash",
+    "NoDatetime",
+    "RasterError",
+    "StacwatchdError",
+    "UnlocatedRaster",
+    "UnreadableRaster",
+]
+
 
 class StacwatchdError(Exception):
     """Base of every error stacwatchd raises on purpose."""

@@ -12,6 +12,8 @@ from typing import Any, Literal, TextIO
 import structlog
 import structlog.tracebacks
 
+__all__ = ["Format", "configure", "get_logger"]
+
 Format = Literal["auto", "json", "console"]
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 

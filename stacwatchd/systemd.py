@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
+__all__ = ["notify", "watchdog_seconds"]
+
 
 def notify(*fields: str) -> bool:
     """Send ``READY=1``, ``STATUS=…``, ``WATCHDOG=1``, ``STOPPING=1``; False outside systemd.

@@ -33,6 +33,8 @@ from stacwatchd.state.recover import inspect_state
 from stacwatchd.state.store import State, StateUnwritable
 from stacwatchd.systemd import notify, watchdog_seconds
 
+__all__ = ["Daemon", "run"]
+
 #: How many of the folders a reconcile could not read the heartbeat (and so ``status``) names.
 _UNREADABLE_SHOWN = 5
 

@@ -18,6 +18,8 @@ from stacwatchd.model.results import Rules
 from stacwatchd.model.sources import is_sidecar_of_any, item_key, name_key, stem
 from stacwatchd.state.store import State
 
+__all__ = ["Diff", "accepts_for", "data_for_sidecar", "diff"]
+
 
 def accepts_for(rules: Rules) -> Callable[[Path], bool]:
     """Files a watch cares about: its data files and the sidecars its rules claim."""

@@ -22,6 +22,8 @@ from stacwatchd.model.results import Rules
 from stacwatchd.sinks.base import Sink, deliver_once
 from stacwatchd.state.recover import StateDamage, inspect_state
 
+__all__ = ["Progress", "scan", "watches_for"]
+
 
 class Progress:
     """A one-line progress bar with rate and ETA on a terminal; periodic log events otherwise."""

@@ -36,6 +36,24 @@ from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
 from stacwatchd.state.store import ItemRecord, SourceRecord, State, StateUnwritable, Tx, compress
 
+__all__ = [
+    "BatchResult",
+    "CatalogUnwritable",
+    "CatalogWriter",
+    "Durability",
+    "Op",
+    "OutsideRoot",
+    "Reject",
+    "Remove",
+    "RemoveTree",
+    "Repaired",
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "Upsert",
+    "op_for",
+    "open_writer",
+]
+
 Durability = Literal["batch", "file", "none"]
 
 #: Temp file names: unique enough beside one writer (and O_EXCL catches the rest), without

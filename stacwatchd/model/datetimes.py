@@ -25,6 +25,8 @@ from stacwatchd.defaults import DEFAULT_FILENAME_PATTERNS
 if TYPE_CHECKING:
     from stacwatchd.config import DatetimeRule
 
+__all__ = ["Timing", "describe_rules", "find_timing"]
+
 
 @dataclass(frozen=True, slots=True)
 class Timing:

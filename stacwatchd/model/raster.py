@@ -37,6 +37,21 @@ from shapely.geometry.polygon import orient
 
 from stacwatchd.errors import UnreadableRaster
 
+__all__ = [
+    "Band",
+    "COG",
+    "FootprintError",
+    "GEOTIFF",
+    "PLAIN_TIFF",
+    "RasterFacts",
+    "ReadOptions",
+    "geometry_bbox",
+    "read_facts",
+    "render_thumbnail",
+    "round_geometry",
+    "simplified_geojson",
+]
+
 #: ``GDAL_DISABLE_READDIR_ON_OPEN``: listing a folder of 10,000 files on each open is what
 #: this avoids. ``GTIFF_SRS_SOURCE=GEOKEYS``: a GeoTIFF's CRS is the one its keys define,
 #: without GDAL also building the CRS of its EPSG code from the PROJ database to compare

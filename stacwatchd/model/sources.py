@@ -19,6 +19,18 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from stacwatchd.config import ItemRules
 
+__all__ = [
+    "Signature",
+    "Sources",
+    "is_sidecar_of_any",
+    "item_key",
+    "name_key",
+    "sidecar_media_type",
+    "signature_of",
+    "sources_for",
+    "stem",
+]
+
 _SIDECAR_TYPES = {
     ".xml": "application/xml",
     ".json": "application/json",

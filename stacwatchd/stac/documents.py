@@ -12,6 +12,8 @@ from typing import Any
 from stacwatchd.stac.layout import Layout, item_file_stem, localise_hrefs, partition_title, structural_link
 from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, PROJECTION_V2, RASTER_V2, STAC_VERSION, STRUCTURAL_RELS
 
+__all__ = ["collection_document", "item_document", "partition_document", "relink_item", "root_document"]
+
 
 def item_document(
     item: dict[str, Any],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+__all__ = ["dumps", "loads", "pretty"]
+
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _PRETTY = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=2)
 

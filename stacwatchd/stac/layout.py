@@ -17,6 +17,20 @@ from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 
+__all__ = [
+    "Layout",
+    "Partitioning",
+    "href_to_path",
+    "item_file_stem",
+    "localise_hrefs",
+    "partition_depth",
+    "partition_of",
+    "partition_title",
+    "path_to_href",
+    "relative_href",
+    "structural_link",
+]
+
 Partitioning = Literal["none", "year", "year/month", "year/month/day"]
 
 _PARTITION_DEPTH = {"none": 0, "year": 1, "year/month": 2, "year/month/day": 3}

@@ -22,6 +22,8 @@ from stacwatchd.stac.summaries import (
 )
 from stacwatchd.state.store import State
 
+__all__ = ["Renderer"]
+
 _DEPTH = {"none": 0, "year": 1, "year/month": 2, "year/month/day": 3}
 
 

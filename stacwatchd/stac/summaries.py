@@ -12,6 +12,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+__all__ = [
+    "DEFAULT_SUMMARIES",
+    "ItemIndex",
+    "MAX_DISTINCT",
+    "RANGE_FIELDS",
+    "SET_FIELDS",
+    "aggregate",
+    "datetime_to_str",
+    "extent_document",
+    "index_item",
+    "summaries_document",
+]
+
 DEFAULT_SUMMARIES: tuple[str, ...] = (
     "proj:code",
     "gsd",

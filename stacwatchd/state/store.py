@@ -26,6 +26,20 @@ from stacwatchd.errors import StacwatchdError
 from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE
 from stacwatchd.state.packed import compress, decompress
 
+__all__ = [
+    "Change",
+    "FileChange",
+    "FileRecord",
+    "ItemRecord",
+    "SCHEMA_VERSION",
+    "SourceRecord",
+    "State",
+    "StateError",
+    "StateUnwritable",
+    "Stream",
+    "Tx",
+]
+
 SCHEMA_VERSION = 3
 _NULL_REPORT = re.compile(r"NULL value in (\w+)\.(\w+)")
 _SCHEMA = (Path(__file__).with_name("schema.sql")).read_text(encoding="utf-8")
