@@ -250,7 +250,7 @@ def _pure_steps(built: Sequence[Any], root: Path) -> dict[str, float]:
     from stacwatchd.stac.json import dumps
     from stacwatchd.stac.layout import Layout, partition_of
     from stacwatchd.stac.summaries import index_item
-    from stacwatchd.state.store import compress, decompress
+    from stacwatchd.state.packed import compress, decompress
 
     layout = Layout(root)
     clock = time.perf_counter_ns

@@ -35,7 +35,8 @@ from stacwatchd.sinks import configured_sinks
 from stacwatchd.sinks.base import Row, Sink, SinkRunner
 from stacwatchd.sinks.pgstac import PgstacSink, PublishCounts, PublishError
 from stacwatchd.sinks.pgstac.plan import HEAD, Progress
-from stacwatchd.state.store import State, compress, decompress
+from stacwatchd.state.packed import compress, decompress
+from stacwatchd.state.store import State
 from stacwatchd.status import read_status
 from stacwatchd.testing import capture_logs, wait_until
 

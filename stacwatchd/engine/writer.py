@@ -34,7 +34,8 @@ from stacwatchd.stac.names import CATALOG_FILE, COLLECTION_FILE, THUMBNAIL_FILE
 from stacwatchd.stac.placed import PlacedItem, Placement, render_placed
 from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
-from stacwatchd.state.store import ItemRecord, SourceRecord, State, StateUnwritable, Tx, compress
+from stacwatchd.state.packed import compress
+from stacwatchd.state.store import ItemRecord, SourceRecord, State, StateUnwritable, Tx
 
 __all__ = [
     "BatchResult",

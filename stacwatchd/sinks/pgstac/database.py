@@ -39,7 +39,7 @@ from stacwatchd.sinks.pgstac.errors import OUT_OF_LOCKS, PublishError, is_refusa
 from stacwatchd.sinks.pgstac.hrefs import Hrefs
 from stacwatchd.sinks.pgstac.plan import PendingItem, Plan, Progress, PublishCounts
 from stacwatchd.sinks.pgstac.queryables import register_queryables
-from stacwatchd.state.store import decompress
+from stacwatchd.state.packed import decompress
 
 __all__ = ["ITEM_CHUNK", "PgstacDatabase", "Refused", "upsert_collection"]
 

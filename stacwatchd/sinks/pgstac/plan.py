@@ -25,7 +25,8 @@ from stacwatchd.sinks.pgstac.hrefs import Hrefs
 from stacwatchd.sinks.pgstac.queryables import queryables_document
 from stacwatchd.stac.layout import Layout
 from stacwatchd.stac.render import Renderer
-from stacwatchd.state.store import Change, State, decompress
+from stacwatchd.state.packed import decompress
+from stacwatchd.state.store import Change, State
 
 __all__ = ["HEAD", "TAIL", "PendingItem", "Plan", "Planner", "Progress", "PublishCounts"]
 
