@@ -36,12 +36,10 @@ class Inbox(Generic[T]):
     def put(self, item: T, timeout: float | None = None) -> bool:
         """Add ``item``; False when the inbox stayed full for ``timeout`` seconds."""
         with self._ready:
-            if len(self._items) >= self.capacity:
-                self._room.wait_for(lambda: len(self._items) < self.capacity, timeout)
-                if len(self._items) >= self.capacity:
-                    return False
+            if not self._room.wait_for(lambda: len(self._items) < self.capacity, timeout):
+                return False
             self._items.append(item)
-            if self._want and len(self._items) >= min(self._want, self.capacity):
+            if self._want and len(self._items) >= self._want:
                 self._ready.notify()
             return True
 
@@ -67,9 +65,9 @@ class Inbox(Generic[T]):
             return taken
 
     def _wait(self, want: int, deadline: float) -> None:
-        self._want = want
+        self._want = min(want, self.capacity)  # a full inbox wakes the writer whatever it wants
         try:
-            while len(self._items) < min(want, self.capacity) and not self._woken:
+            while len(self._items) < self._want and not self._woken:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._ready.wait(remaining):
                     return
