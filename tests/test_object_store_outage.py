@@ -43,9 +43,13 @@ def s3(tmp_path: Path):
 def burst(prepared: Path, watched: Path, n: int) -> set[str]:
     """``n`` finished rasters moved into the watched folder at once; their Item ids."""
     made = testing.many_cogs(prepared, n, size=64)
-    for path in made:
-        os.rename(path, watched / path.name)
+    move_in(made, watched)
     return {path.stem for path in made}
+
+
+def move_in(paths: list[Path], watched: Path) -> None:
+    for path in paths:
+        os.rename(path, watched / path.name)
 
 
 def failed_requests(daemon: DaemonProcess) -> Counter[str]:
@@ -61,13 +65,17 @@ def sink_status(daemon: DaemonProcess) -> dict:
 def test_store_hung_then_killed_during_a_burst_ends_equal_with_no_upload_beyond_retries(tmp_path, s3):
     daemon = store_daemon(tmp_path, s3, timeout_seconds=3, retry_max_seconds=5)
     try:
+        made = testing.many_cogs(tmp_path / "prepared", BURST, size=64)
+        ids = {path.stem for path in made}
+        during_outage = made[-100:]  # files keep arriving while the store hangs
         daemon.start()
-        ids = burst(tmp_path / "prepared", daemon.watched, BURST)
+        move_in(made[:-100], daemon.watched)
         wait_until(lambda: len(item_keys(s3.keys(prefix=PREFIX))) >= 20, timeout=60, interval=0.1, message="uploads under way")
         s3.pause()
         paused = time.monotonic()
         try:
             local_at_pause = len(daemon.items())
+            move_in(during_outage, daemon.watched)
             daemon.wait_events("sink_failing", timeout=PAUSE_SECONDS)
             failing = wait_until(
                 lambda: (st := sink_status(daemon)).get("last_error") and st, timeout=PAUSE_SECONDS, interval=0.5
