@@ -33,5 +33,7 @@ else
 fi
 "$venv/bin/python" -c "import stacwatchd, rasterio, numpy; print('ready:', stacwatchd.__version__, 'GDAL', rasterio.__gdal_version__, 'numpy', numpy.__version__)"
 echo "venv ready in $(( $(date +%s) - started )) s; $(nproc) CPUs" | tee "$out/device.txt"
+# Cores against hardware threads: 16 CPUs may be 8 cores with 2 threads each.
+lscpu 2> /dev/null | grep -E '^(Model name|Thread|Core|Socket|CPU\(s\)|CPU max MHz|L3)' | tee -a "$out/device.txt" || true
 "$venv/bin/python" bench/scaling.py --out "$out/scaling.json" "$@" 2>&1 | tee "$out/scaling.log"
 echo "total $(( $(date +%s) - started )) s" | tee -a "$out/device.txt"

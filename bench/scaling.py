@@ -20,6 +20,9 @@ scan_threads    the same with no Builder: the engine's W threads call ``build`` 
                 in one process (threads only, as before the Builder).
 floor_threads   the floor's work spread over T threads (on the first --floor-threads-n
                 files): what threads can gain at best, whatever the Item builder does.
+floor_procs     the floor's work over all N files in P forked processes (``--floor-procs``):
+                what P cores give for perfectly parallel work with no GIL and no writer, the
+                machine's own ceiling for a ``× floor`` at W = P.
 writer          ``CatalogWriter.apply`` alone over prebuilt Items in batches of 256, timed,
                 then once more under cProfile: µs per Item by where the time goes.
 
@@ -93,7 +96,15 @@ def task_floor(p: dict[str, Any]) -> dict[str, Any]:
     work = items_bench._floor(p["floor_bytes"])(Path(p["src"]), out)
     gc.collect()
     t0 = time.perf_counter()
-    if p["threads"] == 1:
+    if p.get("procs"):
+        import multiprocessing
+
+        global _FLOOR_WORK
+        _FLOOR_WORK = work  # inherited by the forked processes
+        with multiprocessing.get_context("fork").Pool(p["procs"]) as pool:
+            for _ in pool.imap_unordered(_floor_one, paths, chunksize=16):
+                pass
+    elif p["threads"] == 1:
         for path in paths:
             work(path)
     else:
@@ -101,6 +112,14 @@ def task_floor(p: dict[str, Any]) -> dict[str, Any]:
             for _ in pool.map(work, paths, chunksize=16):
                 pass
     return {"seconds": time.perf_counter() - t0, "n": len(paths)}
+
+
+_FLOOR_WORK: Callable[[Path], int] | None = None
+
+
+def _floor_one(path: Path) -> int:
+    assert _FLOOR_WORK is not None
+    return _FLOOR_WORK(path)
 
 
 class ThreadClock:
@@ -365,6 +384,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--switch-workers", type=int, nargs="*", default=[16], help="workers of the --switch-intervals rows")
     parser.add_argument("--thread-workers", type=int, nargs="*", help="scan workers in thread mode (default 1 16; quick 2)")
     parser.add_argument("--floor-threads", type=int, nargs="*", help="threads for the threaded floor (default 2 4 8 16; quick 2)")
+    parser.add_argument(
+        "--floor-procs", type=int, nargs="*", default=[], help="also the floor's work in P forked processes (all N files)"
+    )
     parser.add_argument("--floor-threads-n", type=int, default=3000, help="files of the threaded floor rows (default 3,000)")
     parser.add_argument("--writer-n", type=int, default=3000, help="Items of the writer profile (default 3,000; 0 skips it)")
     parser.add_argument("--floor-bytes", type=int, default=3072, help="size of the floor's JSON document (default 3072)")
@@ -466,18 +488,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 log(f"      scan process CPU µs/Item by thread: {parts}")
             return row
 
-        def floor(threads: int, limit: int | None = None) -> dict[str, Any]:
+        def floor(threads: int, limit: int | None = None, procs: int = 0) -> dict[str, Any]:
             out = workdir / "floor-out"
             shutil.rmtree(out, ignore_errors=True)
-            side = "serial (1 thread)" if threads == 1 else f"parallel ({threads} threads)"
+            if procs:
+                method, side = "floor_procs", f"parallel ({procs} processes)"
+            else:
+                method = "floor" if threads == 1 else "floor_threads"
+                side = "serial (1 thread)" if threads == 1 else f"parallel ({threads} threads)"
             row = measure(
-                "floor" if threads == 1 else "floor_threads",
+                method,
                 side,
-                threads,
+                procs or threads,
                 "floor",
                 src=str(src),
                 out=str(out),
                 threads=threads,
+                procs=procs,
                 floor_bytes=args.floor_bytes,
                 limit=limit,
             )
@@ -531,6 +558,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 scan("process", w, switch=switch)
         log("floor (last) …")
         floor(1)
+        for procs in args.floor_procs:
+            log(f"floor in {procs} processes …")
+            floor(1, procs=procs)
         for w in args.thread_workers:
             if within_budget(f"scan_threads W={w}"):
                 log(f"scan, {w} build threads …")
@@ -575,6 +605,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             verdicts.append(
                 f"scan W={w}: {row['ratio_to_floor']:.2f}× floor — {'meets' if row['ratio_to_floor'] >= target else 'MISSES'} ≥ {target}×{where}"
             )
+    for row in (r for r in rows if r["method"] == "floor_procs"):
+        scan_row = next((r for r in rows if r["method"] == "scan" and r["workers"] == row["workers"]), None)
+        against = (
+            f"; scan W={row['workers']} reached {scan_row['items_per_s'] / row['items_per_s']:.0%} of it" if scan_row else ""
+        )
+        verdicts.append(
+            f"floor in {row['workers']} processes: {row['ratio_to_floor']:.2f}× floor, the machine's ceiling for "
+            f"perfectly parallel work{against}"
+        )
     best = max((r for r in rows if r["method"] == "scan"), key=lambda r: r["items_per_s"], default=None)
     if best is not None:
         verdicts.append(
