@@ -172,6 +172,19 @@ def test_build_process_serves_configured_rules_without_loading_the_configuration
     assert "libgdal" in mapped and "pydantic_core" not in mapped
 
 
+def test_a_build_process_runs_one_thread(files: list[Path], monkeypatch: pytest.MonkeyPatch):
+    """numpy's BLAS starts a thread per core in each process that loads it, and spins them:
+    W build processes on W cores would start W × (W - 1) threads that do no build work."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    rules = replace(Rules.for_folder(files[0].parent), items=ItemRules(thumbnail=True, statistics="approx"))
+    with Builder(1, 60) as builder:
+        assert isinstance(builder.build(files[-1], rules), BuiltItem)
+        (child,) = builder.pids()
+        threads = os.listdir(f"/proc/{child}/task")
+    assert threads == [str(child)]
+
+
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_hung_build_is_refused_with_timeout_and_the_builder_keeps_working(
     tmp_path: Path, thumbnail_rules: Rules, files: list[Path], mode: str

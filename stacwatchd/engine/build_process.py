@@ -32,6 +32,11 @@ __all__ = ["STAT_SLOTS", "ChildError", "build_safely", "decode_request", "main"]
 
 STAT_SLOTS = 6  # int64 slots of the shared STAT page
 _CACHE_MB = "64"  # GDAL_CACHEMAX of a build process, unless the environment sets one
+# numpy's BLAS (OpenBLAS, MKL, OpenMP) starts a thread per core in every process that
+# imports it, and each one spins for a while after start: on 16 cores, 16 build
+# processes start 240 threads that do no build work and burn CPU the builds need.
+# A build process is one thread by design; the Builder runs one per worker.
+_ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Imported by rasterio only to reach cloud storage through boto3 sessions; builds read
 # the watched folders, and the import alone costs each build process ~18 MB.
 _NOT_NEEDED = ("boto3",)
@@ -138,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # GDAL's block cache defaults to 5 % of the machine's memory in every process; one
     # file's thumbnail or statistics need far less, and there is a process per worker.
     os.environ.setdefault("GDAL_CACHEMAX", _CACHE_MB)
+    for name in _ONE_THREAD:  # read when numpy is loaded, below
+        os.environ.setdefault(name, "1")
     for name in _NOT_NEEDED:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     import stacwatchd.model.items  # noqa: F401 - loaded before "ready", so no build pays for it
