@@ -14,8 +14,10 @@ floor           ONE thread: rasterio.open, transform_bounds, a ~3 KB JSON writte
 scan            ``stacwatchd.engine.scan.scan(workers=W)`` into an empty catalog, builds in
                 W child processes (``Builder(mode="process")``), one writer: the PARALLEL
                 side. Its seconds include starting the build processes. ``--batch-sizes``,
-                ``--depths`` (requests queued per build process) and ``--switch-intervals``
-                (GIL switch interval, rows for ``--switch-workers``) add variants.
+                ``--depths`` (requests queued per build process), ``--switch-intervals``
+                (GIL switch interval, rows for ``--switch-workers``) and ``--blas-threads``
+                (numpy's BLAS threads per build process, rows for ``--blas-workers``; a
+                build process allows it one unless told otherwise) add variants.
 scan_threads    the same with no Builder: the engine's W threads call ``build`` themselves,
                 in one process (threads only, as before the Builder).
 floor_threads   the floor's work spread over T threads (on the first --floor-threads-n
@@ -65,6 +67,7 @@ DEFAULT_OUT = BENCH_DIR / "out" / "scaling.json"
 QUICK_OUT = BENCH_DIR / "out" / "scaling-quick.json"
 PACKAGES = ("stacwatchd", "rasterio", "pystac", "shapely", "numpy")
 COLLECTION = "bench"
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 TARGETS = {4: 1.6, 16: 4.0}  # workers → minimum × floor on a 16-core machine
 
 Log = Callable[[str], None]
@@ -349,15 +352,17 @@ def child_main(task: str, params_file: str) -> None:
 # ======================================================================================
 
 
-def run_child(task: str, workdir: Path, **params: Any) -> dict[str, Any]:
-    """Run one task in a fresh interpreter; its whole process tree is monitored."""
+def run_child(task: str, workdir: Path, env: dict[str, str] | None = None, **params: Any) -> dict[str, Any]:
+    """Run one task in a fresh interpreter (``env``: variables set for it and the
+    processes it starts); its whole process tree is monitored."""
     stem = workdir / "ipc" / f"{time.monotonic_ns()}-{task}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     params["result"] = str(stem.with_suffix(".result.json"))
     stem.with_suffix(".params.json").write_text(json.dumps(params, default=str))
     _common.settle()
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--child", task, str(stem.with_suffix(".params.json"))]
+        [sys.executable, str(Path(__file__).resolve()), "--child", task, str(stem.with_suffix(".params.json"))],
+        env={**os.environ, **env} if env else None,
     )
     monitor = _common.TreeMonitor(proc.pid)
     code = proc.wait()
@@ -381,6 +386,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--switch-intervals", type=float, nargs="*", default=[], help="also scan with these sys.setswitchinterval values (s)"
     )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also scan with numpy's BLAS allowed this many threads in each build process (they run 1 by default)",
+    )
+    parser.add_argument("--blas-workers", type=int, nargs="*", default=[8, 16], help="workers of the --blas-threads rows")
     parser.add_argument("--switch-workers", type=int, nargs="*", default=[16], help="workers of the --switch-intervals rows")
     parser.add_argument("--thread-workers", type=int, nargs="*", help="scan workers in thread mode (default 1 16; quick 2)")
     parser.add_argument("--floor-threads", type=int, nargs="*", help="threads for the threaded floor (default 2 4 8 16; quick 2)")
@@ -446,9 +459,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         size = sum(p.stat().st_size for p in paths)
         log(f"  {made_s:.1f} s, {size / 1e6:,.0f} MB, file set {digest}")
 
-        def measure(method: str, side: str, width: int, task: str, **params: Any) -> dict[str, Any]:
+        def measure(
+            method: str, side: str, width: int, task: str, env: dict[str, str] | None = None, **params: Any
+        ) -> dict[str, Any]:
             _common.warm_page_cache(paths)
-            res = run_child(task, workdir, **params)
+            res = run_child(task, workdir, env, **params)
             n = res["n"]
             tree = res["tree"]
             row = {
@@ -511,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             _common.discard(out)
             return row
 
-        def scan(mode: str, workers: int, batch: int = 256, depth: int = 4, switch: float = 0.0) -> dict[str, Any]:
+        def scan(mode: str, workers: int, batch: int = 256, depth: int = 4, switch: float = 0.0, blas: int = 0) -> dict[str, Any]:
             root = workdir / "catalog"
             shutil.rmtree(root, ignore_errors=True)
             side = f"parallel ({workers} processes + writer)" if mode == "process" else f"{workers} threads, 1 process"
@@ -521,11 +536,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 side += f", depth {depth}"
             if switch:
                 side += f", GIL switch {switch * 1000:g} ms"
+            if blas:
+                side += f", {blas} BLAS threads"
             row = measure(
                 "scan" if mode == "process" else "scan_threads",
                 side,
                 workers,
                 "scan",
+                env={name: str(blas) for name in BLAS_THREADS} if blas else None,
                 src=str(src),
                 root=str(root),
                 workers=workers,
@@ -552,6 +570,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for depth in args.depths:
                     log(f"scan, {w} build processes, batches of {batch}, depth {depth} …")
                     scan("process", w, batch, depth)
+        for w in args.blas_workers:
+            for blas in args.blas_threads:
+                log(f"scan, {w} build processes, {blas} BLAS threads in each …")
+                scan("process", w, blas=blas)
         for w in args.switch_workers:
             for switch in args.switch_intervals:
                 log(f"scan, {w} build processes, GIL switch interval {switch * 1000:g} ms …")
