@@ -21,12 +21,12 @@ started=$(date +%s)
 
 site_of() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
 if command -v uv > /dev/null; then
-  uv venv -q --python "$base" "$venv"
+  uv venv -q --clear --python "$base" "$venv"
   site_of "$base" > "$(site_of "$venv/bin/python")/zz_system.pth"
   VIRTUAL_ENV=$venv uv pip install -q --offline --no-deps "$wheels"/*.whl
   VIRTUAL_ENV=$venv uv pip install -q --offline --no-deps --no-build-isolation .
 else
-  "$base" -m venv "$venv"
+  "$base" -m venv --clear "$venv"
   site_of "$base" > "$(site_of "$venv/bin/python")/zz_system.pth"
   "$venv/bin/python" -m pip install -q --no-index --no-deps "$wheels"/*.whl
   "$venv/bin/python" -m pip install -q --no-index --no-deps --no-build-isolation .
