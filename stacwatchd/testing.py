@@ -36,6 +36,7 @@ __all__ = [
     "BROKEN_SAMPLES",
     "CUSTOM_LAEA",
     "DTYPES",
+    "GOOD_SAMPLES",
     "NODATA_VARIANTS",
     "SAMPLE_DATETIME",
     "SAMPLE_STAMPS",
@@ -561,6 +562,10 @@ def _good_samples() -> dict[str, Callable[[Path], Path]]:
     for key, (dtype, nodata) in NODATA_VARIANTS.items():
         makers[f"nodata_{key}"] = lambda p, d=dtype, n=nodata: write_raster(p, dtype=d, nodata=n)
     return makers
+
+
+#: The kinds of the good files ``sample_set`` writes (readable, georeferenced or not).
+GOOD_SAMPLES: tuple[str, ...] = tuple(_good_samples())
 
 
 def sample_set(directory: Path | str) -> dict[str, Path]:

@@ -12,22 +12,12 @@ import rasterio
 
 from stacwatchd import testing
 from stacwatchd.config import CollectionSettings, DatetimeRule, ItemRules, Provider
-from stacwatchd.model.items import (
-    FILE_V2,
-    PROJECTION_V1,
-    PROJECTION_V2,
-    RASTER_V1,
-    RASTER_V2,
-    BuiltItem,
-    Rejection,
-    Rules,
-    build,
-    item_to_dict,
-)
+from stacwatchd.model.items import BuiltItem, Rejection, Rules, build, item_to_dict
 from stacwatchd.stac.json import dumps
+from stacwatchd.stac.names import FILE_V2, PROJECTION_V1, PROJECTION_V2, RASTER_V1, RASTER_V2
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-GOOD = [k for k in testing.sample_set.__globals__["_good_samples"]() if k != "no_crs"]
+GOOD = [k for k in testing.GOOD_SAMPLES if k != "no_crs"]
 
 
 def built(path: Path, rules: Rules | None = None, **item_rules) -> dict:

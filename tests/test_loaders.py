@@ -21,7 +21,7 @@ from odc.geo.geobox import GeoBox  # noqa: E402
 # odc-stac 0.5.3 has no numpy equivalent for the STAC names of complex types
 # (cint16, cfloat32, cfloat64); GCP files are checked separately below.
 NOT_AFFINE_LOADABLE = {"no_crs", "with_gcps", "dtype_complex64", "dtype_complex128"}
-LOADABLE = [k for k in testing.sample_set.__globals__["_good_samples"]() if k not in NOT_AFFINE_LOADABLE]
+LOADABLE = [k for k in testing.GOOD_SAMPLES if k not in NOT_AFFINE_LOADABLE]
 
 
 def item_for(path, legacy: bool) -> dict:

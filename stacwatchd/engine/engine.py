@@ -44,8 +44,9 @@ from stacwatchd.model.results import BuiltItem, Rejection, Rules
 from stacwatchd.model.sources import signature_of
 from stacwatchd.state.store import State, StateUnwritable
 
-__all__ = ["Counters", "Engine"]
+__all__ = ["Build", "Counters", "Engine"]
 
+#: How the engine has an Item built: a ``Builder``'s ``build``, or the model's ``build`` itself.
 Build = Callable[[Path, Rules], "BuiltItem | Rejection"]
 Submit = Callable[[Path, Rules], "Future[Any]"]
 

@@ -50,7 +50,7 @@ import structlog
 from stacwatchd.engine.watch import FileEvent
 from stacwatchd.log import get_logger
 
-__all__ = ["MAX_STAT_FAILURES", "Ready", "Settler"]
+__all__ = ["MAX_STAT_FAILURES", "Op", "Ready", "Settler"]
 
 Op = Literal["upsert", "delete", "delete_tree"]
 _Mode = Literal["closed", "moved", "stable", "await_close", "gone", "tree_gone"]

@@ -24,7 +24,7 @@ from stacwatchd.stac.render import Renderer
 from stacwatchd.stac.summaries import DEFAULT_SUMMARIES
 from stacwatchd.state.store import Change, State
 
-__all__ = ["SIGNATURE_HEADER", "TEST_EVENT", "Composer", "Message", "sign", "verify"]
+__all__ = ["SIGNATURE_HEADER", "TEST_EVENT", "Composer", "Message", "iso", "sign", "verify"]
 
 SIGNATURE_HEADER = "X-Stacwatchd-Signature"
 #: The event of ``stacwatchd notify test``; never sent for a catalog change.
