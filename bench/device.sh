@@ -37,6 +37,6 @@ echo "venv ready in $(( $(date +%s) - started )) s; $(nproc) CPUs" | tee "$out/d
 lscpu 2> /dev/null | grep -E '^(Model name|Thread|Core|Socket|CPU\(s\)|CPU max MHz|L3)' | tee -a "$out/device.txt" || true
 # The scratch folder's file system: on ext4 without a journal, files deleted in the last
 # minutes (a previous run's scratch folder) slow every new file (bench/_common.discard).
-df -T "${TMPDIR:-/tmp}" 2> /dev/null | tee -a "$out/device.txt" || true
+df -T /tmp 2> /dev/null | tee -a "$out/device.txt" || true
 "$venv/bin/python" bench/scaling.py --out "$out/scaling.json" "$@" 2>&1 | tee "$out/scaling.log"
 echo "total $(( $(date +%s) - started )) s" | tee -a "$out/device.txt"
