@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -55,21 +54,18 @@ class Inbox(Generic[T]):
         before the first."""
         with self._ready:
             if not self._items and not self._woken and timeout > 0:
-                self._wait(1, time.monotonic() + timeout)
+                self._wait(1, timeout)
             if self._items and not self._woken and len(self._items) < most and linger > 0:
-                self._wait(most, time.monotonic() + linger)
+                self._wait(most, linger)
             self._woken = False
             taken = [self._items.popleft() for _ in range(min(most, len(self._items)))]
             if taken:
                 self._room.notify(len(taken))
             return taken
 
-    def _wait(self, want: int, deadline: float) -> None:
+    def _wait(self, want: int, timeout: float) -> None:
         self._want = min(want, self.capacity)  # a full inbox wakes the writer whatever it wants
         try:
-            while len(self._items) < self._want and not self._woken:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._ready.wait(remaining):
-                    return
+            self._ready.wait_for(lambda: len(self._items) >= self._want or self._woken, timeout)
         finally:
             self._want = 0
